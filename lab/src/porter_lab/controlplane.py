@@ -1,0 +1,324 @@
+"""A real Kubernetes control plane for the bed: etcd and kube-apiserver as processes.
+
+Both are built from the Go modules pinned in tools/controlplane/<name>/go.mod (+ go.sum) with
+the Go toolchain on the machine, into a cache outside the checkout keyed by version and go.sum,
+and reused when present. They are started as controller-runtime's envtest does: generated
+serving certificates, service-account keys, and an admin kubeconfig (client certificate in
+group system:masters). No kubelet or controller-manager runs: tests create Nodes, Services and
+EndpointSlices themselves.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import ipaddress
+import os
+import re
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
+
+from porter_lab.paths import REPO, cache_dir
+from porter_lab.processes import Daemon
+from porter_lab.waiting import wait_for
+
+
+@dataclass(frozen=True)
+class Component:
+    name: str  # binary name, and the directory under tools/controlplane/
+    package: str  # Go package of the main program
+
+    @property
+    def module_dir(self) -> Path:
+        return REPO / "tools" / "controlplane" / self.name
+
+    def version(self) -> str:
+        """The pinned version of the component's module, read from its go.mod."""
+        module = self.package.split("/cmd/")[0]
+        text = (self.module_dir / "go.mod").read_text()
+        match = re.search(rf"^\s*(?:require\s+)?{re.escape(module)}\s+(v\S+)", text, re.MULTILINE)
+        if not match:
+            raise RuntimeError(f"{self.module_dir}/go.mod: no version pinned for {module}")
+        return match.group(1)
+
+    def binary(self) -> Path:
+        """Where the build lands: keyed by version and by go.sum, so any change rebuilds."""
+        digest = hashlib.sha256((self.module_dir / "go.sum").read_bytes()).hexdigest()[:12]
+        return cache_dir() / "bin" / f"{self.name}-{self.version()}-{digest}" / self.name
+
+
+ETCD = Component("etcd", "go.etcd.io/etcd/server/v3")
+KUBE_APISERVER = Component("kube-apiserver", "k8s.io/kubernetes/cmd/kube-apiserver")
+COMPONENTS = (ETCD, KUBE_APISERVER)
+
+
+def build(component: Component, log: Callable[[str], None] = print) -> Path:
+    """Build `component` into the cache unless it is there; print progress while Go works."""
+    target = component.binary()
+    if target.exists():
+        log(f"  {component.name} {component.version()}: cached at {target}")
+        return target
+    go = shutil.which("go")
+    if not go:
+        raise RuntimeError("the Go toolchain is needed to build the control plane: `go` not on PATH")
+    env = {
+        **os.environ,
+        # go.sum is committed and complete: it is the integrity pin, so the checksum database is
+        # not needed (and may be out of reach); -mod=readonly refuses any drift from it.
+        "GOSUMDB": "off",
+        "GOFLAGS": "-mod=readonly -trimpath -buildvcs=false",
+        "CGO_ENABLED": "0",
+    }
+    cwd = component.module_dir
+    log(f"  {component.name} {component.version()}: downloading modules ...")
+    subprocess.run([go, "mod", "download"], cwd=cwd, env=env, check=True)
+    listing = subprocess.run(
+        [go, "list", "-deps", component.package], cwd=cwd, env=env, check=True,
+        capture_output=True, text=True,
+    )
+    total = len(listing.stdout.split())
+    partial = target.with_name(target.name + ".partial")
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    process = subprocess.Popen(
+        [go, "build", "-v", "-o", str(partial), component.package],
+        cwd=cwd, env=env, stderr=subprocess.PIPE, text=True,
+    )
+    done = 0
+    errors: list[str] = []
+    last_report = 0.0
+
+    assert process.stderr is not None
+    for line in process.stderr:
+        if re.match(r"^[\w.\-]+(/[\w.\-~+]+)*$", line.strip()):
+            done += 1
+        else:
+            errors.append(line.rstrip())
+        now = time.monotonic()
+        if now - last_report >= 10:
+            last_report = now
+            log(f"  {component.name}: compiled {done} of ~{total} packages "
+                f"({now - started:.0f}s)")
+    if process.wait() != 0:
+        raise RuntimeError(f"go build {component.package} failed:\n" + "\n".join(errors[-30:]))
+    partial.rename(target)
+    log(f"  {component.name}: built in {time.monotonic() - started:.0f}s -> {target}")
+    return target
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _write_pem(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    path.chmod(0o600)
+    return path
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def _certificate(
+    subject: x509.Name,
+    key: ec.EllipticCurvePrivateKey,
+    issuer: x509.Name,
+    issuer_key: ec.EllipticCurvePrivateKey,
+    *,
+    ca: bool = False,
+    server_names: tuple[str, ...] = (),
+    client: bool = False,
+) -> x509.Certificate:
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=7))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if ca:
+        builder = builder.add_extension(
+            x509.KeyUsage(True, False, False, False, False, True, True, False, False), True
+        )
+    else:
+        usages = [x509.ExtendedKeyUsageOID.CLIENT_AUTH if client
+                  else x509.ExtendedKeyUsageOID.SERVER_AUTH]
+        builder = builder.add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+    if server_names:
+        alt: list[x509.GeneralName] = []
+        for name in server_names:
+            try:
+                alt.append(x509.IPAddress(ipaddress.ip_address(name)))
+            except ValueError:
+                alt.append(x509.DNSName(name))
+        builder = builder.add_extension(x509.SubjectAlternativeName(alt), critical=False)
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+@dataclass
+class ControlPlane:
+    """etcd + kube-apiserver on loopback, with all their files under `workdir`."""
+
+    workdir: Path
+    etcd: Daemon | None = None
+    apiserver: Daemon | None = None
+    port: int = 0
+    kubeconfig: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.kubeconfig = self.workdir / "kubeconfig"
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    def _pki(self) -> dict[str, Path]:
+        pki = self.workdir / "pki"
+        pki.mkdir(exist_ok=True)
+        ca_key = ec.generate_private_key(ec.SECP256R1())
+        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "porter-lab-ca")])
+        ca = _certificate(ca_name, ca_key, ca_name, ca_key, ca=True)
+        serving_key = ec.generate_private_key(ec.SECP256R1())
+        serving = _certificate(
+            x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]),
+            serving_key, ca_name, ca_key,
+            server_names=("127.0.0.1", "localhost", "kubernetes", "kubernetes.default",
+                          "kubernetes.default.svc", "10.96.0.1"),
+        )
+        admin_key = ec.generate_private_key(ec.SECP256R1())
+        admin = _certificate(
+            x509.Name([
+                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:masters"),
+                x509.NameAttribute(NameOID.COMMON_NAME, "porter-lab-admin"),
+            ]),
+            admin_key, ca_name, ca_key, client=True,
+        )
+        sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        pem = serialization.Encoding.PEM
+        return {
+            "ca": _write_pem(pki / "ca.crt", ca.public_bytes(pem)),
+            "serving_cert": _write_pem(pki / "apiserver.crt", serving.public_bytes(pem)),
+            "serving_key": _write_pem(pki / "apiserver.key", _key_pem(serving_key)),
+            "admin_cert": _write_pem(pki / "admin.crt", admin.public_bytes(pem)),
+            "admin_key": _write_pem(pki / "admin.key", _key_pem(admin_key)),
+            "sa_key": _write_pem(pki / "sa.key", _key_pem(sa_key)),
+            "sa_pub": _write_pem(pki / "sa.pub", sa_key.public_key().public_bytes(
+                pem, serialization.PublicFormat.SubjectPublicKeyInfo)),
+        }
+
+    def start(self, timeout: float = 120) -> ControlPlane:
+        missing = [c for c in COMPONENTS if not c.binary().exists()]
+        if missing:
+            names = ", ".join(f"{c.name} ({c.binary()})" for c in missing)
+            raise RuntimeError(f"control plane not built: {names}; run scripts/setup.sh")
+        pki = self._pki()
+        etcd_port, peer_port, self.port = free_port(), free_port(), free_port()
+        self.etcd = Daemon(
+            "etcd",
+            [str(ETCD.binary()),
+             "--name", "porter-lab",
+             "--data-dir", str(self.workdir / "etcd"),
+             "--listen-client-urls", f"http://127.0.0.1:{etcd_port}",
+             "--advertise-client-urls", f"http://127.0.0.1:{etcd_port}",
+             "--listen-peer-urls", f"http://127.0.0.1:{peer_port}",
+             "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer_port}",
+             "--initial-cluster", f"porter-lab=http://127.0.0.1:{peer_port}",
+             "--unsafe-no-fsync",
+             "--log-level", "warn"],
+            self.workdir / "etcd.log",
+        ).start()
+        self.apiserver = Daemon(
+            "kube-apiserver",
+            [str(KUBE_APISERVER.binary()),
+             f"--etcd-servers=http://127.0.0.1:{etcd_port}",
+             "--bind-address=127.0.0.1",
+             "--advertise-address=127.0.0.1",
+             f"--secure-port={self.port}",
+             f"--cert-dir={self.workdir / 'pki'}",
+             f"--tls-cert-file={pki['serving_cert']}",
+             f"--tls-private-key-file={pki['serving_key']}",
+             f"--client-ca-file={pki['ca']}",
+             f"--service-account-key-file={pki['sa_pub']}",
+             f"--service-account-signing-key-file={pki['sa_key']}",
+             f"--service-account-issuer=https://127.0.0.1:{self.port}",
+             "--service-cluster-ip-range=10.96.0.0/16",
+             "--authorization-mode=RBAC",
+             "--allow-privileged=true",
+             # As envtest: no controller-manager mints tokens for pods here.
+             "--disable-admission-plugins=ServiceAccount",
+             "--v=1"],
+            self.workdir / "kube-apiserver.log",
+        ).start()
+        self._write_kubeconfig(pki)
+        context = ssl.create_default_context(cafile=str(pki["ca"]))
+        context.load_cert_chain(str(pki["admin_cert"]), str(pki["admin_key"]))
+
+        def ready() -> bool:
+            assert self.etcd is not None and self.apiserver is not None
+            self.etcd.check_running()
+            self.apiserver.check_running()
+            with urllib.request.urlopen(f"{self.url}/readyz", context=context, timeout=2) as r:
+                return bool(r.status == 200)
+
+        wait_for(ready, timeout, "kube-apiserver /readyz", interval=0.2)
+        return self
+
+    def _write_kubeconfig(self, pki: dict[str, Path]) -> None:
+        import base64
+
+        def b64(path: Path) -> str:
+            return base64.b64encode(path.read_bytes()).decode()
+
+        self.kubeconfig.write_text(
+            "apiVersion: v1\nkind: Config\n"
+            "clusters:\n- name: porter-lab\n  cluster:\n"
+            f"    server: {self.url}\n    certificate-authority-data: {b64(pki['ca'])}\n"
+            "users:\n- name: porter-lab-admin\n  user:\n"
+            f"    client-certificate-data: {b64(pki['admin_cert'])}\n"
+            f"    client-key-data: {b64(pki['admin_key'])}\n"
+            "contexts:\n- name: porter-lab\n  context: {cluster: porter-lab, user: porter-lab-admin}\n"
+            "current-context: porter-lab\n"
+        )
+        self.kubeconfig.chmod(0o600)
+
+    def stop(self) -> None:
+        for daemon in (self.apiserver, self.etcd):
+            if daemon is not None:
+                daemon.stop(timeout=10)
+
+
+def main() -> int:
+    """`python -m porter_lab.controlplane`: build both components with progress."""
+    print("Building the Kubernetes control plane (first time: several minutes) ...", flush=True)
+    for component in COMPONENTS:
+        build(component, log=lambda line: print(line, flush=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""Kubernetes helpers for the bed: apply manifests by server-side apply, wait for CRDs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from kubernetes import client
+from kubernetes.dynamic import DynamicClient
+
+from porter_lab.waiting import wait_for
+
+FIELD_MANAGER = "porter-lab"
+
+
+def load_manifests(path: Path) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+def apply(api_client: client.ApiClient, objects: Iterable[dict[str, Any]]) -> list[Any]:
+    """Server-side apply each object (create or update); return what the server stored."""
+    dynamic = DynamicClient(api_client)
+    stored = []
+    for obj in objects:
+        resource = dynamic.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
+        namespace = obj["metadata"].get("namespace") if resource.namespaced else None
+        if resource.namespaced and not namespace:
+            namespace = "default"
+        stored.append(
+            resource.server_side_apply(
+                body=obj, name=obj["metadata"]["name"], namespace=namespace,
+                field_manager=FIELD_MANAGER, force_conflicts=True,
+            )
+        )
+    return stored
+
+
+def apply_crds(api_client: client.ApiClient, paths: Iterable[Path], timeout: float = 30) -> list[str]:
+    """Apply CRD manifests and wait until each is Established; return their names."""
+    crds = [doc for path in paths for doc in load_manifests(path)]
+    apply(api_client, crds)
+    extensions = client.ApiextensionsV1Api(api_client)
+    names = [crd["metadata"]["name"] for crd in crds]
+
+    def established() -> bool:
+        for name in names:
+            status = extensions.read_custom_resource_definition(name).status
+            conditions = {c.type: c.status for c in (status.conditions or [])}
+            if conditions.get("Established") != "True":
+                return False
+        return True
+
+    wait_for(established, timeout, f"CRDs {names} Established", interval=0.1)
+    return names

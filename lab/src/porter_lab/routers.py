@@ -1,0 +1,258 @@
+"""BIRD 2 and FRR routers in a network namespace, with private config, socket and pid paths.
+
+The bed's own minimal configurations (from ../shared-verified settings: `merge paths` in BIRD's
+kernel protocol, `maximum-paths` + `multipath-relax` and real in/out policies in FRR). The
+product's router configuration modules (porter.lb.bird_bgp / frr_bgp) are a separate concern.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from porter_lab import netns
+from porter_lab.processes import Daemon
+from porter_lab.waiting import wait_for
+
+
+@dataclass(frozen=True)
+class Neighbor:
+    address: str
+    asn: int
+    name: str  # a protocol-safe name, e.g. "node1"
+
+
+@dataclass(frozen=True)
+class RouterSpec:
+    asn: int
+    router_id: str
+    neighbors: tuple[Neighbor, ...]
+    pools: tuple[str, ...]  # EIP pools whose /32s (/128s) are accepted from the neighbours
+    max_paths: int = 16
+    add_paths_rx: bool = False  # a central speaker sends several next hops per prefix
+
+
+class Router(Protocol):
+    netns: str
+    spec: RouterSpec
+
+    def start(self) -> Router: ...
+    def stop(self) -> None: ...
+    def sessions(self) -> dict[str, str]: ...
+    def rib_next_hops(self, prefix: str) -> set[str]: ...
+
+
+def established(router: Router, timeout: float = 30) -> None:
+    """Wait until every configured neighbour's session is Established."""
+    wanted = {n.address for n in router.spec.neighbors}
+
+    def all_up() -> bool:
+        states = router.sessions()
+        return all(states.get(address) == "Established" for address in wanted)
+
+    wait_for(all_up, timeout, f"BGP sessions {sorted(wanted)} on {type(router).__name__}",
+             interval=0.1)
+
+
+def _host_prefix_len(pool: str) -> int:
+    return 128 if ":" in pool else 32
+
+
+# --- BIRD 2 ------------------------------------------------------------------------------------
+
+
+def bird_config(spec: RouterSpec, log: Path) -> str:
+    v4 = [p for p in spec.pools if ":" not in p]
+    pool_set = ", ".join(f"{p}{{{_host_prefix_len(p)},{_host_prefix_len(p)}}}" for p in v4)
+    add_paths = "\n    add paths rx;" if spec.add_paths_rx else ""
+    lines = [
+        f'log "{log}" all;',
+        f"router id {spec.router_id};",
+        "protocol device { scan time 10; }",
+        "protocol kernel {",
+        "  ipv4 { import none; export filter { if source = RTS_BGP then accept; reject; }; };",
+        f"  merge paths on limit {spec.max_paths};",
+        "}",
+        "filter eip_pools {",
+        f"  if net ~ [ {pool_set} ] then accept;" if pool_set else "",
+        "  reject;",
+        "}",
+        "template bgp cluster_nodes {",
+        f"  local as {spec.asn};",
+        "  hold time 9; keepalive time 3;",
+        "  connect delay time 1; connect retry time 1; error wait time 1, 5;",
+        "  ipv4 {",
+        f"    import filter eip_pools; export none;{add_paths}",
+        "  };",
+        "}",
+    ]
+    for neighbor in spec.neighbors:
+        lines.append(
+            f"protocol bgp {neighbor.name} from cluster_nodes "
+            f"{{ neighbor {neighbor.address} as {neighbor.asn}; }}"
+        )
+    return "\n".join(line for line in lines if line) + "\n"
+
+
+@dataclass
+class Bird:
+    netns: str
+    spec: RouterSpec
+    workdir: Path
+    daemon: Daemon | None = None
+
+    @property
+    def socket(self) -> Path:
+        return self.workdir / "bird.ctl"
+
+    def start(self) -> Bird:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        config = self.workdir / "bird.conf"
+        config.write_text(bird_config(self.spec, self.workdir / "bird.log"))
+        check = subprocess.run(["bird", "-p", "-c", str(config)], capture_output=True, text=True)
+        if check.returncode != 0:
+            raise RuntimeError(f"BIRD rejected {config}: {check.stderr.strip()}")
+        self.daemon = Daemon(
+            "bird",
+            ["bird", "-f", "-c", str(config), "-s", str(self.socket),
+             "-P", str(self.workdir / "bird.pid")],
+            self.workdir / "bird.stdout", netns=self.netns,
+        ).start()
+        wait_for(lambda: self._ready(), 10, "BIRD control socket")
+        return self
+
+    def _ready(self) -> bool:
+        assert self.daemon is not None
+        self.daemon.check_running()
+        return self.socket.exists() and "BIRD" in self.birdc("show status")
+
+    def birdc(self, command: str) -> str:
+        return netns.run(["birdc", "-s", str(self.socket), command], timeout=10)
+
+    def sessions(self) -> dict[str, str]:
+        by_name = {n.name: n.address for n in self.spec.neighbors}
+        states: dict[str, str] = {}
+        for line in self.birdc("show protocols").splitlines():
+            fields = line.split()
+            if len(fields) >= 6 and fields[0] in by_name and fields[1] == "BGP":
+                states[by_name[fields[0]]] = fields[5]
+        return states
+
+    def rib_next_hops(self, prefix: str) -> set[str]:
+        output = self.birdc(f"show route {prefix}")
+        return set(re.findall(r"via (\S+) on ", output))
+
+    def stop(self) -> None:
+        if self.daemon is not None:
+            self.daemon.stop()
+
+
+# --- FRR ---------------------------------------------------------------------------------------
+
+
+def frr_bgpd_config(spec: RouterSpec, log: Path) -> str:
+    lines = [
+        "frr defaults traditional",
+        f"log file {log}",
+        "!",
+    ]
+    for index, pool in enumerate(p for p in spec.pools if ":" not in p):
+        lines.append(f"ip prefix-list EIP-POOLS seq {5 * (index + 1)} permit {pool} ge 32")
+    lines += [
+        "route-map EIP-POOLS-IN permit 10",
+        " match ip address prefix-list EIP-POOLS",
+        "route-map NOTHING-OUT deny 10",
+        "!",
+        f"router bgp {spec.asn}",
+        f" bgp router-id {spec.router_id}",
+        " bgp bestpath as-path multipath-relax",
+        " timers bgp 3 9",
+    ]
+    for n in spec.neighbors:
+        lines += [f" neighbor {n.address} remote-as {n.asn}",
+                  f" neighbor {n.address} timers connect 1"]
+    lines += [" address-family ipv4 unicast", f"  maximum-paths {spec.max_paths}"]
+    for n in spec.neighbors:
+        lines += [f"  neighbor {n.address} route-map EIP-POOLS-IN in",
+                  f"  neighbor {n.address} route-map NOTHING-OUT out"]
+        if spec.add_paths_rx:
+            lines.append(f"  neighbor {n.address} addpath-rx-paths-limit {spec.max_paths}")
+    lines += [" exit-address-family", "!"]
+    return "\n".join(lines) + "\n"
+
+
+FRR_RUN_ROOT = Path("/run/porter-lab")
+
+
+@dataclass
+class Frr:
+    """zebra + bgpd. They drop privileges to the `frr` user (FRR insists on its vty group), so
+    their config, sockets and logs live under FRR_RUN_ROOT/<netns>/, which `frr` can reach,
+    rather than in a test's temporary directory, which is private to root."""
+
+    netns: str
+    spec: RouterSpec
+    workdir: Path = field(init=False)
+    daemons: list[Daemon] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.workdir = FRR_RUN_ROOT / self.netns / "frr"
+
+    def start(self) -> Frr:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        for directory in (FRR_RUN_ROOT, self.workdir.parent, self.workdir):
+            directory.chmod(0o755)
+        shutil.chown(self.workdir, "frr", "frr")
+        zserv = self.workdir / "zserv.api"
+        (self.workdir / "zebra.conf").write_text(f"log file {self.workdir / 'zebra.log'}\n")
+        (self.workdir / "bgpd.conf").write_text(
+            frr_bgpd_config(self.spec, self.workdir / "bgpd.log"))
+        common = ["-u", "frr", "-g", "frr", "--vty_socket", str(self.workdir), "-P", "0"]
+        zebra = Daemon(
+            "zebra",
+            ["/usr/lib/frr/zebra", *common, "-z", str(zserv),
+             "-f", str(self.workdir / "zebra.conf"), "-i", str(self.workdir / "zebra.pid")],
+            self.workdir / "zebra.stdout", netns=self.netns,
+        ).start()
+        self.daemons.append(zebra)
+        wait_for(lambda: zebra.check_running() or zserv.exists(), 10, "zebra's zserv socket")
+        bgpd = Daemon(
+            "bgpd",
+            ["/usr/lib/frr/bgpd", *common, "-z", str(zserv),
+             "-f", str(self.workdir / "bgpd.conf"), "-i", str(self.workdir / "bgpd.pid")],
+            self.workdir / "bgpd.stdout", netns=self.netns,
+        ).start()
+        self.daemons.append(bgpd)
+        wait_for(lambda: bgpd.check_running() or "BGP router" in self.vtysh("show bgp summary"),
+                 15, "bgpd answering vtysh")
+        return self
+
+    def vtysh(self, command: str) -> str:
+        return netns.run(["vtysh", "--vty_socket", str(self.workdir), "-c", command], timeout=10)
+
+    def vtysh_json(self, command: str) -> dict:  # type: ignore[type-arg]
+        return dict(json.loads(self.vtysh(f"{command} json") or "{}"))
+
+    def sessions(self) -> dict[str, str]:
+        summary = self.vtysh_json("show bgp ipv4 unicast summary")
+        peers = summary.get("peers", {})
+        return {address: peer.get("state", "") for address, peer in peers.items()}
+
+    def rib_next_hops(self, prefix: str) -> set[str]:
+        route = self.vtysh_json(f"show bgp ipv4 unicast {prefix}")
+        return {
+            hop["ip"]
+            for path in route.get("paths", [])
+            for hop in path.get("nexthops", [])
+            if "ip" in hop
+        }
+
+    def stop(self) -> None:
+        for daemon in reversed(self.daemons):
+            daemon.stop()
+        shutil.rmtree(self.workdir.parent, ignore_errors=True)

@@ -1,0 +1,5 @@
+import sys
+
+from porter_lb.cli import main
+
+sys.exit(main())

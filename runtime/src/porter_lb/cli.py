@@ -1,0 +1,62 @@
+"""`porter-lb` command line: one entry point for the controller, the agent and operator checks."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from porter_lb import __version__
+
+
+def _speaker_status(args: argparse.Namespace) -> int:
+    from porter_lb.gobgp import GoBGP, GoBGPError
+
+    try:
+        with GoBGP(args.gobgp, timeout=args.timeout) as speaker:
+            speaker.wait_ready(args.timeout)
+            peers = speaker.peers()
+            routes = speaker.routes()
+    except GoBGPError as error:
+        print(f"porter-lb: {error}", file=sys.stderr)
+        return 1
+    print(
+        json.dumps(
+            {
+                "peers": [vars(p) for p in peers],
+                "routes": [vars(r) for r in routes],
+            },
+            indent=2,
+        )
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="porter-lb", description="porter-lb: bare-metal load balancer for Kubernetes"
+    )
+    parser.add_argument("--version", action="version", version=f"porter-lb {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    status = commands.add_parser(
+        "speaker-status", help="show a gobgpd's BGP sessions and locally announced routes"
+    )
+    status.add_argument(
+        "--gobgp",
+        default="unix:///run/porter-lb/gobgp.sock",
+        help="gRPC target of gobgpd (default: %(default)s)",
+    )
+    status.add_argument("--timeout", type=float, default=5.0, help="seconds (default: %(default)s)")
+    status.set_defaults(run=_speaker_status)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
