@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from kubernetes import client, config
+
 from porter_lab import netns
 from porter_lab.controlplane import ControlPlane
 from porter_lab.routers import Bird, Frr, Neighbor, Router, RouterSpec
@@ -21,8 +22,15 @@ from porter_lab.topology import EIP_POOL, NODE_ASN, PREFIX_ROOT, ROUTER_ASN, Top
 
 REPO = Path(__file__).resolve().parents[1]
 CRD_DIR = REPO / "ansible_collections/porter/lb/roles/controller/files/crds"
-REQUIRED_COMMANDS = ("ip", "gobgpd", "bird", "birdc", "vtysh", "/usr/lib/frr/zebra",
-                     "/usr/lib/frr/bgpd")
+REQUIRED_COMMANDS = (
+    "ip",
+    "gobgpd",
+    "bird",
+    "birdc",
+    "vtysh",
+    "/usr/lib/frr/zebra",
+    "/usr/lib/frr/bgpd",
+)
 
 
 @pytest.fixture(scope="session")
@@ -85,9 +93,7 @@ def router_spec(topo: Topology) -> RouterSpec:
 
 
 @pytest.fixture(params=["bird", "frr"])
-def router(
-    request: pytest.FixtureRequest, topology: Topology, tmp_path: Path
-) -> Iterator[Router]:
+def router(request: pytest.FixtureRequest, topology: Topology, tmp_path: Path) -> Iterator[Router]:
     spec = router_spec(topology)
     instance: Router = (
         Bird(topology.router_ns, spec, tmp_path / "bird")

@@ -25,7 +25,7 @@ class ProtoSourceMissing(RuntimeError):
 
 
 def proto_dir() -> Path:
-    """The directory holding GoBGP's .proto files, or a ProtoSourceMissing saying what to install."""
+    """The directory holding GoBGP's .proto files; ProtoSourceMissing says what to install."""
     configured = os.environ.get(PROTO_DIR_ENV)
     directory = Path(configured) if configured else DEBIAN_PROTO_DIR
     missing = [name for name in PROTO_FILES if not (directory / name).is_file()]
@@ -64,7 +64,5 @@ def generate(out_dir: Path) -> list[Path]:
         text = path.read_text()
         path.write_text(_SIBLING_IMPORT.sub(r"from . import \1 as \2", text))
     init = out_dir / "__init__.py"
-    init.write_text(
-        f'"""GoBGP API stubs, generated at build time from {source}. Do not edit."""\n'
-    )
+    init.write_text(f'"""GoBGP API stubs, generated at build time from {source}. Do not edit."""\n')
     return [init, *written]

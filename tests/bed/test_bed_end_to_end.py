@@ -4,11 +4,11 @@ the router's kernel routing it by ECMP, and real HTTP from the client reaching t
 from __future__ import annotations
 
 import sys
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
 from kubernetes import client
+
 from porter_lab import netns
 from porter_lab.kube import apply, load_manifests
 from porter_lab.processes import Daemon
@@ -16,7 +16,6 @@ from porter_lab.routers import Router, established
 from porter_lab.speakers import Gobgpd
 from porter_lab.topology import NODE_ASN, ROUTER_ASN, Topology
 from porter_lab.waiting import wait_for
-
 from porter_lb.gobgp import Route
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -58,7 +57,8 @@ def serve_http(node_netns: str, address: str, body: str, workdir: Path) -> Daemo
     return Daemon(
         f"http-{node_netns}",
         [sys.executable, "-m", "http.server", "--bind", address, "--directory", str(site), "80"],
-        workdir / f"http-{node_netns}.log", netns=node_netns,
+        workdir / f"http-{node_netns}.log",
+        netns=node_netns,
     ).start()
 
 
@@ -94,24 +94,37 @@ def test_gobgpd_route_reaches_router_fib_and_http_reaches_node(
     speakers[0].add_route(Route(f"{EIP}/32", "0.0.0.0"))
     assert speakers[0].routes() == [Route(f"{EIP}/32", "0.0.0.0")]
 
-    wait_for(lambda: netns.next_hops(topology.router_ns, f"{EIP}/32") == {node1.address},
-             10, f"{EIP}/32 via {node1.address} in the router's kernel FIB")
+    wait_for(
+        lambda: netns.next_hops(topology.router_ns, f"{EIP}/32") == {node1.address},
+        10,
+        f"{EIP}/32 via {node1.address} in the router's kernel FIB",
+    )
     assert router.rib_next_hops(f"{EIP}/32") == {node1.address}
 
-    body = wait_for(lambda: http_get_from(topology.client_ns, f"http://{EIP}/"), 10,
-                    "HTTP answer from the EIP", interval=0.2)
+    body = wait_for(
+        lambda: http_get_from(topology.client_ns, f"http://{EIP}/"),
+        10,
+        "HTTP answer from the EIP",
+        interval=0.2,
+    )
     assert body == f"hello from {node1.name}"
     server.check_running()
 
     # Both nodes announce: the router's kernel holds one ECMP route with both next hops.
     speakers[1].add_route(Route(f"{EIP}/32", "0.0.0.0"))
     both = {n.address for n in topology.nodes}
-    wait_for(lambda: netns.next_hops(topology.router_ns, f"{EIP}/32") == both,
-             10, f"ECMP route {EIP}/32 via {sorted(both)}")
+    wait_for(
+        lambda: netns.next_hops(topology.router_ns, f"{EIP}/32") == both,
+        10,
+        f"ECMP route {EIP}/32 via {sorted(both)}",
+    )
 
     # Withdrawing every announcement removes the route from the FIB: nothing leaks.
     for speaker in speakers:
         speaker.delete_route(Route(f"{EIP}/32", "0.0.0.0"))
-    wait_for(lambda: not netns.next_hops(topology.router_ns, f"{EIP}/32"),
-             10, f"{EIP}/32 gone from the router's kernel FIB")
+    wait_for(
+        lambda: not netns.next_hops(topology.router_ns, f"{EIP}/32"),
+        10,
+        f"{EIP}/32 gone from the router's kernel FIB",
+    )
     server.stop()

@@ -29,7 +29,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from porter_lab.paths import REPO, cache_dir
 from porter_lab.processes import Daemon
@@ -73,7 +73,9 @@ def build(component: Component, log: Callable[[str], None] = print) -> Path:
         return target
     go = shutil.which("go")
     if not go:
-        raise RuntimeError("the Go toolchain is needed to build the control plane: `go` not on PATH")
+        raise RuntimeError(
+            "the Go toolchain is needed to build the control plane: `go` not on PATH"
+        )
     env = {
         **os.environ,
         # go.sum is committed and complete: it is the integrity pin, so the checksum database is
@@ -86,8 +88,12 @@ def build(component: Component, log: Callable[[str], None] = print) -> Path:
     log(f"  {component.name} {component.version()}: downloading modules ...")
     subprocess.run([go, "mod", "download"], cwd=cwd, env=env, check=True)
     listing = subprocess.run(
-        [go, "list", "-deps", component.package], cwd=cwd, env=env, check=True,
-        capture_output=True, text=True,
+        [go, "list", "-deps", component.package],
+        cwd=cwd,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     total = len(listing.stdout.split())
     partial = target.with_name(target.name + ".partial")
@@ -95,7 +101,10 @@ def build(component: Component, log: Callable[[str], None] = print) -> Path:
     started = time.monotonic()
     process = subprocess.Popen(
         [go, "build", "-v", "-o", str(partial), component.package],
-        cwd=cwd, env=env, stderr=subprocess.PIPE, text=True,
+        cwd=cwd,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     done = 0
     errors: list[str] = []
@@ -110,8 +119,7 @@ def build(component: Component, log: Callable[[str], None] = print) -> Path:
         now = time.monotonic()
         if now - last_report >= 10:
             last_report = now
-            log(f"  {component.name}: compiled {done} of ~{total} packages "
-                f"({now - started:.0f}s)")
+            log(f"  {component.name}: compiled {done} of ~{total} packages ({now - started:.0f}s)")
     if process.wait() != 0:
         raise RuntimeError(f"go build {component.package} failed:\n" + "\n".join(errors[-30:]))
     partial.rename(target)
@@ -165,8 +173,9 @@ def _certificate(
             x509.KeyUsage(True, False, False, False, False, True, True, False, False), True
         )
     else:
-        usages = [x509.ExtendedKeyUsageOID.CLIENT_AUTH if client
-                  else x509.ExtendedKeyUsageOID.SERVER_AUTH]
+        usages = [
+            ExtendedKeyUsageOID.CLIENT_AUTH if client else ExtendedKeyUsageOID.SERVER_AUTH
+        ]
         builder = builder.add_extension(x509.ExtendedKeyUsage(usages), critical=False)
     if server_names:
         alt: list[x509.GeneralName] = []
@@ -206,17 +215,30 @@ class ControlPlane:
         serving_key = ec.generate_private_key(ec.SECP256R1())
         serving = _certificate(
             x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]),
-            serving_key, ca_name, ca_key,
-            server_names=("127.0.0.1", "localhost", "kubernetes", "kubernetes.default",
-                          "kubernetes.default.svc", "10.96.0.1"),
+            serving_key,
+            ca_name,
+            ca_key,
+            server_names=(
+                "127.0.0.1",
+                "localhost",
+                "kubernetes",
+                "kubernetes.default",
+                "kubernetes.default.svc",
+                "10.96.0.1",
+            ),
         )
         admin_key = ec.generate_private_key(ec.SECP256R1())
         admin = _certificate(
-            x509.Name([
-                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:masters"),
-                x509.NameAttribute(NameOID.COMMON_NAME, "porter-lab-admin"),
-            ]),
-            admin_key, ca_name, ca_key, client=True,
+            x509.Name(
+                [
+                    x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:masters"),
+                    x509.NameAttribute(NameOID.COMMON_NAME, "porter-lab-admin"),
+                ]
+            ),
+            admin_key,
+            ca_name,
+            ca_key,
+            client=True,
         )
         sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         pem = serialization.Encoding.PEM
@@ -227,8 +249,12 @@ class ControlPlane:
             "admin_cert": _write_pem(pki / "admin.crt", admin.public_bytes(pem)),
             "admin_key": _write_pem(pki / "admin.key", _key_pem(admin_key)),
             "sa_key": _write_pem(pki / "sa.key", _key_pem(sa_key)),
-            "sa_pub": _write_pem(pki / "sa.pub", sa_key.public_key().public_bytes(
-                pem, serialization.PublicFormat.SubjectPublicKeyInfo)),
+            "sa_pub": _write_pem(
+                pki / "sa.pub",
+                sa_key.public_key().public_bytes(
+                    pem, serialization.PublicFormat.SubjectPublicKeyInfo
+                ),
+            ),
         }
 
     def start(self, timeout: float = 120) -> ControlPlane:
@@ -240,38 +266,50 @@ class ControlPlane:
         etcd_port, peer_port, self.port = free_port(), free_port(), free_port()
         self.etcd = Daemon(
             "etcd",
-            [str(ETCD.binary()),
-             "--name", "porter-lab",
-             "--data-dir", str(self.workdir / "etcd"),
-             "--listen-client-urls", f"http://127.0.0.1:{etcd_port}",
-             "--advertise-client-urls", f"http://127.0.0.1:{etcd_port}",
-             "--listen-peer-urls", f"http://127.0.0.1:{peer_port}",
-             "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer_port}",
-             "--initial-cluster", f"porter-lab=http://127.0.0.1:{peer_port}",
-             "--unsafe-no-fsync",
-             "--log-level", "warn"],
+            [
+                str(ETCD.binary()),
+                "--name",
+                "porter-lab",
+                "--data-dir",
+                str(self.workdir / "etcd"),
+                "--listen-client-urls",
+                f"http://127.0.0.1:{etcd_port}",
+                "--advertise-client-urls",
+                f"http://127.0.0.1:{etcd_port}",
+                "--listen-peer-urls",
+                f"http://127.0.0.1:{peer_port}",
+                "--initial-advertise-peer-urls",
+                f"http://127.0.0.1:{peer_port}",
+                "--initial-cluster",
+                f"porter-lab=http://127.0.0.1:{peer_port}",
+                "--unsafe-no-fsync",
+                "--log-level",
+                "warn",
+            ],
             self.workdir / "etcd.log",
         ).start()
         self.apiserver = Daemon(
             "kube-apiserver",
-            [str(KUBE_APISERVER.binary()),
-             f"--etcd-servers=http://127.0.0.1:{etcd_port}",
-             "--bind-address=127.0.0.1",
-             "--advertise-address=127.0.0.1",
-             f"--secure-port={self.port}",
-             f"--cert-dir={self.workdir / 'pki'}",
-             f"--tls-cert-file={pki['serving_cert']}",
-             f"--tls-private-key-file={pki['serving_key']}",
-             f"--client-ca-file={pki['ca']}",
-             f"--service-account-key-file={pki['sa_pub']}",
-             f"--service-account-signing-key-file={pki['sa_key']}",
-             f"--service-account-issuer=https://127.0.0.1:{self.port}",
-             "--service-cluster-ip-range=10.96.0.0/16",
-             "--authorization-mode=RBAC",
-             "--allow-privileged=true",
-             # As envtest: no controller-manager mints tokens for pods here.
-             "--disable-admission-plugins=ServiceAccount",
-             "--v=1"],
+            [
+                str(KUBE_APISERVER.binary()),
+                f"--etcd-servers=http://127.0.0.1:{etcd_port}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={self.port}",
+                f"--cert-dir={self.workdir / 'pki'}",
+                f"--tls-cert-file={pki['serving_cert']}",
+                f"--tls-private-key-file={pki['serving_key']}",
+                f"--client-ca-file={pki['ca']}",
+                f"--service-account-key-file={pki['sa_pub']}",
+                f"--service-account-signing-key-file={pki['sa_key']}",
+                f"--service-account-issuer=https://127.0.0.1:{self.port}",
+                "--service-cluster-ip-range=10.96.0.0/16",
+                "--authorization-mode=RBAC",
+                "--allow-privileged=true",
+                # As envtest: no controller-manager mints tokens for pods here.
+                "--disable-admission-plugins=ServiceAccount",
+                "--v=1",
+            ],
             self.workdir / "kube-apiserver.log",
         ).start()
         self._write_kubeconfig(pki)
@@ -301,7 +339,8 @@ class ControlPlane:
             "users:\n- name: porter-lab-admin\n  user:\n"
             f"    client-certificate-data: {b64(pki['admin_cert'])}\n"
             f"    client-key-data: {b64(pki['admin_key'])}\n"
-            "contexts:\n- name: porter-lab\n  context: {cluster: porter-lab, user: porter-lab-admin}\n"
+            "contexts:\n- name: porter-lab\n"
+            "  context: {cluster: porter-lab, user: porter-lab-admin}\n"
             "current-context: porter-lab\n"
         )
         self.kubeconfig.chmod(0o600)

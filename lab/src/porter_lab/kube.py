@@ -30,14 +30,19 @@ def apply(api_client: client.ApiClient, objects: Iterable[dict[str, Any]]) -> li
             namespace = "default"
         stored.append(
             resource.server_side_apply(
-                body=obj, name=obj["metadata"]["name"], namespace=namespace,
-                field_manager=FIELD_MANAGER, force_conflicts=True,
+                body=obj,
+                name=obj["metadata"]["name"],
+                namespace=namespace,
+                field_manager=FIELD_MANAGER,
+                force_conflicts=True,
             )
         )
     return stored
 
 
-def apply_crds(api_client: client.ApiClient, paths: Iterable[Path], timeout: float = 30) -> list[str]:
+def apply_crds(
+    api_client: client.ApiClient, paths: Iterable[Path], timeout: float = 30
+) -> list[str]:
     """Apply CRD manifests and wait until each is Established; return their names."""
     crds = [doc for path in paths for doc in load_manifests(path)]
     apply(api_client, crds)
@@ -47,7 +52,7 @@ def apply_crds(api_client: client.ApiClient, paths: Iterable[Path], timeout: flo
     def established() -> bool:
         for name in names:
             status = extensions.read_custom_resource_definition(name).status
-            conditions = {c.type: c.status for c in (status.conditions or [])}
+            conditions = {c.type: c.status for c in (status.conditions if status else None) or []}
             if conditions.get("Established") != "True":
                 return False
         return True

@@ -61,8 +61,20 @@ def remove_all(prefix: str) -> list[str]:
 
 
 def veth(netns_a: str, name_a: str, netns_b: str, name_b: str) -> None:
-    ip("link", "add", name_a, "netns", netns_a, "type", "veth", "peer", "name", name_b,
-       "netns", netns_b)
+    ip(
+        "link",
+        "add",
+        name_a,
+        "netns",
+        netns_a,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        name_b,
+        "netns",
+        netns_b,
+    )
     ip("link", "set", name_a, "up", netns=netns_a)
     ip("link", "set", name_b, "up", netns=netns_b)
 
@@ -95,7 +107,7 @@ def routes(netns: str, prefix: str | None = None, family: int = 4) -> list[dict[
 def next_hops(netns: str, prefix: str) -> set[str]:
     """Gateways the kernel in `netns` has for exactly `prefix` (one for a plain route, several
     for ECMP); empty when the route is absent."""
-    address_only = prefix.split("/")[0]
+    address_only = prefix.split("/", maxsplit=1)[0]
     gateways: set[str] = set()
     for route in routes(netns, prefix):
         if route.get("dst") not in (prefix, address_only):

@@ -17,5 +17,7 @@ def cache_dir() -> Path:
 
 
 def lab_state_dir() -> Path:
-    """The running lab's state (pids, logs, kubeconfig): $PORTER_LB_LAB_DIR or /var/tmp/porter-lab."""
+    """The running lab's state (pids, logs, kubeconfig).
+
+    $PORTER_LB_LAB_DIR, default /var/tmp/porter-lab."""
     return Path(os.environ.get("PORTER_LB_LAB_DIR", "/var/tmp/porter-lab"))

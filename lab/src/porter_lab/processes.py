@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -52,11 +53,12 @@ class Daemon:
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
-    def check_running(self) -> None:
-        """Raise with the log's tail if the daemon has exited."""
+    def check_running(self) -> bool:
+        """True while running; once the daemon has exited, raise with the log's tail."""
         if not self.running():
             code = self.process.returncode if self.process else None
             raise DaemonExited(f"{self.name} exited (code {code}); log {self.log}:\n{self.tail()}")
+        return True
 
     def tail(self, lines: int = 30) -> str:
         try:
@@ -82,10 +84,8 @@ class Daemon:
 
 
 def kill_group(pid: int, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def stop_pid(pid: int, timeout: float = 5.0) -> None:

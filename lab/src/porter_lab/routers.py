@@ -40,7 +40,9 @@ class RouterSpec:
 class Router(Protocol):
     netns: str
     spec: RouterSpec
+    workdir: Path  # config, control sockets, logs
 
+    def processes(self) -> list[Daemon]: ...
     def start(self) -> Router: ...
     def stop(self) -> None: ...
     def sessions(self) -> dict[str, str]: ...
@@ -55,8 +57,9 @@ def established(router: Router, timeout: float = 30) -> None:
         states = router.sessions()
         return all(states.get(address) == "Established" for address in wanted)
 
-    wait_for(all_up, timeout, f"BGP sessions {sorted(wanted)} on {type(router).__name__}",
-             interval=0.1)
+    wait_for(
+        all_up, timeout, f"BGP sessions {sorted(wanted)} on {type(router).__name__}", interval=0.1
+    )
 
 
 def _host_prefix_len(pool: str) -> int:
@@ -114,17 +117,31 @@ class Bird:
         self.workdir.mkdir(parents=True, exist_ok=True)
         config = self.workdir / "bird.conf"
         config.write_text(bird_config(self.spec, self.workdir / "bird.log"))
-        check = subprocess.run(["bird", "-p", "-c", str(config)], capture_output=True, text=True)
+        check = subprocess.run(
+            ["bird", "-p", "-c", str(config)], capture_output=True, text=True, check=False
+        )
         if check.returncode != 0:
             raise RuntimeError(f"BIRD rejected {config}: {check.stderr.strip()}")
         self.daemon = Daemon(
             "bird",
-            ["bird", "-f", "-c", str(config), "-s", str(self.socket),
-             "-P", str(self.workdir / "bird.pid")],
-            self.workdir / "bird.stdout", netns=self.netns,
+            [
+                "bird",
+                "-f",
+                "-c",
+                str(config),
+                "-s",
+                str(self.socket),
+                "-P",
+                str(self.workdir / "bird.pid"),
+            ],
+            self.workdir / "bird.stdout",
+            netns=self.netns,
         ).start()
-        wait_for(lambda: self._ready(), 10, "BIRD control socket")
+        wait_for(self._ready, 10, "BIRD control socket")
         return self
+
+    def processes(self) -> list[Daemon]:
+        return [self.daemon] if self.daemon else []
 
     def _ready(self) -> bool:
         assert self.daemon is not None
@@ -174,12 +191,16 @@ def frr_bgpd_config(spec: RouterSpec, log: Path) -> str:
         " timers bgp 3 9",
     ]
     for n in spec.neighbors:
-        lines += [f" neighbor {n.address} remote-as {n.asn}",
-                  f" neighbor {n.address} timers connect 1"]
+        lines += [
+            f" neighbor {n.address} remote-as {n.asn}",
+            f" neighbor {n.address} timers connect 1",
+        ]
     lines += [" address-family ipv4 unicast", f"  maximum-paths {spec.max_paths}"]
     for n in spec.neighbors:
-        lines += [f"  neighbor {n.address} route-map EIP-POOLS-IN in",
-                  f"  neighbor {n.address} route-map NOTHING-OUT out"]
+        lines += [
+            f"  neighbor {n.address} route-map EIP-POOLS-IN in",
+            f"  neighbor {n.address} route-map NOTHING-OUT out",
+        ]
         if spec.add_paths_rx:
             lines.append(f"  neighbor {n.address} addpath-rx-paths-limit {spec.max_paths}")
     lines += [" exit-address-family", "!"]
@@ -211,26 +232,51 @@ class Frr:
         zserv = self.workdir / "zserv.api"
         (self.workdir / "zebra.conf").write_text(f"log file {self.workdir / 'zebra.log'}\n")
         (self.workdir / "bgpd.conf").write_text(
-            frr_bgpd_config(self.spec, self.workdir / "bgpd.log"))
+            frr_bgpd_config(self.spec, self.workdir / "bgpd.log")
+        )
         common = ["-u", "frr", "-g", "frr", "--vty_socket", str(self.workdir), "-P", "0"]
         zebra = Daemon(
             "zebra",
-            ["/usr/lib/frr/zebra", *common, "-z", str(zserv),
-             "-f", str(self.workdir / "zebra.conf"), "-i", str(self.workdir / "zebra.pid")],
-            self.workdir / "zebra.stdout", netns=self.netns,
+            [
+                "/usr/lib/frr/zebra",
+                *common,
+                "-z",
+                str(zserv),
+                "-f",
+                str(self.workdir / "zebra.conf"),
+                "-i",
+                str(self.workdir / "zebra.pid"),
+            ],
+            self.workdir / "zebra.stdout",
+            netns=self.netns,
         ).start()
         self.daemons.append(zebra)
-        wait_for(lambda: zebra.check_running() or zserv.exists(), 10, "zebra's zserv socket")
+        wait_for(lambda: zebra.check_running() and zserv.exists(), 10, "zebra's zserv socket")
         bgpd = Daemon(
             "bgpd",
-            ["/usr/lib/frr/bgpd", *common, "-z", str(zserv),
-             "-f", str(self.workdir / "bgpd.conf"), "-i", str(self.workdir / "bgpd.pid")],
-            self.workdir / "bgpd.stdout", netns=self.netns,
+            [
+                "/usr/lib/frr/bgpd",
+                *common,
+                "-z",
+                str(zserv),
+                "-f",
+                str(self.workdir / "bgpd.conf"),
+                "-i",
+                str(self.workdir / "bgpd.pid"),
+            ],
+            self.workdir / "bgpd.stdout",
+            netns=self.netns,
         ).start()
         self.daemons.append(bgpd)
-        wait_for(lambda: bgpd.check_running() or "BGP router" in self.vtysh("show bgp summary"),
-                 15, "bgpd answering vtysh")
+        wait_for(
+            lambda: bgpd.check_running() and "BGP router" in self.vtysh("show bgp summary"),
+            15,
+            "bgpd answering vtysh",
+        )
         return self
+
+    def processes(self) -> list[Daemon]:
+        return list(self.daemons)
 
     def vtysh(self, command: str) -> str:
         return netns.run(["vtysh", "--vty_socket", str(self.workdir), "-c", command], timeout=10)

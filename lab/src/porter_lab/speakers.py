@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from porter_lb.gobgp import GoBGP
-
 from porter_lab.processes import Daemon
+from porter_lb.gobgp import GoBGP
 
 
 @dataclass
@@ -33,9 +32,17 @@ class Gobgpd:
         self.socket.unlink(missing_ok=True)
         self.daemon = Daemon(
             "gobgpd",
-            ["gobgpd", "--api-hosts", self.target, "--pprof-disable", "--log-plain",
-             "--log-level", "info"],
-            self.workdir / "gobgpd.log", netns=self.netns,
+            [
+                "gobgpd",
+                "--api-hosts",
+                self.target,
+                "--pprof-disable",
+                "--log-plain",
+                "--log-level",
+                "info",
+            ],
+            self.workdir / "gobgpd.log",
+            netns=self.netns,
         ).start()
         self.client = GoBGP(self.target)
         try:

@@ -171,9 +171,7 @@ class GoBGP:
 
     def routes(self, family_of: str = "0.0.0.0/0") -> list[Route]:
         """Locally originated paths in the global RIB (ListPath), as Routes."""
-        request = gobgp_pb2.ListPathRequest(
-            table_type=gobgp_pb2.GLOBAL, family=_family(family_of)
-        )
+        request = gobgp_pb2.ListPathRequest(table_type=gobgp_pb2.GLOBAL, family=_family(family_of))
         result = []
         for reply in self._call("ListPath", request, stream=True):
             for path in reply.destination.paths:

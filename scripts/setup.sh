@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Install everything porter-lb's lab and tests need, idempotently, printing progress:
+#   apt packages (gobgpd, BIRD 2, FRR, iproute2, GoBGP's .proto files), a virtualenv with the
+#   runtime and the lab installed, and etcd + kube-apiserver built from pinned Go modules.
+# Caches live outside the checkout: $PORTER_LB_CACHE (default ~/.cache/porter-lb).
+# Prints the virtualenv's path as its last line.
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cache=${PORTER_LB_CACHE:-$HOME/.cache/porter-lb}
+export PORTER_LB_CACHE=$cache
+mkdir -p "$cache"
+step() { printf '\n==> %s\n' "$*" >&2; }
+say() { printf '    %s\n' "$*" >&2; }
+
+[ "$(id -u)" -eq 0 ] || { echo "error: run as root (network namespaces, routing daemons, apt)" >&2; exit 1; }
+
+step "System packages"
+packages=(gobgpd bird2 frr golang-github-osrg-gobgp-dev iproute2 procps git ca-certificates)
+missing=()
+for package in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q >&2
+  apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+else
+  say "present: ${packages[*]}"
+fi
+
+step "Go toolchain"
+command -v go >/dev/null || { echo "error: the Go toolchain (go >= 1.25) is needed to build etcd and kube-apiserver; it is not on PATH" >&2; exit 1; }
+say "$(go version)"
+
+step "Python virtualenv"
+python=${PORTER_LB_PYTHON:-}
+if [ -z "$python" ]; then
+  for candidate in python3.12 "$HOME"/.pyenv/versions/3.12.*/bin/python3.12 python3.13 python3; do
+    if command -v "$candidate" >/dev/null 2>&1 &&
+       "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null; then
+      python=$(command -v "$candidate"); break
+    fi
+  done
+fi
+[ -n "$python" ] || { echo "error: Python >= 3.12 is needed (ansible-core 2.21); set PORTER_LB_PYTHON" >&2; exit 1; }
+pyver=$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+venv=$cache/venv
+stamp=$venv/.requirements.sha256
+want=$(cat "$repo/requirements/dev.txt" | sha256sum | cut -d' ' -f1)
+if [ -x "$venv/bin/python" ] && [ "$("$venv/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')" != "$pyver" ]; then
+  say "recreating $venv for Python $pyver"
+  rm -rf "$venv"
+fi
+if [ ! -x "$venv/bin/python" ]; then
+  say "creating $venv with $python"
+  "$python" -m venv "$venv"
+fi
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  say "installing requirements/dev.txt (first time: about a minute)"
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip >&2
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$repo/requirements/dev.txt" >&2
+  echo "$want" > "$stamp"
+else
+  say "requirements up to date in $venv"
+fi
+# Editable installs: the runtime's build step (re)generates the GoBGP stubs from the .proto files.
+"$venv/bin/python" -m pip install -q --disable-pip-version-check --no-build-isolation --no-deps \
+  -e "$repo/runtime" -e "$repo/lab" >&2
+say "porter-lb $("$venv/bin/porter-lb" --version | cut -d' ' -f2) installed (GoBGP stubs generated)"
+
+step "Kubernetes control plane (etcd, kube-apiserver) from pinned Go modules"
+"$venv/bin/python" -m porter_lab.controlplane >&2
+
+echo "$venv"

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine of this kind: installs what it needs
+# (scripts/setup.sh), then lint, formatting and types, ansible-test sanity, and pytest
+# (unit tests and the real bed: kube-apiserver + etcd, gobgpd, BIRD and FRR in namespaces).
+# Extra arguments go to pytest, e.g. scripts/test.sh -k bird
+set -euo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+started=$SECONDS
+venv=$("$repo/scripts/setup.sh")
+export PATH=$venv/bin:$PATH
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+step "ruff: lint and formatting"
+ruff check .
+ruff format --check .
+
+step "mypy: runtime/ (strict on the pure core) and the lab"
+mypy
+
+step "ansible-test sanity on the porter.lb collection"
+VENV=$venv "$repo/scripts/ansible-sanity.sh"
+
+step "pytest: unit tests and the real test bed"
+set +e
+python -m pytest "$@"
+status=$?
+set -e
+printf '\n==> test.sh finished in %ds (exit %d)\n' "$((SECONDS - started))" "$status" >&2
+exit $status

@@ -1,0 +1,40 @@
+"""How porter-lb's routes become GoBGP paths (pure translation, no gobgpd needed)."""
+
+from __future__ import annotations
+
+import pytest
+
+from porter_lb.gobgp import Route, _family, _path
+from porter_lb.gobgp_api import attribute_pb2, gobgp_pb2
+
+
+@pytest.mark.parametrize(
+    ("route", "afi", "prefix", "length"),
+    [
+        (Route("203.0.113.10/32", "0.0.0.0"), gobgp_pb2.Family.AFI_IP, "203.0.113.10", 32),
+        (Route("2001:db8::10/128", "::"), gobgp_pb2.Family.AFI_IP6, "2001:db8::10", 128),
+        (Route("203.0.113.0/24", "198.51.100.11", 7), gobgp_pb2.Family.AFI_IP, "203.0.113.0", 24),
+    ],
+)
+def test_route_becomes_path_with_nlri_origin_and_next_hop(
+    route: Route, afi: int, prefix: str, length: int
+) -> None:
+    path = _path(route)
+    assert path.family == gobgp_pb2.Family(afi=afi, safi=gobgp_pb2.Family.SAFI_UNICAST)
+    nlri = attribute_pb2.IPAddressPrefix()
+    assert path.nlri.Unpack(nlri)
+    assert (nlri.prefix, nlri.prefix_len) == (prefix, length)
+    origin, next_hop = attribute_pb2.OriginAttribute(), attribute_pb2.NextHopAttribute()
+    assert path.pattrs[0].Unpack(origin) and origin.origin == 0
+    assert path.pattrs[1].Unpack(next_hop) and next_hop.next_hop == route.next_hop
+    assert path.identifier == route.identifier
+
+
+def test_prefix_with_host_bits_is_refused() -> None:
+    with pytest.raises(ValueError, match="has host bits set"):
+        _path(Route("203.0.113.10/24", "0.0.0.0"))
+
+
+def test_family_of_neighbour_addresses() -> None:
+    assert _family("198.51.100.1/32").afi == gobgp_pb2.Family.AFI_IP
+    assert _family("2001:db8::1/128").afi == gobgp_pb2.Family.AFI_IP6

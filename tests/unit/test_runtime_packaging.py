@@ -1,0 +1,87 @@
+"""The runtime's GoBGP stubs are generated at build time from GoBGP's own .proto files."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+RUNTIME = Path(__file__).resolve().parents[2] / "runtime"
+
+
+def _gobgp_stubs_module():  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location(
+        "gobgp_stubs", RUNTIME / "build_support" / "gobgp_stubs.py"
+    )
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_missing_proto_source_names_the_package_to_install(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    stubs = _gobgp_stubs_module()
+    monkeypatch.setenv(stubs.PROTO_DIR_ENV, str(tmp_path))
+    with pytest.raises(stubs.ProtoSourceMissing) as caught:
+        stubs.proto_dir()
+    message = str(caught.value)
+    assert "apt-get install golang-github-osrg-gobgp-dev" in message
+    assert "gobgp.proto" in message and str(tmp_path) in message
+
+
+def _build_wheel(out: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--disable-pip-version-check",
+            "-w",
+            str(out),
+            str(RUNTIME),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_wheel_carries_stubs_generated_from_the_proto_files(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "PORTER_LB_GOBGP_PROTO_DIR"}
+    result = _build_wheel(tmp_path, env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    (wheel,) = tmp_path.glob("porter_lb-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        grpc_stub = archive.read("porter_lb/gobgp_api/gobgp_pb2_grpc.py").decode()
+    for name in (
+        "gobgp_pb2.py",
+        "gobgp_pb2.pyi",
+        "gobgp_pb2_grpc.py",
+        "attribute_pb2.py",
+        "capability_pb2.py",
+        "__init__.py",
+    ):
+        assert f"porter_lb/gobgp_api/{name}" in names
+    # Sibling imports are rewritten to relative ones, so the stubs work inside the package.
+    assert "from . import gobgp_pb2 as gobgp__pb2" in grpc_stub
+    assert "porter_lb/addresses.py" in names
+
+
+def test_wheel_build_without_proto_files_fails_with_one_clear_error(tmp_path: Path) -> None:
+    env = {**os.environ, "PORTER_LB_GOBGP_PROTO_DIR": str(tmp_path / "absent")}
+    result = _build_wheel(tmp_path, env)
+    assert result.returncode != 0
+    assert "apt-get install golang-github-osrg-gobgp-dev" in result.stdout + result.stderr
