@@ -173,9 +173,7 @@ def _certificate(
             x509.KeyUsage(True, False, False, False, False, True, True, False, False), True
         )
     else:
-        usages = [
-            ExtendedKeyUsageOID.CLIENT_AUTH if client else ExtendedKeyUsageOID.SERVER_AUTH
-        ]
+        usages = [ExtendedKeyUsageOID.CLIENT_AUTH if client else ExtendedKeyUsageOID.SERVER_AUTH]
         builder = builder.add_extension(x509.ExtendedKeyUsage(usages), critical=False)
     if server_names:
         alt: list[x509.GeneralName] = []
