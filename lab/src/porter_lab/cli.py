@@ -157,7 +157,8 @@ def status(args: argparse.Namespace) -> int:
     say(f"  router kernel FIB ip netns exec {router_ns} ip route")
     first = next(iter(state["speakers"].values()), None)
     if first:
-        say(f"  a node's speaker  porter-lb speaker-status --gobgp {first['target']}")
+        porter_lb = Path(sys.executable).parent / "porter-lb"
+        say(f"  a node's speaker  {porter_lb} speaker-status --gobgp {first['target']}")
     say(f"  logs              {lab_state_dir()}/")
     say("  tear down         scripts/lab.sh down")
     say(f"\nHealth: {'OK' if healthy else 'DEGRADED'}")
