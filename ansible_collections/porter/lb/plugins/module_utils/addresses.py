@@ -124,12 +124,11 @@ def parse_address_pool(text: str, field: str = "spec.address") -> AddressPool:
         raise AddressPoolError(field, value, "IPv6 zone/scope ids ('%') are not allowed")
 
     if "-" in text:
-        start_text, _, end_text = text.partition("-")
-        start_text, end_text = start_text.strip(), end_text.strip()
-        if not start_text or not end_text or "-" in end_text:
+        ends = [end.strip() for end in text.split("-")]
+        if len(ends) != 2 or not all(ends):
             raise AddressPoolError(field, value, "a range must be written as 'first-last'")
-        start = _address(start_text, field, value, "range start")
-        end = _address(end_text, field, value, "range end")
+        start = _address(ends[0], field, value, "range start")
+        end = _address(ends[1], field, value, "range end")
         if start.version != end.version:
             raise AddressPoolError(
                 field, value, "range mixes IPv%d and IPv%d addresses" % (start.version, end.version)
