@@ -7,7 +7,9 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from kubernetes import client
+from kubernetes.dynamic.exceptions import ApiException
 
 from porter_lab import netns
 from porter_lab.kube import apply, load_manifests
@@ -40,6 +42,35 @@ def test_crds_accept_porter_and_openelb_objects(
     # Nothing the users wrote was pruned by the schema.
     for sent, kept in zip(objects, stored, strict=True):
         assert kept.to_dict()["spec"] == sent["spec"] | _defaults(sent)
+
+
+@pytest.mark.parametrize(
+    ("obj", "field"),
+    [
+        (
+            {"kind": "Eip", "spec": {"address": "203.0.113.0/24", "protocol": "ospf"}},
+            "spec.protocol",
+        ),
+        ({"kind": "Eip", "spec": {"protocol": "bgp"}}, "spec.address"),
+        ({"kind": "BgpConf", "spec": {"as": 4294967296}}, "spec.as"),
+        ({"kind": "BgpPeer", "spec": {"conf": {"peerAs": 0}}}, "spec.conf.peerAs"),
+    ],
+)
+def test_crds_reject_invalid_objects_naming_the_field(
+    api_client: client.ApiClient,
+    crds: list[str],
+    obj: dict,
+    field: str,  # type: ignore[type-arg]
+) -> None:
+    body = {
+        "apiVersion": "network.kubesphere.io/v1alpha2",
+        "metadata": {"name": "bed-invalid"},
+        **obj,
+    }
+    with pytest.raises(ApiException) as rejected:
+        apply(api_client, [body])
+    assert rejected.value.status == 422
+    assert field in rejected.value.body
 
 
 def _defaults(obj: dict) -> dict:  # type: ignore[type-arg]
