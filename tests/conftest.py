@@ -16,12 +16,11 @@ from kubernetes import client, config
 
 from porter_lab import netns
 from porter_lab.controlplane import ControlPlane
+from porter_lab.paths import CRD_DIR
 from porter_lab.routers import Bird, Frr, Neighbor, Router, RouterSpec
 from porter_lab.speakers import Gobgpd
 from porter_lab.topology import EIP_POOL, NODE_ASN, PREFIX_ROOT, ROUTER_ASN, Topology, run_id
 
-REPO = Path(__file__).resolve().parents[1]
-CRD_DIR = REPO / "ansible_collections/porter/lb/roles/controller/files/crds"
 REQUIRED_COMMANDS = (
     "ip",
     "gobgpd",

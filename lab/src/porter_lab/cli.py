@@ -15,7 +15,7 @@ from typing import Any
 from porter_lab import netns
 from porter_lab.controlplane import ControlPlane
 from porter_lab.kube import apply_crds
-from porter_lab.paths import REPO, lab_state_dir
+from porter_lab.paths import CRD_DIR, lab_state_dir
 from porter_lab.processes import stop_pid
 from porter_lab.routers import FRR_RUN_ROOT, Bird, Frr, Neighbor, Router, RouterSpec, established
 from porter_lab.speakers import Gobgpd
@@ -23,7 +23,6 @@ from porter_lab.topology import EIP_POOL, NODE_ASN, ROUTER_ASN, Topology
 from porter_lb.gobgp import GoBGP, GoBGPError
 
 LAB_RUN = "lab"  # namespaces plblab-router, plblab-client, plblab-node1..N
-CRD_DIR = REPO / "ansible_collections/porter/lb/roles/controller/files/crds"
 
 
 def say(message: str) -> None:

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[3]
+CRD_DIR = REPO / "ansible_collections/porter/lb/roles/controller/files/crds"
 
 
 def cache_dir() -> Path:

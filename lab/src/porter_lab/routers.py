@@ -234,46 +234,43 @@ class Frr:
         (self.workdir / "bgpd.conf").write_text(
             frr_bgpd_config(self.spec, self.workdir / "bgpd.log")
         )
-        common = ["-u", "frr", "-g", "frr", "--vty_socket", str(self.workdir), "-P", "0"]
-        zebra = Daemon(
-            "zebra",
-            [
-                "/usr/lib/frr/zebra",
-                *common,
-                "-z",
-                str(zserv),
-                "-f",
-                str(self.workdir / "zebra.conf"),
-                "-i",
-                str(self.workdir / "zebra.pid"),
-            ],
-            self.workdir / "zebra.stdout",
-            netns=self.netns,
-        ).start()
-        self.daemons.append(zebra)
+        zebra = self._start_daemon("zebra")
         wait_for(lambda: zebra.check_running() and zserv.exists(), 10, "zebra's zserv socket")
-        bgpd = Daemon(
-            "bgpd",
-            [
-                "/usr/lib/frr/bgpd",
-                *common,
-                "-z",
-                str(zserv),
-                "-f",
-                str(self.workdir / "bgpd.conf"),
-                "-i",
-                str(self.workdir / "bgpd.pid"),
-            ],
-            self.workdir / "bgpd.stdout",
-            netns=self.netns,
-        ).start()
-        self.daemons.append(bgpd)
+        bgpd = self._start_daemon("bgpd")
         wait_for(
             lambda: bgpd.check_running() and "BGP router" in self.vtysh("show bgp summary"),
             15,
             "bgpd answering vtysh",
         )
         return self
+
+    def _start_daemon(self, name: str) -> Daemon:
+        """Start one FRR daemon with private config, pid, vty and zserv paths in `workdir`."""
+        files = self.workdir
+        daemon = Daemon(
+            name,
+            [
+                f"/usr/lib/frr/{name}",
+                "-u",
+                "frr",
+                "-g",
+                "frr",
+                "--vty_socket",
+                str(files),
+                "-P",
+                "0",
+                "-z",
+                str(files / "zserv.api"),
+                "-f",
+                str(files / f"{name}.conf"),
+                "-i",
+                str(files / f"{name}.pid"),
+            ],
+            files / f"{name}.stdout",
+            netns=self.netns,
+        ).start()
+        self.daemons.append(daemon)
+        return daemon
 
     def processes(self) -> list[Daemon]:
         return list(self.daemons)
