@@ -25,6 +25,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -194,6 +195,7 @@ class ControlPlane:
     etcd: Daemon | None = None
     apiserver: Daemon | None = None
     port: int = 0
+    etcd_url: str = ""
     kubeconfig: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -262,6 +264,7 @@ class ControlPlane:
             raise RuntimeError(f"control plane not built: {names}; run scripts/setup.sh")
         pki = self._pki()
         etcd_port, peer_port, self.port = free_port(), free_port(), free_port()
+        self.etcd_url = f"http://127.0.0.1:{etcd_port}"
         self.etcd = Daemon(
             "etcd",
             [
@@ -306,6 +309,9 @@ class ControlPlane:
                 "--allow-privileged=true",
                 # As envtest: no controller-manager mints tokens for pods here.
                 "--disable-admission-plugins=ServiceAccount",
+                # ConfigMaps bypass the watch cache, so a test can make a resourceVersion expire
+                # (compact_etcd) and see 410 Gone; porter-lb itself never watches ConfigMaps.
+                "--watch-cache-sizes=configmaps#0",
                 "--v=1",
             ],
             self.workdir / "kube-apiserver.log",
@@ -323,6 +329,24 @@ class ControlPlane:
 
         wait_for(ready, timeout, "kube-apiserver /readyz", interval=0.2)
         return self
+
+    def compact_etcd(self) -> int:
+        """Compact etcd's history up to its current revision (as the API server does every five
+        minutes); watches from older resourceVersions then fail with 410 Gone. Returns it."""
+        import json
+
+        def post(endpoint: str, body: dict[str, object]) -> dict[str, Any]:
+            request = urllib.request.Request(
+                f"{self.etcd_url}/v3/kv/{endpoint}",
+                data=json.dumps(body).encode(),
+                headers={"Content-Type": "application/json"},
+            )
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return dict(json.loads(response.read()))
+
+        revision = int(post("range", {"key": "Lw=="})["header"]["revision"])  # key "/"
+        post("compaction", {"revision": str(revision), "physical": True})
+        return revision
 
     def _write_kubeconfig(self, pki: dict[str, Path]) -> None:
         import base64
