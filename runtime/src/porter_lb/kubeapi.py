@@ -7,6 +7,7 @@ TLS and in-cluster/kubeconfig loading are the official client's.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -165,4 +166,6 @@ class Watch:
 
     def close(self) -> None:
         self._closed = True
-        self._response.shutdown()
+        # The watch may have ended on its own and returned its connection to the pool already.
+        with contextlib.suppress(RuntimeError, ValueError):
+            self._response.shutdown()

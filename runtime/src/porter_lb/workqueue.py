@@ -30,12 +30,16 @@ class WorkQueue:
 
     def add(self, key: str) -> None:
         with self._cond:
-            if key in self._processing:
-                self._dirty.add(key)
-            elif key not in self._queued:
-                self._queued.add(key)
-                self._queue.append(key)
-                self._cond.notify()
+            self._enqueue(key)
+
+    def _enqueue(self, key: str) -> None:
+        """Queue `key` once; if a worker holds it, run it again after done(). Caller locks."""
+        if key in self._processing:
+            self._dirty.add(key)
+        elif key not in self._queued:
+            self._queued.add(key)
+            self._queue.append(key)
+            self._cond.notify()
 
     def add_after_failure(self, key: str) -> float:
         """Requeue `key` after a backoff that doubles with each consecutive failure."""
@@ -77,10 +81,7 @@ class WorkQueue:
             self._processing.discard(key)
             if key in self._dirty:
                 self._dirty.discard(key)
-                if key not in self._queued:
-                    self._queued.add(key)
-                    self._queue.append(key)
-                    self._cond.notify()
+                self._enqueue(key)
 
     def shutdown(self) -> None:
         with self._cond:
@@ -95,8 +96,4 @@ class WorkQueue:
         now = time.monotonic()
         while self._delayed and self._delayed[0][0] <= now:
             _, key = heapq.heappop(self._delayed)
-            if key in self._processing:
-                self._dirty.add(key)
-            elif key not in self._queued:
-                self._queued.add(key)
-                self._queue.append(key)
+            self._enqueue(key)
