@@ -1,4 +1,8 @@
-"""`porter-lb` command line: one entry point for the controller, the agent and operator checks."""
+"""`porter-lb` command line: one entry point for the controller, the agent and operator checks.
+
+Each long-running command lives in its own module and registers itself here with
+`add_command(commands)`; its `run(args)` returns the exit status.
+"""
 
 from __future__ import annotations
 
@@ -33,6 +37,20 @@ def _speaker_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_common_options(parser: argparse.ArgumentParser) -> None:
+    """Options every long-running command takes: cluster access, logs, metrics."""
+    parser.add_argument(
+        "--kubeconfig", default=None, help="kubeconfig file (default: in-cluster configuration)"
+    )
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    parser.add_argument("--log-format", default="json", choices=["json", "text"])
+    parser.add_argument(
+        "--metrics-address",
+        default="",
+        help="host:port to serve Prometheus /metrics on (default: off)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="porter-lb", description="porter-lb: bare-metal load balancer for Kubernetes"
@@ -50,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     status.add_argument("--timeout", type=float, default=5.0, help="seconds (default: %(default)s)")
     status.set_defaults(run=_speaker_status)
+    # Long-running commands register here, one line each.
     return parser
 
 

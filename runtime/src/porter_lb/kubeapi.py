@@ -68,7 +68,10 @@ class KubeAPI:
         """Send one request; return the streaming urllib3 response of a 2xx, else KubeError."""
         url = self.api_client.configuration.host + path
         if query:
-            url += "?" + urlencode({k: v for k, v in query.items() if v is not None})
+            # A collection path may carry its own query (a label selector): extend it.
+            url += ("&" if "?" in path else "?") + urlencode(
+                {k: v for k, v in query.items() if v is not None}
+            )
         headers = {"Accept": "application/json", "Content-Type": content_type}
         token = self.api_client.configuration.auth_settings().get("BearerToken")
         if token and token.get("value"):

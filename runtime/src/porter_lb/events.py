@@ -1,0 +1,105 @@
+"""Kubernetes Events on Services, Eips and BgpPeers: what operators see in `kubectl describe`.
+
+The same (object, type, reason, message) repeated is one Event whose `count` rises, as
+client-go's recorder does it, so a Service refused on every resync does not flood the API.
+Recording never raises: losing an Event must not fail a reconcile.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import logging
+import threading
+from dataclasses import dataclass, field
+
+from porter_lb.kubeapi import KubeAPI, KubeError, Obj
+
+log = logging.getLogger(__name__)
+
+COMPONENT = "porter-lb"
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class EventRecorder:
+    api: KubeAPI
+    component: str = COMPONENT
+    host: str = ""
+    cluster_namespace: str = "default"  # where Events on cluster-scoped objects go
+    _seen: dict[str, tuple[str, int]] = field(default_factory=dict)  # digest -> (event name, count)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def event(self, obj: Obj, type_: str, reason: str, message: str) -> None:
+        """Record a `Normal` or `Warning` Event about `obj` (a Kubernetes object as JSON)."""
+        metadata = obj.get("metadata", {})
+        namespace = metadata.get("namespace") or self.cluster_namespace
+        involved = {
+            "apiVersion": obj.get("apiVersion", "v1"),
+            "kind": obj.get("kind", ""),
+            "name": metadata.get("name", ""),
+            "namespace": metadata.get("namespace", ""),
+            "uid": metadata.get("uid", ""),
+        }
+        digest = hashlib.sha256(
+            "\0".join([involved["uid"], involved["kind"], involved["name"], type_, reason, message])
+            .encode()
+        ).hexdigest()[:16]
+        now = _now()
+        try:
+            with self._lock:
+                seen = self._seen.get(digest)
+            if seen is not None:
+                name, count = seen
+                self.api.merge_patch(
+                    f"/api/v1/namespaces/{namespace}/events/{name}",
+                    {"count": count + 1, "lastTimestamp": now},
+                )
+                with self._lock:
+                    self._seen[digest] = (name, count + 1)
+                return
+            name = f"{involved['name'][:200]}.{digest}"
+            body = {
+                "apiVersion": "v1",
+                "kind": "Event",
+                "metadata": {"name": name, "namespace": namespace},
+                "involvedObject": {k: v for k, v in involved.items() if v},
+                "type": type_,
+                "reason": reason,
+                "message": message[:1024],
+                "source": {"component": self.component, "host": self.host} if self.host
+                else {"component": self.component},
+                "reportingComponent": self.component,
+                "reportingInstance": self.host or self.component,
+                "firstTimestamp": now,
+                "lastTimestamp": now,
+                "count": 1,
+            }
+            try:
+                self.api.create(f"/api/v1/namespaces/{namespace}/events", body)
+                count = 1
+            except KubeError as error:
+                if error.status != 409:
+                    raise
+                # Recorded by an earlier run of this process: continue its count.
+                existing = self.api.get(f"/api/v1/namespaces/{namespace}/events/{name}")
+                count = int(existing.get("count") or 1) + 1
+                self.api.merge_patch(
+                    f"/api/v1/namespaces/{namespace}/events/{name}",
+                    {"count": count, "lastTimestamp": now},
+                )
+            with self._lock:
+                self._seen[digest] = (name, count)
+        except Exception as error:  # noqa: BLE001 - an Event is best effort
+            with self._lock:
+                self._seen.pop(digest, None)
+            log.warning("could not record Event %s on %s: %s", reason, involved["name"], error)
+
+    def normal(self, obj: Obj, reason: str, message: str) -> None:
+        self.event(obj, "Normal", reason, message)
+
+    def warning(self, obj: Obj, reason: str, message: str) -> None:
+        self.event(obj, "Warning", reason, message)
