@@ -12,7 +12,7 @@ from kubernetes import client
 from kubernetes.dynamic.exceptions import ApiException
 
 from porter_lab import netns
-from porter_lab.kube import apply, load_manifests
+from porter_lab.kube import apply, delete, load_manifests
 from porter_lab.processes import Daemon
 from porter_lab.routers import Router, established
 from porter_lab.speakers import Gobgpd
@@ -33,7 +33,11 @@ def test_crds_accept_porter_and_openelb_objects(
         "eips.network.kubesphere.io",
     ]
     objects = load_manifests(FIXTURES / "porter-openelb-v1alpha2.yaml")
-    stored = apply(api_client, objects)
+    try:
+        stored = apply(api_client, objects)
+    finally:
+        # The control plane is shared by the whole session: leave no pools or peers behind.
+        delete(api_client, objects)
 
     assert [(s.kind, s.metadata.name) for s in stored] == [
         (o["kind"], o["metadata"]["name"]) for o in objects

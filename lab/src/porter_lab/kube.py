@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -59,3 +60,17 @@ def apply_crds(
 
     wait_for(established, timeout, f"CRDs {names} Established", interval=0.1)
     return names
+
+
+def delete(api_client: client.ApiClient, objects: Iterable[dict[str, Any]]) -> None:
+    """Delete each object if it exists (tests clean up what they applied)."""
+    from kubernetes.dynamic.exceptions import NotFoundError
+
+    dynamic = DynamicClient(api_client)
+    for obj in objects:
+        resource = dynamic.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
+        namespace = obj["metadata"].get("namespace") if resource.namespaced else None
+        if resource.namespaced and not namespace:
+            namespace = "default"
+        with contextlib.suppress(NotFoundError):
+            resource.delete(name=obj["metadata"]["name"], namespace=namespace)
