@@ -6,7 +6,11 @@ import os
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[3]
-CRD_DIR = REPO / "ansible_collections/porter/lb/roles/controller/files/crds"
+# $PORTER_LB_CRD_DIR lets a test run use other CRD manifests (e.g. those of another revision).
+CRD_DIR = Path(
+    os.environ.get("PORTER_LB_CRD_DIR")
+    or REPO / "ansible_collections/porter/lb/roles/controller/files/crds"
+)
 
 
 def cache_dir() -> Path:
