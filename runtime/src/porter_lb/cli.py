@@ -11,7 +11,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from porter_lb import __version__
+from porter_lb import __version__, manager
 
 
 def _speaker_status(args: argparse.Namespace) -> int:
@@ -69,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--timeout", type=float, default=5.0, help="seconds (default: %(default)s)")
     status.set_defaults(run=_speaker_status)
     # Long-running commands register here, one line each.
+    manager.add_command(commands)
     return parser
 
 

@@ -45,8 +45,9 @@ class EventRecorder:
             "uid": metadata.get("uid", ""),
         }
         digest = hashlib.sha256(
-            "\0".join([involved["uid"], involved["kind"], involved["name"], type_, reason, message])
-            .encode()
+            "\0".join(
+                [involved["uid"], involved["kind"], involved["name"], type_, reason, message]
+            ).encode()
         ).hexdigest()[:16]
         now = _now()
         try:
@@ -70,7 +71,8 @@ class EventRecorder:
                 "type": type_,
                 "reason": reason,
                 "message": message[:1024],
-                "source": {"component": self.component, "host": self.host} if self.host
+                "source": {"component": self.component, "host": self.host}
+                if self.host
                 else {"component": self.component},
                 "reportingComponent": self.component,
                 "reportingInstance": self.host or self.component,

@@ -10,14 +10,18 @@ from prometheus_client import CollectorRegistry, Gauge, Histogram, start_http_se
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
-POOL_SIZE = Gauge(
-    "porter_lb_pool_size", "Addresses in an Eip pool", ["pool"], registry=REGISTRY
-)
+POOL_SIZE = Gauge("porter_lb_pool_size", "Addresses in an Eip pool", ["pool"], registry=REGISTRY)
 POOL_USAGE = Gauge(
-    "porter_lb_pool_usage", "Addresses of an Eip pool given to Services", ["pool"], registry=REGISTRY
+    "porter_lb_pool_usage",
+    "Addresses of an Eip pool given to Services",
+    ["pool"],
+    registry=REGISTRY,
 )
 POOL_READY = Gauge(
-    "porter_lb_pool_ready", "1 if the Eip can give out addresses, else 0", ["pool"], registry=REGISTRY
+    "porter_lb_pool_ready",
+    "1 if the Eip can give out addresses, else 0",
+    ["pool"],
+    registry=REGISTRY,
 )
 ALLOCATIONS = Gauge(
     "porter_lb_allocations",

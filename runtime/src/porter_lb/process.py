@@ -8,13 +8,13 @@ import signal
 import sys
 import threading
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 
 class JSONFormatter(logging.Formatter):
     """One JSON object per line: ts, level, logger, msg, plus any `extra={...}` fields."""
 
-    _standard = set(vars(logging.makeLogRecord({})))
+    _standard: ClassVar[set[str]] = set(vars(logging.makeLogRecord({})))
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {

@@ -1,0 +1,56 @@
+"""Shared by the benchmarks: percentiles, and writing results as JSON plus a readable table."""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def percentile(samples: Sequence[float], fraction: float) -> float:
+    """Nearest-rank percentile (fraction in 0..1) of a non-empty sample."""
+    ordered = sorted(samples)
+    rank = max(1, math.ceil(fraction * len(ordered)))
+    return ordered[rank - 1]
+
+
+def report(name: str, rows: list[dict[str, Any]], extra: dict[str, Any] | None = None) -> Path:
+    """Write bench/results/<name>.json and print a table of metric, value, target, verdict.
+
+    Each row: {"metric", "value", "unit", "target" (same unit, upper bound, or None)}.
+    """
+    RESULTS.mkdir(exist_ok=True)
+    for row in rows:
+        target = row.get("target")
+        row["meets_target"] = None if target is None else row["value"] <= target
+    document = {
+        "benchmark": name,
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"cpus": _cpus(), "python": platform.python_version()},
+        "results": rows,
+        **(extra or {}),
+    }
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(document, indent=2) + "\n")
+    width = max(len(r["metric"]) for r in rows)
+    print(f"\n{name}")
+    print(f"{'metric':<{width}}  {'value':>12}  {'target':>12}  verdict")
+    for row in rows:
+        value = f"{row['value']:.4g} {row['unit']}"
+        target = "-" if row.get("target") is None else f"<= {row['target']:g} {row['unit']}"
+        verdict = {True: "ok", False: "MISSED", None: ""}[row["meets_target"]]
+        print(f"{row['metric']:<{width}}  {value:>12}  {target:>12}  {verdict}")
+    print(f"(written to {path.relative_to(RESULTS.parent.parent)})")
+    return path
+
+
+def _cpus() -> int:
+    import os
+
+    return os.cpu_count() or 0
