@@ -11,7 +11,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from porter_lb import __version__, manager
+from porter_lb import __version__, agent, manager
 
 
 def _speaker_status(args: argparse.Namespace) -> int:
@@ -70,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.set_defaults(run=_speaker_status)
     # Long-running commands register here, one line each.
     manager.add_command(commands)
+    agent.add_command(commands)
     return parser
 
 

@@ -1,0 +1,68 @@
+"""`porter-lb agent` processes for the lab and the bed.
+
+No kubelet runs here, so an agent is a plain process in the HOST network namespace (the API
+server listens on the host's loopback) that drives the gobgpd in its node's namespace through
+that gobgpd's unix socket.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from porter_lab.processes import Daemon
+
+
+@dataclass
+class Agent:
+    """One `porter-lb agent --node NODE`, logging (text) to `workdir/agent-NODE.log`."""
+
+    node: str
+    gobgp_target: str  # e.g. unix:///tmp/.../gobgp.sock
+    kubeconfig: Path
+    workdir: Path
+    namespace: str = "porter-lb-system"
+    extra_args: tuple[str, ...] = ()
+    daemon: Daemon | None = field(default=None, repr=False)
+
+    @property
+    def log(self) -> Path:
+        return self.workdir / f"agent-{self.node}.log"
+
+    def argv(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "porter_lb",
+            "agent",
+            "--node",
+            self.node,
+            "--gobgp",
+            self.gobgp_target,
+            "--kubeconfig",
+            str(self.kubeconfig),
+            "--namespace",
+            self.namespace,
+            "--log-format",
+            "text",
+            *self.extra_args,
+        ]
+
+    def start(self) -> Agent:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.daemon = Daemon(f"agent-{self.node}", self.argv(), self.log).start()
+        return self
+
+    def check_running(self) -> bool:
+        assert self.daemon is not None, f"agent for {self.node} was never started"
+        return self.daemon.check_running()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM: the agent stops its watches and exits, leaving gobgpd's routes in place."""
+        if self.daemon is not None:
+            self.daemon.stop(timeout)
+
+    def kill(self) -> None:
+        if self.daemon is not None:
+            self.daemon.kill()
