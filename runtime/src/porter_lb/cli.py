@@ -70,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.set_defaults(run=_speaker_status)
     # Long-running commands register here, one line each.
     manager.add_command(commands)
+    __import__("porter_lb.webhook", fromlist=["add_command"]).add_command(commands)
     agent.add_command(commands)
     return parser
 

@@ -1,0 +1,294 @@
+"""Validating admission webhook: refuses Eips that break a rule spanning several Eips.
+
+`porter-lb webhook --cert-file --key-file [--port] [--kubeconfig]` serves AdmissionReview v1
+over HTTPS at `/validate-eip`, and `/healthz`. For each CREATE or UPDATE of an Eip it lists the
+Eips stored now and asks `porter_lb.validation.check_admission` whether the change would make an
+Eip lose a conflict (shared addresses, a second default pool of a family); if so it denies the
+request with a 422 naming the field, the other Eip and the rule.
+
+The webhook is registered with failurePolicy Ignore and never for DELETE (see
+`roles/controller/files/webhook.yaml` and docs/validation.md): when it is down, Eips can still
+be created, edited and deleted, and the controller, which applies the same rules at every
+reconcile (`porter_lb.validation.pool_conflicts`), marks any Eip that loses not ready. The
+webhook only makes the refusal early and visible to whoever applied the object.
+
+The Eips are listed from the API on every request rather than read from a watch cache: an
+admission is rare, Eips are few, and a list is a fresh read, so two conflicting Eips applied
+one after the other are caught even when the second follows within milliseconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import ipaddress
+import json
+import logging
+import os
+import ssl
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from porter_lb.validation import check_admission
+
+log = logging.getLogger(__name__)
+
+Obj = dict[str, Any]
+EipSource = Callable[[], Sequence[Mapping[str, Any]]]
+"""Returns the Eips stored now; raises when it cannot (the request is then let through)."""
+
+VALIDATE_EIP_PATH = "/validate-eip"
+HEALTH_PATH = "/healthz"
+MAX_REQUEST_BYTES = 3 * 1024 * 1024  # the API server caps objects at about 3 MiB as well
+CERT_RELOAD_SECONDS = 10.0
+
+
+def admission_response(review: Mapping[str, Any], eips: EipSource) -> Obj:
+    """The AdmissionReview (v1) answering `review`, an AdmissionReview request for an Eip.
+
+    Denials carry code 422 and a message naming the field, the other Eip and the rule. When
+    the Eips cannot be listed, the request is allowed with a warning: the same choice as the
+    webhook's failurePolicy Ignore, for the same reason (the controller checks again).
+    """
+    request = review.get("request")
+    if not isinstance(request, Mapping) or not request.get("uid"):
+        raise ValueError("not an AdmissionReview request: no request.uid")
+    response: Obj = {"uid": request["uid"], "allowed": True}
+    obj = request.get("object")
+    if request.get("operation") in ("CREATE", "UPDATE") and isinstance(obj, Mapping):
+        try:
+            existing = eips()
+        except Exception as error:  # noqa: BLE001 - any failure to read means "not checked"
+            log.warning("cannot list Eips, allowing without cross-object checks: %s", error)
+            response["warnings"] = [
+                "porter-lb webhook could not list Eips, so overlapping or second default pools "
+                "were not checked now; the porter-lb controller checks them and marks a losing "
+                "Eip not ready"
+            ]
+        else:
+            denial = check_admission(obj, existing)
+            if denial is not None:
+                response["allowed"] = False
+                response["status"] = {"code": 422, "reason": "Invalid", "message": denial}
+    log.info(
+        "admission %s Eip %s: %s",
+        request.get("operation"),
+        request.get("name") or (obj or {}).get("metadata", {}).get("name"),
+        "allowed" if response["allowed"] else response["status"]["message"],
+    )
+    return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: WebhookServer
+    timeout = 10  # seconds a client may take to send its request (and the TLS handshake)
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s " + format, self.address_string(), *args)
+
+    def _reply(self, status: int, body: bytes, content_type: str = "application/json") -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        if self.path == HEALTH_PATH:
+            self._reply(200, b"ok\n", "text/plain")
+        else:
+            self._reply(404, b"not found\n", "text/plain")
+
+    def do_POST(self) -> None:
+        if self.path.split("?", 1)[0] != VALIDATE_EIP_PATH:
+            self._reply(404, b"not found\n", "text/plain")
+            return
+        try:
+            length = int(self.headers.get("Content-Length", "0"))
+            if not 0 < length <= MAX_REQUEST_BYTES:
+                raise ValueError(f"Content-Length {length} outside 1..{MAX_REQUEST_BYTES}")
+            review = json.loads(self.rfile.read(length))
+            if not isinstance(review, Mapping):
+                raise ValueError("the body is not a JSON object")
+            answer = admission_response(review, self.server.eips)
+        except ValueError as error:
+            self._reply(400, f"bad AdmissionReview: {error}\n".encode(), "text/plain")
+            return
+        self._reply(200, json.dumps(answer).encode())
+
+
+class WebhookServer(ThreadingHTTPServer):
+    """HTTPS server for the webhook; TLS handshakes happen in the request threads.
+
+    `reload_certificate()` loads the certificate files again (new connections use them), so
+    a rotated certificate (cert-manager, the Ansible role) needs no restart.
+    """
+
+    daemon_threads = True
+
+    def __init__(
+        self, address: tuple[str, int], cert_file: str, key_file: str, eips: EipSource
+    ) -> None:
+        self.eips = eips
+        self.cert_file = cert_file
+        self.key_file = key_file
+        self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.context.minimum_version = ssl.TLSVersion.TLSv1_2
+        self._loaded = self._stamp()
+        self.context.load_cert_chain(cert_file, key_file)
+        super().__init__(address, _Handler)
+        self.socket = self.context.wrap_socket(
+            self.socket, server_side=True, do_handshake_on_connect=False
+        )
+
+    def _stamp(self) -> tuple[float, float]:
+        return (os.stat(self.cert_file).st_mtime, os.stat(self.key_file).st_mtime)
+
+    def reload_certificate(self) -> bool:
+        """Load the certificate again if its files changed; True if it did."""
+        try:
+            stamp = self._stamp()
+            if stamp == self._loaded:
+                return False
+            self.context.load_cert_chain(self.cert_file, self.key_file)
+        except (OSError, ssl.SSLError) as error:
+            log.warning("keeping the current certificate, cannot load the new one: %s", error)
+            return False
+        self._loaded = stamp
+        log.info("loaded the rotated certificate %s", self.cert_file)
+        return True
+
+    @property
+    def port(self) -> int:
+        return int(self.server_address[1])
+
+
+def serve_in_thread(server: WebhookServer) -> threading.Thread:
+    """Serve until `server.shutdown()`; for tests and `run`."""
+    thread = threading.Thread(target=server.serve_forever, name="webhook", daemon=True)
+    thread.start()
+    return thread
+
+
+@dataclass(frozen=True)
+class Certificates:
+    """PEM texts: a CA (its certificate goes into the webhook's caBundle) and a serving pair."""
+
+    ca_cert: bytes
+    cert: bytes
+    key: bytes
+
+    def write(self, directory: os.PathLike[str] | str) -> tuple[str, str, str]:
+        """Write ca.crt, tls.crt and tls.key (0600) into `directory`; return their paths."""
+        paths = []
+        for name, data in (("ca.crt", self.ca_cert), ("tls.crt", self.cert), ("tls.key", self.key)):
+            path = os.path.join(directory, name)
+            with open(path, "wb") as file:
+                file.write(data)
+            os.chmod(path, 0o600)
+            paths.append(path)
+        return paths[0], paths[1], paths[2]
+
+
+def generate_certificates(hosts: Sequence[str], days: int = 365) -> Certificates:
+    """A self-signed CA and a serving certificate it signs for `hosts` (IPs or DNS names).
+
+    For the lab and the tests, and for clusters without cert-manager. Needs the
+    `cryptography` package, which the runtime does not otherwise depend on.
+    """
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+
+    def builder(subject: str, issuer: str, key: ec.EllipticCurvePrivateKey) -> Any:
+        return (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=days))
+        )
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = "porter-lb webhook CA"
+    ca = (
+        builder(ca_name, ca_name, ca_key)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False), True
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    names: list[x509.GeneralName] = []
+    for host in hosts:
+        try:
+            names.append(x509.IPAddress(ipaddress.ip_address(host)))
+        except ValueError:
+            names.append(x509.DNSName(host))
+    cert = (
+        builder(hosts[0] if hosts else "porter-lb-webhook", ca_name, key)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    return Certificates(
+        ca_cert=ca.public_bytes(pem),
+        cert=cert.public_bytes(pem),
+        key=key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
+    )
+
+
+def add_command(commands: Any) -> None:
+    """Register `porter-lb webhook` on the CLI's subcommands."""
+    from porter_lb.cli import add_common_options
+
+    parser = commands.add_parser(
+        "webhook", help="serve the validating admission webhook for Eips (HTTPS)"
+    )
+    add_common_options(parser)
+    parser.add_argument("--cert-file", required=True, help="serving certificate (PEM)")
+    parser.add_argument("--key-file", required=True, help="its private key (PEM)")
+    parser.add_argument("--port", type=int, default=9443, help="HTTPS port (default: %(default)s)")
+    parser.add_argument(
+        "--bind-address", default="0.0.0.0", help="address to listen on (default: %(default)s)"
+    )
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from porter_lb import metrics
+    from porter_lb.informers import PATHS
+    from porter_lb.kubeapi import KubeAPI, load_api_client
+    from porter_lb.process import setup_logging, stop_event_on_signals
+
+    setup_logging(args.log_level, args.log_format)
+    stop = stop_event_on_signals()
+    api = KubeAPI(load_api_client(args.kubeconfig))
+
+    def stored_eips() -> list[Obj]:
+        return api.list(PATHS["Eip"])[0]
+
+    server = WebhookServer(
+        (args.bind_address, args.port), args.cert_file, args.key_file, stored_eips
+    )
+    metrics.serve(args.metrics_address)
+    thread = serve_in_thread(server)
+    log.info("serving %s on %s:%d", VALIDATE_EIP_PATH, args.bind_address, server.port)
+    while not stop.wait(CERT_RELOAD_SECONDS):
+        server.reload_certificate()
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+    return 0
