@@ -108,9 +108,12 @@ def _participant(obj: Mapping[str, Any]) -> _Eip | None:
     if _is_deleting(obj):
         return None
     try:
-        pool = pool_from_eip(obj)
+        return _eip(obj, pool_from_eip(obj))
     except ModelError:
         return None
+
+
+def _eip(obj: Mapping[str, Any], pool: Pool) -> _Eip:
     annotations = _metadata(obj).get("annotations")
     annotations = annotations if isinstance(annotations, Mapping) else {}
     default_annotation = next(
@@ -238,17 +241,11 @@ def check_admission(obj: Mapping[str, Any], existing: Sequence[Mapping[str, Any]
     if _is_deleting(obj):
         return None
     try:
-        pool_from_eip(obj)
+        admitted = _eip(obj, pool_from_eip(obj))
     except ModelError as error:
         return str(error)
-    before = {
-        (c.eip, c.kind, c.winner)
-        for c in find_pool_conflicts([e for e in existing if not _is_deleting(e)])
-    }
+    before = {(c.eip, c.kind, c.winner) for c in find_pool_conflicts(existing)}
     others = [p for e in existing if _name(e) != name and (p := _participant(e)) is not None]
-    admitted = _participant(obj)
-    if admitted is None:  # pragma: no cover - pool_from_eip accepted it above
-        return None
     for conflict, loser, winner in _conflicts([*others, admitted]):
         if (conflict.eip, conflict.kind, conflict.winner) in before:
             continue
