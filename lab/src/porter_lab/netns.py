@@ -118,3 +118,19 @@ def next_hops(netns: str, prefix: str) -> set[str]:
             if "gateway" in hop:
                 gateways.add(hop["gateway"])
     return gateways
+
+
+def host_routes(netns: str) -> dict[str, set[str]]:
+    """Every /32 and /128 of the main table in `netns`: prefix -> gateways."""
+    found: dict[str, set[str]] = {}
+    for family in (4, 6):
+        for route in routes(netns, family=family):
+            dst = str(route.get("dst", ""))
+            if "/" not in dst:
+                dst += "/128" if ":" in dst else "/32"
+            if not dst.endswith(("/32", "/128")):
+                continue
+            hops = {route["gateway"]} if "gateway" in route else set()
+            hops |= {h["gateway"] for h in route.get("nexthops", []) if "gateway" in h}
+            found[dst] = hops
+    return found
