@@ -235,9 +235,12 @@ class GoBGP:
             result = getattr(self._stub, name)(request, timeout=self.timeout)
             return list(result) if stream else result
         except grpc.RpcError as error:
-            code = error.code().name if hasattr(error, "code") else "UNKNOWN"
-            details = error.details() if hasattr(error, "details") else str(error)
-            raise GoBGPError(f"gobgpd {self.target}: {name} failed: {code}: {details}") from error
+            raise self._error(name, error) from error
+
+    def _error(self, name: str, error: grpc.RpcError) -> GoBGPError:
+        code = error.code().name if hasattr(error, "code") else "UNKNOWN"
+        details = error.details() if hasattr(error, "details") else str(error)
+        return GoBGPError(f"gobgpd {self.target}: {name} failed: {code}: {details}")
 
     def wait_ready(self, timeout: float) -> None:
         """Block until the gRPC server answers, or raise GoBGPError after `timeout` seconds."""
@@ -399,11 +402,7 @@ class GoBGP:
         try:
             self._stub.AddPathStream(requests(), timeout=max(self.timeout, 60.0))
         except grpc.RpcError as error:
-            code = error.code().name if hasattr(error, "code") else "UNKNOWN"
-            details = error.details() if hasattr(error, "details") else str(error)
-            raise GoBGPError(
-                f"gobgpd {self.target}: AddPathStream failed: {code}: {details}"
-            ) from error
+            raise self._error("AddPathStream", error) from error
         return count
 
     def add_routes(self, routes: Iterable[Route], batch: int = 1000) -> int:
