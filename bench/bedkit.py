@@ -73,7 +73,7 @@ class Bed:
             },
         )
 
-    def base_objects(self, pool: str = EIP_POOL) -> None:
+    def base_objects(self, pool: str = EIP_POOL, router_id: str = "") -> None:
         for namespace in (NAMESPACE, SYSTEM_NAMESPACE):
             self.create("/api/v1/namespaces", {"metadata": {"name": namespace}})
         self.create(
@@ -94,7 +94,7 @@ class Bed:
                 "apiVersion": "network.kubesphere.io/v1alpha2",
                 "kind": "BgpConf",
                 "metadata": {"name": "default"},
-                "spec": {"as": NODE_ASN, "listenPort": -1},
+                "spec": {"as": NODE_ASN, **({"routerId": router_id} if router_id else {})},
             },
         )
         self.create(
@@ -197,7 +197,9 @@ class Bed:
 
 
 @contextlib.contextmanager
-def bed(nodes: int) -> Iterator[Bed]:
+def bed(
+    nodes: int, *, pools: tuple[str, ...] = (EIP_POOL,), add_paths_rx: bool = False
+) -> Iterator[Bed]:
     """A running bed with `nodes` node namespaces peering with one BIRD router."""
     workdir = Path(tempfile.mkdtemp(prefix="porter-bench-"))
     plane = ControlPlane(workdir / "controlplane")
@@ -214,7 +216,8 @@ def bed(nodes: int) -> Iterator[Bed]:
             asn=ROUTER_ASN,
             router_id=topology.router_address,
             neighbors=tuple(Neighbor(n.address, NODE_ASN, n.name) for n in topology.nodes),
-            pools=(EIP_POOL,),
+            pools=pools,
+            add_paths_rx=add_paths_rx,
         )
         router = Bird(topology.router_ns, spec, workdir / "bird").start()
         made = Bed(workdir, plane, KubeAPI(api_client), topology, router)

@@ -9,10 +9,7 @@ Both against BIRD and FRR. No allocation controller runs: the tests write the Se
 
 from __future__ import annotations
 
-import statistics
-import subprocess
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +22,6 @@ from porter_lab import netns
 from porter_lab.agents import Agent
 from porter_lab.controlplane import ControlPlane
 from porter_lab.netns import CommandFailed
-from porter_lab.processes import in_netns
 from porter_lab.routers import Bird, Frr, Neighbor, Router, RouterSpec, established
 from porter_lab.speakers import Gobgpd
 from porter_lab.topology import EIP_POOL, NODE_ASN, ROUTER_ASN, Topology, run_id
@@ -519,121 +515,3 @@ def test_central_speaker_follows_the_cluster(
         scenario(cluster, topology, central_router, restart, lambda _node: "central")
     finally:
         speaker.stop()
-
-
-# --- latency -----------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def bird_router(topology: Topology, tmp_path: Path) -> Iterator[Router]:
-    """BIRD peering with node1 only."""
-    node = topology.nodes[0]
-    spec = RouterSpec(
-        asn=ROUTER_ASN,
-        router_id=topology.router_address,
-        neighbors=(Neighbor(node.address, NODE_ASN, node.name),),
-        pools=(EIP_POOL,),
-    )
-    router = Bird(topology.router_ns, spec, tmp_path / "bird").start()
-    try:
-        yield router
-    finally:
-        router.stop()
-
-
-TIMED_PREFIX = "203.0.113.200/32"
-
-
-class RouteMonitor:
-    """`ip monitor route` in a namespace: the time each line about `prefix` arrived."""
-
-    def __init__(self, netns_name: str, prefix: str) -> None:
-        self.address = prefix.split("/", maxsplit=1)[0]
-        self.events: list[tuple[float, str]] = []
-        self._lock = threading.Lock()
-        self._process = subprocess.Popen(
-            in_netns(netns_name, ["ip", "-4", "monitor", "route"]),
-            stdout=subprocess.PIPE,
-            text=True,
-            bufsize=1,
-        )
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-
-    def _read(self) -> None:
-        assert self._process.stdout is not None
-        for line in self._process.stdout:
-            if self.address in line:
-                with self._lock:
-                    self.events.append((time.monotonic(), line.strip()))
-
-    def first_after(self, since: float, deleted: bool) -> float | None:
-        with self._lock:
-            for at, line in self.events:
-                if at >= since and line.startswith("Deleted") == deleted:
-                    return at
-        return None
-
-    def close(self) -> None:
-        self._process.terminate()
-        self._process.wait(5)
-
-
-def percentile(samples: list[float], fraction: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
-
-
-def test_endpointslice_change_reaches_bird_fib_fast(  # noqa: PLR0917 - fixtures
-    cluster: Cluster,
-    topology: Topology,
-    bird_router: Router,
-    start_gobgpd: Callable[[str], Gobgpd],
-    control_plane: ControlPlane,
-    tmp_path: Path,
-) -> None:
-    base_objects(cluster)
-    node = topology.nodes[0]
-    cluster.add_node(node.name, node.address)
-    cluster.add_bgppeer("tor", topology.router_address)
-    cluster.add_service("timed", TIMED_PREFIX.split("/", maxsplit=1)[0], "Local")
-    cluster.set_endpoints("timed", [])
-    speaker = start_gobgpd(node.netns)
-    agent = Agent(
-        cluster.node_name(node.name),
-        speaker.target,
-        control_plane.kubeconfig,
-        tmp_path,
-    ).start()
-    monitor = RouteMonitor(topology.router_ns, TIMED_PREFIX)
-    try:
-        wait_for(
-            lambda: bird_router.sessions().get(node.address) == "Established",
-            15,
-            f"{node.name}'s BGP session",
-            interval=0.1,
-        )
-        samples: list[float] = []
-        for round_ in range(40):
-            announce = round_ % 2 == 0
-            started = time.monotonic()
-            cluster.set_endpoints("timed", [node.name] if announce else [])
-            arrived = wait_for(
-                lambda s=started, a=announce: monitor.first_after(s, deleted=not a),
-                5,
-                f"{TIMED_PREFIX} {'added to' if announce else 'deleted from'} the router FIB",
-                interval=0.002,
-            )
-            samples.append(arrived - started)
-        p50, p99 = percentile(samples, 0.5), percentile(samples, 0.99)
-        print(
-            f"\nEndpointSlice change -> BIRD FIB over {len(samples)} changes: "
-            f"p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms, "
-            f"mean {statistics.mean(samples) * 1000:.1f} ms"
-        )
-        assert p50 <= 0.020
-        assert p99 <= 0.100
-        agent.check_running()
-    finally:
-        monitor.close()
-        agent.stop()

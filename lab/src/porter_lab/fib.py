@@ -10,10 +10,12 @@ objects (RTA_NH_ID) are not resolved here.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from pyroute2.netlink.rtnl.marshal import MarshalRtnl
@@ -60,6 +62,8 @@ class FibWatcher:
     """
 
     def __init__(self, netns: str) -> None:
+        self.netns = netns
+        self.overruns = 0
         self.sock = _socket_in(netns)
         self.sock.settimeout(0.2)
         self._marshal = MarshalRtnl()
@@ -84,8 +88,16 @@ class FibWatcher:
                 data = self.sock.recv(1 << 20)
             except TimeoutError:
                 continue
-            except OSError:
-                return
+            except OSError as error:
+                if error.errno != errno.ENOBUFS or self._closed:
+                    return
+                # Events were lost (a burst beyond the buffer): read the whole table again.
+                fresh = {p: frozenset(h) for p, h in _netns.host_routes(self.netns).items()}
+                with self._changed:
+                    self.routes = fresh
+                    self.overruns += 1
+                    self._changed.notify_all()
+                continue
             messages = self._marshal.parse(data)
             with self._changed:
                 for msg in messages:
@@ -116,5 +128,18 @@ class FibWatcher:
                         f"{prefix}: wanted next hops {sorted(hops)}, kernel has "
                         f"{sorted(self.routes.get(prefix, ()))}"
                     )
+                self._changed.wait(remaining)
+            return time.monotonic()
+
+    def wait_until(
+        self, predicate: Callable[[dict[str, frozenset[str]]], bool], timeout: float
+    ) -> float:
+        """Block until `predicate(routes)` holds; the monotonic time it did (TimeoutError)."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while not predicate(self.routes):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"FIB of {self.netns}: condition not met in {timeout}s")
                 self._changed.wait(remaining)
             return time.monotonic()

@@ -343,11 +343,13 @@ class AllocationController:
             [o for o in outcomes if o.remove_finalizer and _SERVICE + o.key not in failed],
             lambda o: self._set_finalizer(o, False),
         )
-        for outcome in outcomes:
-            if outcome.event and outcome.service is not None:
-                type_, reason, message = outcome.event
-                self.recorder.event(outcome.service, type_, reason, message)
+        self._write_all([o for o in outcomes if o.event and o.service is not None], self._record)
         return failed
+
+    def _record(self, outcome: _Outcome) -> None:
+        assert outcome.event is not None and outcome.service is not None
+        type_, reason, message = outcome.event
+        self.recorder.event(outcome.service, type_, reason, message)
 
     def _used_of(self, pool: str) -> dict[str, frozenset[str]]:
         return {

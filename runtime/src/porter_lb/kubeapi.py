@@ -42,13 +42,19 @@ class WatchEvent:
     object: Obj
 
 
-def load_api_client(kubeconfig: str | None = None) -> client.ApiClient:
-    """In-cluster configuration unless a kubeconfig path is given."""
+def load_api_client(kubeconfig: str | None = None, pool_size: int = 64) -> client.ApiClient:
+    """In-cluster configuration unless a kubeconfig path is given.
+
+    Every open watch holds one pooled connection, and status writes go out from several
+    threads: the pool is sized for both (urllib3 would otherwise discard connections).
+    """
+    configuration = client.Configuration()
     if kubeconfig:
-        api_client: client.ApiClient = config.new_client_from_config(config_file=kubeconfig)
-        return api_client
-    config.load_incluster_config()
-    return client.ApiClient()
+        config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+    else:
+        config.load_incluster_config(client_configuration=configuration)
+    configuration.connection_pool_maxsize = pool_size
+    return client.ApiClient(configuration)
 
 
 class KubeAPI:

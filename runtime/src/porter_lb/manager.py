@@ -11,7 +11,6 @@ retry period instead of a whole lease duration.
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import os
 import socket
@@ -74,6 +73,11 @@ def add_command(commands: Any) -> None:
         help="gRPC target of the central gobgpd (default: %(default)s)",
     )
     parser.add_argument(
+        "--router-id",
+        default=os.environ.get("POD_IP", ""),
+        help="central speaker's BGP router id when the BgpConf sets none (default: $POD_IP)",
+    )
+    parser.add_argument(
         "--watch-timeout", type=int, default=300, help="seconds a watch stays open (default: 300)"
     )
     parser.set_defaults(run=run)
@@ -97,9 +101,7 @@ def run(args: argparse.Namespace) -> int:
     recorder = EventRecorder(api, host=args.identity)
     controller = AllocationController(api, informers, recorder, class_name=args.load_balancer_class)
     controller.register()
-    speaker_thread = None
-    if args.speaker == "central":
-        speaker_thread = _start_central_speaker(api, informers, args, stop)
+    speaker_threads: list[threading.Thread] = []
     informers.start()
     log.info("waiting for caches to sync", extra={"kinds": kinds})
     while not informers.wait_synced(1.0):
@@ -112,6 +114,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.leader_elect:
         log.warning("leader election is off: run one replica only")
         metrics.LEADER.set(1)
+        if args.speaker == "central":
+            speaker_threads.append(_start_central_speaker(api, informers, args, stop))
         controller.run(stop)
     else:
         elector = LeaderElector(
@@ -131,6 +135,9 @@ def run(args: argparse.Namespace) -> int:
             thread = threading.Thread(target=controller.run, args=(stop,), name="allocator")
             thread.start()
             worker.append(thread)
+            # One central speaker in the cluster: the leader's (its status key is shared).
+            if args.speaker == "central":
+                speaker_threads.append(_start_central_speaker(api, informers, args, stop))
 
         def stopped() -> None:
             metrics.LEADER.set(0)
@@ -151,8 +158,8 @@ def run(args: argparse.Namespace) -> int:
         election.join(args.retry_period + 5)  # run() releases the Lease as it returns
     controller.stop()
     informers.stop()
-    if speaker_thread is not None:
-        speaker_thread.join(10)
+    for thread in speaker_threads:
+        thread.join(10)
     log.info("stopped")
     return 1 if lost.is_set() else 0
 
@@ -160,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
 def _start_central_speaker(
     api: KubeAPI, informers: Informers, args: argparse.Namespace, stop: threading.Event
 ) -> threading.Thread:
-    agent = importlib.import_module("porter_lb.agent")  # written alongside; see agent.py
+    from porter_lb import agent
 
     thread = threading.Thread(
         target=agent.run_central,
@@ -171,6 +178,8 @@ def _start_central_speaker(
             "stop": stop,
             "identity": args.identity,
             "namespace": args.namespace,
+            "router_id": args.router_id,
+            "recorder": EventRecorder(api, host=args.identity),
         },
         name="central-speaker",
         daemon=True,
