@@ -119,6 +119,8 @@ class Bed:
                 "type": "LoadBalancer",
                 "loadBalancerClass": LOAD_BALANCER_CLASS,
                 "externalTrafficPolicy": policy,
+                # 10,000 Services would exhaust the NodePort range; a BGP LB needs none.
+                "allocateLoadBalancerNodePorts": False,
                 "selector": {"app": name},
                 "ports": [{"port": 80, "protocol": "TCP"}],
             },

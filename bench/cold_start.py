@@ -32,9 +32,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bedkit import GROUP, NAMESPACE, Bed, bed
 from common import report
 
+from porter_lab import netns
 from porter_lab.fib import FibWatcher
 from porter_lab.speakers import Gobgpd
 from porter_lab.topology import NODE_NET
+from porter_lab.waiting import wait_for
 
 POOL = "10.200.0.0/18"  # 16,384 addresses, routed only inside the bed's namespaces
 
@@ -93,7 +95,8 @@ def main() -> int:
         gobgpd.start()
         b.speakers.append(gobgpd)
         central = ("--speaker", "central", "--gobgp", gobgpd.target, "--no-leader-elect")
-        watcher = FibWatcher(b.topology.router_ns)
+        router_ns = b.topology.router_ns
+        watcher = FibWatcher(router_ns)
         try:
             print("first start: allocating and announcing", flush=True)
             started = time.monotonic()
@@ -105,8 +108,16 @@ def main() -> int:
             b.controller.terminate()
             b.controller.wait(60)
             gobgpd.stop()
-            watcher.wait_until(lambda routes: not full(1)(routes), 60)
+            wait_for(
+                lambda: (
+                    not full(1)({p: frozenset(h) for p, h in netns.host_routes(router_ns).items()})
+                ),
+                120,
+                "the router to withdraw every route",
+            )
             print("stopped controller and gobgpd: FIB empty; cold start", flush=True)
+            watcher.close()
+            watcher = FibWatcher(router_ns)
             gobgpd.start()
             started = time.monotonic()
             b.start_controller(*central)

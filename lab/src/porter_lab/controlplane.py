@@ -305,6 +305,8 @@ class ControlPlane:
                 f"--service-account-signing-key-file={pki['sa_key']}",
                 f"--service-account-issuer=https://127.0.0.1:{self.port}",
                 "--service-cluster-ip-range=10.96.0.0/16",
+                # Room for the health-check NodePorts of 10,000 Local Services (benchmarks).
+                "--service-node-port-range=20000-60000",
                 "--authorization-mode=RBAC",
                 "--allow-privileged=true",
                 # As envtest: no controller-manager mints tokens for pods here.

@@ -10,7 +10,6 @@ objects (RTA_NH_ID) are not resolved here.
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import socket
 import threading
@@ -88,10 +87,10 @@ class FibWatcher:
                 data = self.sock.recv(1 << 20)
             except TimeoutError:
                 continue
-            except OSError as error:
-                if error.errno != errno.ENOBUFS or self._closed:
+            except OSError:
+                if self._closed:
                     return
-                # Events were lost (a burst beyond the buffer): read the whole table again.
+                # Events were lost (ENOBUFS: a burst beyond the buffer): read the table again.
                 fresh = {p: frozenset(h) for p, h in _netns.host_routes(self.netns).items()}
                 with self._changed:
                     self.routes = fresh

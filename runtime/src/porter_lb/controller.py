@@ -31,7 +31,7 @@ import datetime
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,6 +61,7 @@ from porter_lb.model import (
     selects_porter,
     service_key,
 )
+from porter_lb.validation import pool_conflicts
 from porter_lb.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
@@ -92,21 +93,6 @@ def _being_deleted(obj: Obj) -> bool:
 def _service_path(key: str) -> str:
     namespace, name = key.split("/", 1)
     return f"/api/v1/namespaces/{namespace}/services/{name}"
-
-
-def pool_conflicts(eips: Sequence[Mapping[str, Any]]) -> dict[str, str]:
-    """Eips that lose a cross-object rule (overlap, second default pool) -> why.
-
-    The rules live in porter_lb.validation (shared with the webhook); this indirection keeps
-    the controller working while that module is absent from an older build.
-    """
-    import importlib
-
-    try:
-        validation = importlib.import_module("porter_lb.validation")
-    except ImportError:  # pragma: no cover - only before validation.py exists
-        return {}
-    return dict(validation.pool_conflicts(eips))
 
 
 @dataclass
@@ -602,4 +588,4 @@ def _same_status(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
     return strip(old) == strip(new)
 
 
-__all__ = ["FINALIZER", "KINDS", "AllocationController", "RefusalReason", "pool_conflicts"]
+__all__ = ["FINALIZER", "KINDS", "AllocationController", "RefusalReason"]
