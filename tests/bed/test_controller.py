@@ -4,6 +4,7 @@ conditions; restarts change nothing and racing controllers never hand out one IP
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -439,3 +440,30 @@ def _scrape(port: int) -> str:
             return str(answer.read().decode())
     except OSError:
         return ""
+
+
+def test_kubectl_columns_show_usage_and_readiness(cluster: Cluster) -> None:
+    """`kubectl get eip`: the Table the API server renders from the CRD's printer columns."""
+    cluster.start_controller()
+    pool = cluster.pool("cols", "198.18.9.0/30")
+    cluster.service("one", pool)
+    cluster.wait_ips("one")
+
+    def columns() -> dict[str, object]:
+        configuration = cluster.api.api_client.configuration
+        response = cluster.api.api_client.call_api(
+            "GET",
+            f"{configuration.host}{GROUP_PATH}/eips/{pool}",
+            header_params={"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"},
+        ).response
+        table = json.loads(response.data)
+        names = [column["name"] for column in table["columnDefinitions"]]
+        return dict(zip(names, table["rows"][0]["cells"], strict=True))
+
+    cells = wait_for(lambda: (c := columns())["Usage"] == 1 and c, 10, "the Usage column at 1")
+    assert (cells["CIDR"], cells["Total"], cells["Ready"], cells["Reason"]) == (
+        "198.18.9.0/30",
+        4,
+        "True",
+        "Ready",
+    )
