@@ -160,7 +160,7 @@ class Bed:
                 "--namespace",
                 SYSTEM_NAMESPACE,
                 "--log-level",
-                "warning",
+                "info",
                 *extra,
             ],
             stdout=log,
