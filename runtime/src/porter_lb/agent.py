@@ -32,7 +32,7 @@ import os
 import threading
 from typing import Any
 
-from porter_lb import metrics
+from porter_lb import layer2, metrics
 from porter_lb.events import EventRecorder
 from porter_lb.gobgp import GoBGP
 from porter_lb.informers import Informers
@@ -91,6 +91,7 @@ def add_command(commands: Any) -> None:
     parser.add_argument(
         "--watch-timeout", type=int, default=300, help="seconds a watch stays open (default: 300)"
     )
+    layer2.add_options(parser, lambda option: option in parser._option_string_actions)
     parser.set_defaults(run=run)
 
 
@@ -110,6 +111,8 @@ def run(args: argparse.Namespace) -> int:
         api, SPEAKER_KINDS, secret_namespace=args.namespace, watch_timeout=args.watch_timeout
     )
     gobgp = GoBGP(args.gobgp)
+    recorder = EventRecorder(api, host=args.node)
+    announcer = layer2.layer2_announcer(informers, api, recorder, args)
     speaker = Speaker(
         informers,
         gobgp,
@@ -124,10 +127,15 @@ def run(args: argparse.Namespace) -> int:
         class_name=args.load_balancer_class,
     )
     informers.start()
+    if announcer is not None:
+        announcer.start(stop)
     log.info("agent started", extra={"node": args.node, "gobgp": args.gobgp})
     try:
         speaker.run(stop)
     finally:
+        stop.set()
+        if announcer is not None:
+            announcer.join()  # stops answering ARP/NDP, then releases the heartbeat Lease
         informers.stop()
         gobgp.close()
     log.info("agent stopped")

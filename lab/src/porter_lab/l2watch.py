@@ -1,0 +1,208 @@
+"""Watching layer 2 from the client's side: its neighbour table, and who answers for an IP.
+
+* `NeighborWatcher`: the client namespace's neighbour table, kept current from netlink events
+  (RTM_NEWNEIGH), so that a failover is timed to the millisecond at the moment the kernel's
+  entry for the EIP points at the new MAC.
+* `AnswerCapture`: an AF_PACKET capture on the client's link that records every ARP reply,
+  gratuitous ARP and neighbour advertisement about the watched IPs, with the MAC that sent
+  it; optionally it asks itself (an ARP request every `probe_interval`, bounded in count), so
+  that "only one node answers at any time" can be checked request by request.
+
+Both open their sockets inside the namespace (setns on this thread, then back) and are read by
+a thread of their own. Frames are parsed by porter-lb's own codec (porter_lb.neighbor_packets).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import select
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+
+from pyroute2.netlink.rtnl.marshal import MarshalRtnl
+
+from porter_lab import netns as _netns
+from porter_lab.l2topology import entered
+from porter_lb import neighbor_packets as packets
+
+_RTMGRP_NEIGH = 0x4
+_ETH_P_ALL = 0x0003
+_NUD_FAILED = 0x20
+_NUD_INCOMPLETE = 0x01
+
+
+class NeighborWatcher:
+    """IP -> MAC of the usable entries in `netns`'s neighbour table, from netlink events."""
+
+    def __init__(self, netns: str, link: str = "eth0") -> None:
+        self.netns = netns
+        with entered(netns):
+            self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            self.sock.bind((0, _RTMGRP_NEIGH))
+        self.sock.settimeout(0.2)
+        self._marshal = MarshalRtnl()
+        self._changed = threading.Condition()
+        self._closed = False
+        self.entries: dict[str, str] = {}
+        for entry in _netns.ip_json("neigh", "show", "dev", link, netns=netns):
+            if entry.get("lladdr") and "FAILED" not in entry.get("state", []):
+                self.entries[str(ipaddress.ip_address(entry["dst"]))] = entry["lladdr"]
+        self._thread = threading.Thread(target=self._run, name=f"neigh-{netns}", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._closed = True
+        self._thread.join(2)
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+    def _run(self) -> None:
+        while not self._closed:
+            try:
+                data = self.sock.recv(1 << 16)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with self._changed:
+                for msg in self._marshal.parse(data):
+                    dst = msg.get_attr("NDA_DST")
+                    if dst is None:
+                        continue
+                    ip = str(ipaddress.ip_address(dst))
+                    lladdr = msg.get_attr("NDA_LLADDR")
+                    state = int(msg.get("state", 0))
+                    if (
+                        msg.get("event") == "RTM_DELNEIGH"
+                        or not lladdr
+                        or state & (_NUD_FAILED | _NUD_INCOMPLETE)
+                    ):
+                        self.entries.pop(ip, None)
+                    else:
+                        self.entries[ip] = str(lladdr)
+                self._changed.notify_all()
+
+    def get(self, ip: str) -> str | None:
+        with self._changed:
+            return self.entries.get(str(ipaddress.ip_address(ip)))
+
+    def wait(self, ip: str, mac: str, timeout: float) -> float:
+        """Block until the entry for `ip` is `mac`; the monotonic time it was (TimeoutError)."""
+        key = str(ipaddress.ip_address(ip))
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while self.entries.get(key) != mac:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(
+                        f"{self.netns}: {ip} wanted at {mac}, is at {self.entries.get(key)}"
+                    )
+                self._changed.wait(remaining)
+            return time.monotonic()
+
+
+@dataclass(frozen=True)
+class Answer:
+    at: float  # monotonic
+    mac: str  # who sent it
+    ip: str
+    kind: str  # "arp-reply", "garp", "na", "na-unsolicited"
+
+
+@dataclass
+class AnswerCapture:
+    """Every answer about `ips` seen on the client's link (see the module docstring)."""
+
+    netns: str
+    ips: frozenset[str]
+    link: str = "eth0"
+    probe_ip: str = ""  # ask "who has probe_ip" every probe_interval, from the client
+    probe_interval: float = 0.05
+    max_probes: int = 4000
+    answers: list[Answer] = field(default_factory=list)
+    probes: list[float] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> AnswerCapture:
+        with entered(self.netns):
+            self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(_ETH_P_ALL))
+            self.sock.bind((self.link, _ETH_P_ALL))
+        self.own_mac = self.sock.getsockname()[4]
+        self.own_ip = next(
+            a["local"]
+            for entry in _netns.ip_json("-4", "address", "show", self.link, netns=self.netns)
+            for a in entry.get("addr_info", [])
+        )
+        self._thread = threading.Thread(target=self._run, name="l2-capture", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(2)
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+    def _run(self) -> None:
+        next_probe = time.monotonic()
+        while not self._stop.is_set():
+            now = time.monotonic()
+            if self.probe_ip and now >= next_probe and len(self.probes) < self.max_probes:
+                self.sock.send(packets.arp_request(self.own_mac, self.own_ip, self.probe_ip))
+                self.probes.append(now)
+                next_probe = now + self.probe_interval
+            readable, _, _ = select.select([self.sock], [], [], 0.01)
+            if not readable:
+                continue
+            frame, address = self.sock.recvfrom(2048)
+            if address[2] == socket.PACKET_OUTGOING:
+                continue
+            self._record(frame, time.monotonic())
+
+    def _record(self, frame: bytes, at: float) -> None:
+        arp = packets.parse_arp(frame)
+        if arp is not None and str(arp.sender_ip) in self.ips:
+            if arp.gratuitous:
+                kind = "garp"
+            elif arp.operation == packets.ARP_REPLY:
+                kind = "arp-reply"
+            else:
+                return
+            self.answers.append(
+                Answer(at, packets.format_mac(arp.sender_mac), str(arp.sender_ip), kind)
+            )
+            return
+        nd = packets.parse_nd(frame)
+        if (
+            nd is not None
+            and nd.icmp_type == packets.ICMPV6_NEIGHBOR_ADVERTISEMENT
+            and str(nd.target) in self.ips
+        ):
+            kind = "na" if nd.solicited else "na-unsolicited"
+            self.answers.append(Answer(at, packets.format_mac(nd.eth_source), str(nd.target), kind))
+
+    def replies_per_probe(self) -> list[set[str]]:
+        """For each probe, the MACs whose ARP replies arrived before the next probe."""
+        windows: list[set[str]] = [set() for _ in self.probes]
+        replies = [a for a in self.answers if a.kind == "arp-reply" and a.ip == self.probe_ip]
+        index = 0
+        for reply in replies:
+            while index + 1 < len(self.probes) and self.probes[index + 1] <= reply.at:
+                index += 1
+            if self.probes and self.probes[0] <= reply.at:
+                windows[index].add(reply.mac)
+        return windows
+
+    def speakers(self) -> list[str]:
+        """The MACs that answered, in turn: one entry per run of answers from one MAC."""
+        runs: list[str] = []
+        for answer in sorted(self.answers, key=lambda a: a.at):
+            if not runs or runs[-1] != answer.mac:
+                runs.append(answer.mac)
+        return runs
