@@ -35,6 +35,7 @@ from typing import Any
 from porter_lb import layer2, metrics
 from porter_lb.events import EventRecorder
 from porter_lb.gobgp import GoBGP
+from porter_lb.hostrules import HostRulesError, add_host_rule_options, host_rules_from_args
 from porter_lb.informers import Informers
 from porter_lb.kubeapi import KubeAPI, load_api_client
 from porter_lb.model import LOAD_BALANCER_CLASS
@@ -76,6 +77,7 @@ def add_command(commands: Any) -> None:
         action="store_true",
         help="withdraw every announced route when stopping (default: leave them to gobgpd)",
     )
+    add_host_rule_options(parser)
     parser.add_argument(
         "--poll-interval",
         type=float,
@@ -99,6 +101,11 @@ def run(args: argparse.Namespace) -> int:
     setup_logging(args.log_level, args.log_format)
     if not args.node:
         log.error("--node (or $NODE_NAME) is required")
+        return 2
+    try:
+        host_rules = host_rules_from_args(args)
+    except (ValueError, HostRulesError) as error:
+        log.error("host rules: %s", error)
         return 2
     stop = stop_event_on_signals()
     try:
@@ -125,6 +132,7 @@ def run(args: argparse.Namespace) -> int:
         resync_interval=args.resync_interval,
         withdraw_on_stop=args.withdraw_on_exit,
         class_name=args.load_balancer_class,
+        accept_prefixes=host_rules.sync if host_rules is not None else None,
     )
     informers.start()
     if announcer is not None:
@@ -138,6 +146,8 @@ def run(args: argparse.Namespace) -> int:
             announcer.join()  # stops answering ARP/NDP, then releases the heartbeat Lease
         informers.stop()
         gobgp.close()
+        if host_rules is not None:
+            host_rules.close()  # the rules stay: gobgpd still announces the EIPs
     log.info("agent stopped")
     return 0
 

@@ -51,6 +51,24 @@ ADVERTISED_PREFIXES = Gauge(
 LEADER = Gauge(
     "porter_lb_leader", "1 while this controller holds the leader Lease", registry=REGISTRY
 )
+ACCEPTED_IPS = Gauge(
+    "porter_lb_accepted_ips",
+    "EIPs this node's host rules make it accept",
+    ["node"],
+    registry=REGISTRY,
+)
+ACCEPTED_IP = Gauge(
+    "porter_lb_accepted_ip",
+    "1 for each EIP this node's host rules make it accept (the series goes when it stops)",
+    ["node", "ip"],
+    registry=REGISTRY,
+)
+HOST_SETTING_OK = Gauge(
+    "porter_lb_host_setting_ok",
+    "1 if a Linux setting the host rules need has a wanted value, else 0 (see docs/agent.md)",
+    ["node", "setting"],
+    registry=REGISTRY,
+)
 
 
 def serve(address: str) -> None:

@@ -37,7 +37,7 @@ import ipaddress
 import logging
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -634,6 +634,11 @@ class Speaker:
     `__init__`. `run(stop)` blocks until `stop` is set; it waits for the caches to sync, then
     reconciles on every change. It never stops or empties gobgpd on the way out, unless
     `withdraw_on_stop` is set: the routes stay announced until gobgpd itself goes away.
+
+    `accept_prefixes` (node mode; the agent's host rules) is called with the prefixes the
+    node must accept: before paths are added, with the ones announced and about to be; after
+    paths are withdrawn, with the ones still announced. What it raises fails the reconcile,
+    which is retried, so nothing is announced that the node does not accept.
     """
 
     def __init__(
@@ -652,6 +657,7 @@ class Speaker:
         resync_interval: float = 300.0,
         withdraw_on_stop: bool = False,
         class_name: str = LOAD_BALANCER_CLASS,
+        accept_prefixes: Callable[[frozenset[str]], None] | None = None,
     ) -> None:
         if mode == "node" and not node_name:
             raise ValueError("a node speaker needs its node's name")
@@ -668,6 +674,7 @@ class Speaker:
         self.resync_interval = resync_interval
         self.withdraw_on_stop = withdraw_on_stop
         self.class_name = class_name
+        self.accept_prefixes = accept_prefixes
 
         self._cond = threading.Condition()
         self._full = True
@@ -809,6 +816,9 @@ class Speaker:
             log.info("withdrew %d paths", len(held))
         except GoBGPError as error:
             log.warning("could not withdraw paths: %s", error)
+            return
+        if self.accept_prefixes is not None:
+            self.accept_prefixes(frozenset())
 
     # Reconciling.
 
@@ -995,6 +1005,8 @@ class Speaker:
     def _apply(self, desired: Mapping[str, set[Route]], prefixes: Iterable[str] | None) -> None:
         assert self._held is not None
         add, withdraw = rib_delta(self._held, desired, prefixes)
+        if add and self.accept_prefixes is not None:
+            self.accept_prefixes(frozenset(self._held) | {route.prefix for route in add})
         if add:
             self.gobgp.add_routes(add)
         if withdraw:
@@ -1007,6 +1019,8 @@ class Speaker:
                 self._held.pop(prefix, None)
         if add or withdraw:
             log.debug("RIB updated", extra={"added": len(add), "withdrawn": len(withdraw)})
+        if self.accept_prefixes is not None:
+            self.accept_prefixes(frozenset(self._held))
 
     def reconcile_all(self) -> None:
         """Recompute everything from the caches and bring gobgpd to it."""
@@ -1025,6 +1039,8 @@ class Speaker:
         if not self._ensure_instance(wanted):
             self._peers = []
             self._table = RouteTable()
+            if self.accept_prefixes is not None:
+                self.accept_prefixes(frozenset())  # the stopped instance announces nothing
             return
         self._reconcile_peers(specs)
         if self.mode == "node":
