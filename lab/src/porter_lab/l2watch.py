@@ -48,6 +48,7 @@ class NeighborWatcher:
         self._changed = threading.Condition()
         self._closed = False
         self.entries: dict[str, str] = {}
+        self.changed_at: dict[str, float] = {}  # monotonic time each entry got its MAC
         for entry in _netns.ip_json("neigh", "show", "dev", link, netns=netns):
             if entry.get("lladdr") and "FAILED" not in entry.get("state", []):
                 self.entries[str(ipaddress.ip_address(entry["dst"]))] = entry["lladdr"]
@@ -82,8 +83,9 @@ class NeighborWatcher:
                         or state & (_NUD_FAILED | _NUD_INCOMPLETE)
                     ):
                         self.entries.pop(ip, None)
-                    else:
+                    elif self.entries.get(ip) != str(lladdr):
                         self.entries[ip] = str(lladdr)
+                        self.changed_at[ip] = time.monotonic()
                 self._changed.notify_all()
 
     def get(self, ip: str) -> str | None:
@@ -91,7 +93,8 @@ class NeighborWatcher:
             return self.entries.get(str(ipaddress.ip_address(ip)))
 
     def wait(self, ip: str, mac: str, timeout: float) -> float:
-        """Block until the entry for `ip` is `mac`; the monotonic time it was (TimeoutError)."""
+        """Block until the entry for `ip` is `mac`; the monotonic time the event saying so
+        arrived (which may be before this call: the caller may have been busy)."""
         key = str(ipaddress.ip_address(ip))
         deadline = time.monotonic() + timeout
         with self._changed:
@@ -102,7 +105,7 @@ class NeighborWatcher:
                         f"{self.netns}: {ip} wanted at {mac}, is at {self.entries.get(key)}"
                     )
                 self._changed.wait(remaining)
-            return time.monotonic()
+            return self.changed_at.get(key, time.monotonic())
 
 
 @dataclass(frozen=True)

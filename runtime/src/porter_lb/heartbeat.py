@@ -236,6 +236,7 @@ class NodeHeartbeat:
                 self._path, {"spec": {"holderIdentity": "", "renewTime": _now_micro()}}
             )
             self._holding = False
+            log.info("heartbeat %s released", lease_name(self.node))
         except Exception as error:  # noqa: BLE001 - observers then wait for expiry
             log.warning("heartbeat %s: release failed: %s", lease_name(self.node), error)
 
@@ -247,7 +248,7 @@ class NodeHeartbeat:
         next_at = 0.0
         while not stop.is_set():
             now = time.monotonic()
-            if now >= next_at or self._poke.is_set():
+            if (now >= next_at or self._poke.is_set()) and not stop.is_set():
                 self._poke.clear()
                 next_at = now + self.interval
                 if self.wanted():

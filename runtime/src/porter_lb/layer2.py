@@ -485,10 +485,10 @@ class Layer2Announcer:
         finally:
             for responder in self.responders.values():
                 responder.close()  # stop answering before the heartbeat is released
+            self.heartbeat.poke()
             self.responders.clear()
             ANNOUNCED.clear()
             self._links.close()
-            self.heartbeat.poke()
 
     # One step.
 
