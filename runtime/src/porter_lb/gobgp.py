@@ -16,6 +16,7 @@ also carries withdrawals (`Path.is_withdraw`).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -93,15 +94,14 @@ class GoBGPError(RuntimeError):
     """A gobgpd call failed; the message names the call and the gRPC status."""
 
 
-def _family(prefix: str) -> gobgp_pb2.Family:
-    version = ipaddress.ip_network(prefix, strict=False).version
-    afi = gobgp_pb2.Family.AFI_IP if version == 4 else gobgp_pb2.Family.AFI_IP6
-    return gobgp_pb2.Family(afi=afi, safi=gobgp_pb2.Family.SAFI_UNICAST)
-
-
+@functools.lru_cache(maxsize=4)
 def _family_of_version(version: int) -> gobgp_pb2.Family:
     afi = gobgp_pb2.Family.AFI_IP if version == 4 else gobgp_pb2.Family.AFI_IP6
     return gobgp_pb2.Family(afi=afi, safi=gobgp_pb2.Family.SAFI_UNICAST)
+
+
+def _family(prefix: str) -> gobgp_pb2.Family:
+    return _family_of_version(6 if ":" in prefix else 4)
 
 
 def _pack(message: Any) -> Any:
@@ -112,17 +112,34 @@ def _pack(message: Any) -> Any:
     return packed
 
 
-def _path(route: Route, withdraw: bool = False) -> gobgp_pb2.Path:
-    network = ipaddress.ip_network(route.prefix, strict=True)
-    nlri = attribute_pb2.IPAddressPrefix(
-        prefix=str(network.network_address), prefix_len=network.prefixlen
+# Building a Path is the speaker's hot loop (tens of thousands per full reconcile): parse each
+# prefix and next hop once. Protobuf copies a message assigned into another, so the cached
+# parts are never shared mutably.
+@functools.lru_cache(maxsize=1 << 17)
+def _nlri(prefix: str) -> Any:
+    network = ipaddress.ip_network(prefix, strict=True)
+    return _pack(
+        attribute_pb2.IPAddressPrefix(
+            prefix=str(network.network_address), prefix_len=network.prefixlen
+        )
     )
-    origin = attribute_pb2.OriginAttribute(origin=0)  # IGP
-    next_hop = attribute_pb2.NextHopAttribute(next_hop=route.next_hop)
+
+
+@functools.lru_cache(maxsize=1 << 12)
+def _next_hop_attribute(next_hop: str) -> Any:
+    return _pack(attribute_pb2.NextHopAttribute(next_hop=next_hop))
+
+
+@functools.lru_cache(maxsize=1)
+def _origin_igp() -> Any:
+    return _pack(attribute_pb2.OriginAttribute(origin=0))
+
+
+def _path(route: Route, withdraw: bool = False) -> gobgp_pb2.Path:
     return gobgp_pb2.Path(
         family=_family(route.prefix),
-        nlri=_pack(nlri),
-        pattrs=[_pack(origin), _pack(next_hop)],
+        nlri=_nlri(route.prefix),
+        pattrs=[_origin_igp(), _next_hop_attribute(route.next_hop)],
         identifier=route.identifier,
         is_withdraw=withdraw,
     )

@@ -18,6 +18,7 @@ value and the GoBGP adapter translates it into a `Route`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
@@ -219,6 +220,7 @@ def node_announcements(desired: Mapping[str, frozenset[str]], node_name: str) ->
     return {prefix for prefix, hops in desired.items() if node_name in hops}
 
 
+@functools.lru_cache(maxsize=1 << 12)
 def path_identifier(next_hop: str) -> int:
     """The ADD-PATH path identifier (32 bits) of the path through `next_hop`.
 
@@ -256,18 +258,19 @@ def central_paths(
     sorted order takes the next free value, so paths never replace each other.
     """
     paths: set[Path] = set()
+    # Each node's next hop per family, in address order, parsed once per call: a full
+    # reconcile asks for tens of thousands of (prefix, node) paths.
+    hops: dict[int, dict[str, tuple[int, str]]] = {4: {}, 6: {}}
+    for name, addresses in node_addresses.items():
+        for version in (4, 6):
+            hop = _next_hop(addresses, version)
+            if hop is not None:
+                hops[version][name] = (int(ipaddress.ip_address(hop)), hop)
     for prefix, names in desired.items():
-        version = ipaddress.ip_network(prefix).version
-        next_hops = sorted(
-            {
-                hop
-                for name in names
-                if (hop := _next_hop(node_addresses.get(name, ()), version)) is not None
-            },
-            key=lambda hop: int(ipaddress.ip_address(hop)),
-        )
+        by_node = hops[6 if ":" in prefix else 4]
+        next_hops = sorted({by_node[name] for name in names if name in by_node})
         taken: set[int] = set()
-        for hop in next_hops:
+        for _, hop in next_hops:
             identifier = path_identifier(hop)
             while identifier in taken:
                 identifier = (identifier + 1) & 0xFFFFFFFF
