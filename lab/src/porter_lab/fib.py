@@ -85,23 +85,26 @@ class FibWatcher:
         while not self._closed:
             try:
                 data = self.sock.recv(1 << 20)
+                messages = list(self._marshal.parse(data))
             except TimeoutError:
                 continue
-            except OSError:
+            except Exception:  # noqa: BLE001 - lost events (ENOBUFS) or an unparsable burst
                 if self._closed:
                     return
-                # Events were lost (ENOBUFS: a burst beyond the buffer): read the table again.
-                fresh = {p: frozenset(h) for p, h in _netns.host_routes(self.netns).items()}
-                with self._changed:
-                    self.routes = fresh
-                    self.overruns += 1
-                    self._changed.notify_all()
+                self._resync()
                 continue
-            messages = self._marshal.parse(data)
             with self._changed:
                 for msg in messages:
                     self._apply(str(msg.get("event")), msg)
                 self._changed.notify_all()
+
+    def _resync(self) -> None:
+        """Read the whole table again: what the events would have said is lost."""
+        fresh = {p: frozenset(h) for p, h in _netns.host_routes(self.netns).items()}
+        with self._changed:
+            self.routes = fresh
+            self.overruns += 1
+            self._changed.notify_all()
 
     def _apply(self, event: str, msg: Any) -> None:
         dst = msg.get_attr("RTA_DST")
@@ -140,5 +143,11 @@ class FibWatcher:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise TimeoutError(f"FIB of {self.netns}: condition not met in {timeout}s")
-                self._changed.wait(remaining)
+                if not self._changed.wait(min(remaining, 2.0)):
+                    # Quiet for 2 s yet not there: make sure no event was missed.
+                    self._changed.release()
+                    try:
+                        self._resync()
+                    finally:
+                        self._changed.acquire()
             return time.monotonic()
