@@ -16,18 +16,16 @@ here; nothing leaves them.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import socket
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from porter_lab import netns
 from porter_lab.processes import Daemon
 from porter_lab.topology import PREFIX_ROOT
+from porter_lb.layer2 import entered
 
 NET = "198.51.100"
 NET6 = "2001:db8:100:"
@@ -64,22 +62,6 @@ class L2Node:
     address: str
     address6: str
     port: str  # its bridge port in the switch namespace
-
-
-@contextlib.contextmanager
-def entered(name: str) -> Iterator[None]:
-    """This thread inside network namespace `name` for the block, then back."""
-    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    target = os.open(f"/run/netns/{name}", os.O_RDONLY)
-    try:
-        os.setns(target, os.CLONE_NEWNET)
-        try:
-            yield
-        finally:
-            os.setns(own, os.CLONE_NEWNET)
-    finally:
-        os.close(own)
-        os.close(target)
 
 
 def http_get(name: str, ip: str, port: int = HTTP_PORT, timeout: float = 2.0) -> str:

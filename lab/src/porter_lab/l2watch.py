@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pyroute2.netlink.rtnl.marshal import MarshalRtnl
 
 from porter_lab import netns as _netns
-from porter_lab.l2topology import entered
 from porter_lb import neighbor_packets as packets
+from porter_lb.layer2 import entered
 
 _RTMGRP_NEIGH = 0x4
 _ETH_P_ALL = 0x0003
