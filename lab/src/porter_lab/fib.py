@@ -24,6 +24,7 @@ from porter_lab import netns as _netns
 _RTMGRP_IPV4_ROUTE = 0x40
 _RTMGRP_IPV6_ROUTE = 0x400
 _NETLINK_ROUTE = 0
+_SO_RCVBUFFORCE = 33
 
 
 def _hops(msg: Any) -> frozenset[str]:
@@ -42,7 +43,8 @@ def _socket_in(name: str) -> socket.socket:
         os.setns(target, os.CLONE_NEWNET)
         try:
             sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, _NETLINK_ROUTE)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+            # Root may exceed net.core.rmem_max: 10,000 route changes arrive in one burst.
+            sock.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, 64 << 20)
             sock.bind((0, _RTMGRP_IPV4_ROUTE | _RTMGRP_IPV6_ROUTE))
         finally:
             os.setns(own, os.CLONE_NEWNET)

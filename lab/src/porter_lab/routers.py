@@ -80,6 +80,9 @@ def bird_config(spec: RouterSpec, log: Path) -> str:
         "protocol kernel {",
         "  ipv4 { import none; export filter { if source = RTS_BGP then accept; reject; }; };",
         f"  merge paths on limit {spec.max_paths};",
+        # 10,000 routes change in one burst at a cold start: a small netlink buffer overflows
+        # and BIRD then waits for its next kernel scan (60 s by default) to catch up.
+        "  netlink rx buffer 16777216;",
         "}",
         "filter eip_pools {",
         f"  if net ~ [ {pool_set} ] then accept;" if pool_set else "",

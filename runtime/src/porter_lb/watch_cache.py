@@ -57,7 +57,7 @@ class WatchCache:
     def relist(self) -> None:
         items, version = self.api.list(self.path)
         self.lists += 1
-        fresh = {object_key(obj): obj for obj in items}
+        fresh = {object_key(obj): _slim(obj) for obj in items}
         with self._lock:
             old = self._objects
             self._objects = fresh
@@ -81,7 +81,7 @@ class WatchCache:
             if event.type == "BOOKMARK":
                 self.resource_version = version
                 continue
-            key = object_key(event.object)
+            key = object_key(_slim(event.object))
             with self._lock:
                 previous = self._objects.get(key)
                 if event.type == "DELETED":
@@ -125,3 +125,10 @@ class WatchCache:
 
 def _version(obj: Obj) -> str:
     return str(obj.get("metadata", {}).get("resourceVersion", ""))
+
+
+def _slim(obj: Obj) -> Obj:
+    """Drop what porter-lb never reads and what costs most memory: managedFields (often half
+    of an object's JSON). 10,000 Services and EndpointSlices are held in every cache."""
+    obj.get("metadata", {}).pop("managedFields", None)
+    return obj
