@@ -292,11 +292,16 @@ class AllocationController:
 
     def _process(self, keys: list[str]) -> set[str]:
         """One batch; returns the keys whose writes failed (to retry)."""
+        pools_before = set(self.pools)
         self.refresh_pools()
-        before = {name: self._used_of(name) for name in self.pools}
-        outcomes = [
-            self._reconcile_service(k[len(_SERVICE) :]) for k in keys if k.startswith(_SERVICE)
-        ]
+        service_keys = [k[len(_SERVICE) :] for k in keys if k.startswith(_SERVICE)]
+        # What each Service held before, and from which pool: the delta decides which Eips
+        # to write (comparing whole pools would cost O(addresses) per batch).
+        held_before = {
+            key: {ip: self.allocations.pool_of(ip) for ip in self.allocations.ips_of(key)}
+            for key in service_keys
+        }
+        outcomes = [self._reconcile_service(key) for key in service_keys]
         eips = {k[len(_EIP) :] for k in keys if k.startswith(_EIP)}
         failed: set[str] = set()
         # 1. Finalizers before any IP is recorded for a Service. A Service whose finalizer
@@ -309,8 +314,19 @@ class AllocationController:
                 self._release(outcome.key)
         outcomes = [o for o in outcomes if _SERVICE + o.key not in failed]
         # 2. The Eips whose holders changed, and those asked for.
-        changed = {name for name in self.pools if self._used_of(name) != before.get(name)}
-        if not self._write_eips(sorted(changed | eips)):
+        changed: set[str] = set()
+        freed = False
+        for key, before in held_before.items():
+            after = set(self.allocations.ips_of(key))
+            if after == before.keys():
+                continue
+            for ip, pool in before.items():
+                if ip not in after:
+                    changed.add(pool or "")
+                    freed = freed or not self.allocations.holders(ip)
+            changed.update(self.allocations.pool_of(ip) or "" for ip in after - before.keys())
+        changed.discard("")
+        if not self._write_eips(sorted((changed & self.pools.keys()) | eips)):
             # Someone else wrote an Eip: our view is stale. Rebuild from the API and redo.
             self.conflicts += 1
             self.rebuild(self.api.list(f"{GROUP_PATH}/eips")[0])
@@ -318,9 +334,7 @@ class AllocationController:
                 self.queue.add(key)
             return failed
         # An address came free: Services refused for want of one may get it now.
-        if any(before.get(name, {}).keys() - self._used_of(name).keys() for name in self.pools) or (
-            before.keys() - self.pools.keys()
-        ):
+        if freed or pools_before - self.pools.keys():
             for key in list(self._refused):
                 self.queue.add(_SERVICE + key)
         # 3. Service status, then releasing finalizers, then 4. Events.
@@ -336,11 +350,6 @@ class AllocationController:
         assert outcome.event is not None and outcome.service is not None
         type_, reason, message = outcome.event
         self.recorder.event(outcome.service, type_, reason, message)
-
-    def _used_of(self, pool: str) -> dict[str, frozenset[str]]:
-        return {
-            ip: self.allocations.holders(ip) for ip in self.allocations._ips_by_pool.get(pool, ())
-        }
 
     def _write_all(self, outcomes: list[_Outcome], write: Callable[[_Outcome], None]) -> set[str]:
         """Run `write` for each outcome (in parallel); the queue keys of those that failed."""
@@ -551,7 +560,7 @@ class AllocationController:
     def _update_gauges(self) -> None:
         for name, pool in self.pools.items():
             metrics.POOL_SIZE.labels(name).set(pool.addresses.size)
-            metrics.POOL_USAGE.labels(name).set(len(self._used_of(name)))
+            metrics.POOL_USAGE.labels(name).set(len(self.allocations._ips_by_pool.get(name, ())))
             metrics.POOL_READY.labels(name).set(1)
         for name in self.pool_problems:
             metrics.POOL_READY.labels(name).set(0)

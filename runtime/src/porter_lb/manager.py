@@ -15,6 +15,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from typing import Any
 
 from porter_lb import metrics
@@ -23,24 +24,19 @@ from porter_lb.events import EventRecorder
 from porter_lb.informers import Informers
 from porter_lb.kubeapi import KubeAPI, load_api_client
 from porter_lb.leader_election import LeaderElector
-from porter_lb.model import LOAD_BALANCER_CLASS
 from porter_lb.process import setup_logging, stop_event_on_signals
 
 log = logging.getLogger("porter_lb.controller")
 
 
 def add_command(commands: Any) -> None:
-    from porter_lb.cli import add_common_options
+    from porter_lb.cli import add_cluster_watch_options, add_common_options
 
     parser: argparse.ArgumentParser = commands.add_parser(
         "controller", help="run the controller: IP allocation (and the central BGP speaker)"
     )
     add_common_options(parser)
-    parser.add_argument(
-        "--namespace",
-        default=os.environ.get("POD_NAMESPACE", "porter-lb-system"),
-        help="porter-lb's namespace: leader Lease, BGP password Secrets (default: %(default)s)",
-    )
+    add_cluster_watch_options(parser, "leader Lease, BGP password Secrets")
     parser.add_argument(
         "--identity",
         default=os.environ.get("POD_NAME") or socket.gethostname(),
@@ -57,11 +53,6 @@ def add_command(commands: Any) -> None:
     parser.add_argument("--renew-deadline", type=float, default=10.0, help="seconds")
     parser.add_argument("--retry-period", type=float, default=2.0, help="seconds")
     parser.add_argument(
-        "--load-balancer-class",
-        default=LOAD_BALANCER_CLASS,
-        help="spec.loadBalancerClass that selects porter-lb (default: %(default)s)",
-    )
-    parser.add_argument(
         "--speaker",
         choices=["none", "central"],
         default="none",
@@ -76,9 +67,6 @@ def add_command(commands: Any) -> None:
         "--router-id",
         default=os.environ.get("POD_IP", ""),
         help="central speaker's BGP router id when the BgpConf sets none (default: $POD_IP)",
-    )
-    parser.add_argument(
-        "--watch-timeout", type=int, default=300, help="seconds a watch stays open (default: 300)"
     )
     parser.set_defaults(run=run)
 
@@ -132,12 +120,17 @@ def run(args: argparse.Namespace) -> int:
         def started() -> None:
             log.info("became leader", extra={"lease": args.lease_name})
             metrics.LEADER.set(1)
-            thread = threading.Thread(target=controller.run, args=(stop,), name="allocator")
+
+            def lead() -> None:
+                # One central speaker in the cluster: the leader's (its status key is shared).
+                # Never block the elector's thread: it must keep renewing the Lease.
+                if args.speaker == "central":
+                    speaker_threads.append(_start_central_speaker(api, informers, args, stop))
+                controller.run(stop)
+
+            thread = threading.Thread(target=lead, name="allocator")
             thread.start()
             worker.append(thread)
-            # One central speaker in the cluster: the leader's (its status key is shared).
-            if args.speaker == "central":
-                speaker_threads.append(_start_central_speaker(api, informers, args, stop))
 
         def stopped() -> None:
             metrics.LEADER.set(0)
@@ -167,22 +160,40 @@ def run(args: argparse.Namespace) -> int:
 def _start_central_speaker(
     api: KubeAPI, informers: Informers, args: argparse.Namespace, stop: threading.Event
 ) -> threading.Thread:
-    from porter_lb import agent
+    """Start the central speaker; return once it has announced what the cluster holds.
 
-    thread = threading.Thread(
-        target=agent.run_central,
-        kwargs={
-            "api": api,
-            "informers": informers,
-            "gobgp_target": args.gobgp,
-            "stop": stop,
-            "identity": args.identity,
-            "namespace": args.namespace,
-            "router_id": args.router_id,
-            "recorder": EventRecorder(api, host=args.identity),
-        },
-        name="central-speaker",
-        daemon=True,
+    A restarting controller brings the routes back first and only then runs its allocation
+    pass (which changes nothing after a restart): both are CPU-bound in one process, and the
+    routes are what traffic waits for. The wait is bounded: a speaker that cannot reach
+    gobgpd must not hold allocation up.
+    """
+    from porter_lb import agent
+    from porter_lb.gobgp import GoBGP
+
+    gobgp = GoBGP(args.gobgp)
+    speaker = agent.central_speaker(
+        api=api,
+        informers=informers,
+        gobgp=gobgp,
+        identity=args.identity,
+        namespace=args.namespace,
+        router_id=args.router_id,
+        recorder=EventRecorder(api, host=args.identity),
     )
+
+    def run() -> None:
+        try:
+            speaker.run(stop)
+        finally:
+            gobgp.close()
+
+    thread = threading.Thread(target=run, name="central-speaker", daemon=True)
     thread.start()
+    deadline = time.monotonic() + CENTRAL_FIRST_SYNC_WAIT
+    while speaker.reconciles < 1 and time.monotonic() < deadline and not stop.is_set():
+        stop.wait(0.05)
     return thread
+
+
+CENTRAL_FIRST_SYNC_WAIT = 30.0
+"""Seconds the allocation pass waits at most for the central speaker's first announcement."""
