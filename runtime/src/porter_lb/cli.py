@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 
 from porter_lb import __version__, agent, manager
+from porter_lb.model import LOAD_BALANCER_CLASS
 
 
 def _speaker_status(args: argparse.Namespace) -> int:
@@ -48,6 +50,24 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
         "--metrics-address",
         default="",
         help="host:port to serve Prometheus /metrics on (default: off)",
+    )
+
+
+def add_cluster_watch_options(parser: argparse.ArgumentParser, namespace_holds: str) -> None:
+    """Options of the commands that watch the cluster for porter-lb's Services: porter-lb's
+    namespace (`namespace_holds` says what it holds for this command), the class, watches."""
+    parser.add_argument(
+        "--namespace",
+        default=os.environ.get("POD_NAMESPACE", "porter-lb-system"),
+        help=f"porter-lb's namespace: {namespace_holds} (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--load-balancer-class",
+        default=LOAD_BALANCER_CLASS,
+        help="spec.loadBalancerClass that selects porter-lb (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--watch-timeout", type=int, default=300, help="seconds a watch stays open (default: 300)"
     )
 
 
