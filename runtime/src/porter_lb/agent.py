@@ -48,7 +48,8 @@ DEFAULT_GOBGP = "unix:///run/porter-lb/gobgp.sock"
 
 
 def add_command(commands: Any) -> None:
-    from porter_lb.cli import add_common_options  # cli imports this module: import late
+    # cli imports this module: import late
+    from porter_lb.cli import add_cluster_watch_options, add_common_options
 
     parser: argparse.ArgumentParser = commands.add_parser(
         "agent", help="run the node agent: drive this node's gobgpd (per-node BGP speaker)"
@@ -62,16 +63,7 @@ def add_command(commands: Any) -> None:
     parser.add_argument(
         "--gobgp", default=DEFAULT_GOBGP, help="gRPC target of gobgpd (default: %(default)s)"
     )
-    parser.add_argument(
-        "--namespace",
-        default=os.environ.get("POD_NAMESPACE", "porter-lb-system"),
-        help="porter-lb's namespace, where BGP password Secrets live (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--load-balancer-class",
-        default=LOAD_BALANCER_CLASS,
-        help="spec.loadBalancerClass that selects porter-lb (default: %(default)s)",
-    )
+    add_cluster_watch_options(parser, "BGP password Secrets")
     parser.add_argument(
         "--withdraw-on-exit",
         action="store_true",
@@ -89,9 +81,6 @@ def add_command(commands: Any) -> None:
         type=float,
         default=300.0,
         help="seconds between full re-reads of gobgpd's RIB (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--watch-timeout", type=int, default=300, help="seconds a watch stays open (default: 300)"
     )
     layer2.add_options(parser, lambda option: option in parser._option_string_actions)
     parser.set_defaults(run=run)
