@@ -34,7 +34,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from porter_lab import netns
+from porter_lab import netns, objects
 from porter_lab.agents import Agent
 from porter_lab.controlplane import ControlPlane
 from porter_lab.processes import Daemon
@@ -43,9 +43,7 @@ from porter_lab.speakers import Gobgpd
 from porter_lab.topology import NODE_ASN, ROUTER_ASN, Topology, run_id
 from porter_lab.waiting import wait_for
 from porter_lb.hostrules import DEFAULT_PRIORITY, DEFAULT_PROTOCOL, DEFAULT_TABLE
-from porter_lb.informers import GROUP_PATH
 from porter_lb.kubeapi import KubeAPI, KubeError
-from porter_lb.model import LOAD_BALANCER_CLASS, SERVICE_NAME_LABEL
 
 POOL = "203.0.113.144/28"  # inside the routers' accepted EIP pool; no other test uses it
 SYSTEM_NAMESPACE = "porter-lb-system"
@@ -139,7 +137,7 @@ class DataPath:
 
     def start(self) -> None:
         self.baseline = {n.name: kernel_entries(n.netns) for n in self.topology.nodes}
-        self.objects()
+        self.create_objects()
         nodes = self.topology.nodes
         spec = RouterSpec(
             asn=ROUTER_ASN,
@@ -220,88 +218,35 @@ class DataPath:
             extra_args=("--host-rules", self.mode, "--netns", self.topology.prefix + node),
         )
 
-    def objects(self) -> None:
+    def create_objects(self) -> None:
         for namespace in (self.namespace, SYSTEM_NAMESPACE):
-            try:
-                self.api.create("/api/v1/namespaces", {"metadata": {"name": namespace}})
-            except KubeError as error:
-                assert error.status == 409
+            objects.ensure_namespace(self.api, namespace)
         for node in self.topology.nodes:
-            self.create("/api/v1/nodes", {"metadata": {"name": node.name}, "spec": {}})
-            self.api.merge_patch(
-                f"/api/v1/nodes/{node.name}/status",
-                {
-                    "status": {
-                        "conditions": [{"type": "Ready", "status": "True", "reason": "Ready"}],
-                        "addresses": [{"type": "InternalIP", "address": node.address}],
-                    }
-                },
-            )
-        kinds = "network.kubesphere.io/v1alpha2"
+            self.create(objects.NODES, objects.node(node.name))
+            objects.set_node_status(self.api, node.name, address=node.address)
+        self.create(objects.EIPS, objects.eip(f"dp-{self.tag}", POOL, default=True))
+        self.create(objects.BGP_CONFS, objects.bgp_conf(NODE_ASN))
         self.create(
-            f"{GROUP_PATH}/eips",
-            {
-                "apiVersion": kinds,
-                "kind": "Eip",
-                "metadata": {
-                    "name": f"dp-{self.tag}",
-                    "annotations": {"eip.openelb.kubesphere.io/is-default-eip": "true"},
-                },
-                "spec": {"address": POOL},
-            },
-        )
-        self.create(
-            f"{GROUP_PATH}/bgpconfs",
-            {"apiVersion": kinds, "kind": "BgpConf", "metadata": {"name": "default"},
-             "spec": {"as": NODE_ASN}},
-        )  # fmt: skip
-        self.create(
-            f"{GROUP_PATH}/bgppeers",
-            {
-                "apiVersion": kinds,
-                "kind": "BgpPeer",
-                "metadata": {"name": f"tor-{self.tag}"},
-                "spec": {
-                    "conf": {"neighborAddress": self.topology.router_address, "peerAs": ROUTER_ASN},
-                    "timers": {
-                        "config": {"holdTime": "9", "keepaliveInterval": "3", "connectRetry": "1"}
-                    },
-                },
-            },
+            objects.BGP_PEERS, objects.bgp_peer(f"tor-{self.tag}", self.topology.router_address)
         )
 
     def service(self, name: str, endpoint_nodes: list[str]) -> str:
         """A Local Service with one ready endpoint on each of `endpoint_nodes`; its IP."""
         self.create(
-            f"/apis/discovery.k8s.io/v1/namespaces/{self.namespace}/endpointslices",
-            {
-                "apiVersion": "discovery.k8s.io/v1",
-                "kind": "EndpointSlice",
-                "metadata": {"name": f"{name}-1", "labels": {SERVICE_NAME_LABEL: name}},
-                "addressType": "IPv4",
-                "endpoints": endpoints(endpoint_nodes),
-                "ports": [{"port": 80, "protocol": "TCP"}],
-            },
+            objects.endpoint_slices(self.namespace),
+            objects.endpoint_slice(f"{name}-1", self.namespace, name, endpoint_nodes, port=80),
         )
         self.create(
-            f"/api/v1/namespaces/{self.namespace}/services",
-            {
-                "metadata": {"name": name},
-                "spec": {
-                    "type": "LoadBalancer",
-                    "loadBalancerClass": LOAD_BALANCER_CLASS,
-                    "externalTrafficPolicy": "Local",
-                    "selector": {"app": name},
-                    "ports": [{"port": 80, "protocol": "TCP"}],
-                },
-            },
+            objects.services(self.namespace),
+            objects.load_balancer_service(name, self.namespace, policy="Local"),
         )
         return str(wait_for(lambda: self.ip(name), 20, f"an IP for Service {name}"))
 
     def set_endpoints(self, name: str, endpoint_nodes: list[str]) -> None:
+        body = objects.endpoint_slice(f"{name}-1", self.namespace, name, endpoint_nodes, port=80)
         self.api.merge_patch(
-            f"/apis/discovery.k8s.io/v1/namespaces/{self.namespace}/endpointslices/{name}-1",
-            {"endpoints": endpoints(endpoint_nodes)},
+            f"{objects.endpoint_slices(self.namespace)}/{name}-1",
+            {"endpoints": body["endpoints"]},
         )
 
     def ip(self, name: str) -> str:
@@ -365,22 +310,12 @@ class DataPath:
         if self.router is not None:
             self.router.stop()
         for path in reversed(self.created):
-            for call in (
-                lambda p=path: self.api.delete(p),
-                # A Service the stopped controller could not release: let it go.
-                lambda p=path: self.api.merge_patch(p, {"metadata": {"finalizers": None}}),
-            ):
-                try:
-                    call()
-                except KubeError as error:
-                    assert error.status == 404
-
-
-def endpoints(nodes: list[str]) -> list[dict[str, Any]]:
-    return [
-        {"addresses": [f"10.244.0.{i + 1}"], "nodeName": node, "conditions": {"ready": True}}
-        for i, node in enumerate(nodes)
-    ]
+            objects.delete_if_present(self.api, path)
+            # A Service the stopped controller could not release: let it go.
+            try:
+                self.api.merge_patch(path, {"metadata": {"finalizers": None}})
+            except KubeError as error:
+                assert error.status == 404
 
 
 def serve_node_name(node_netns: str, name: str, workdir: Path, *, transparent: bool) -> Daemon:

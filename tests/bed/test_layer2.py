@@ -14,7 +14,6 @@ and the answering MAC changing only at those moments.
 
 from __future__ import annotations
 
-import contextlib
 import re
 import socket
 import urllib.request
@@ -26,6 +25,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from porter_lab import objects
 from porter_lab.agents import Agent
 from porter_lab.l2topology import EIP6_RANGE, EIP_RANGE, L2Topology, http_get
 from porter_lab.l2watch import AnswerCapture, NeighborWatcher
@@ -34,9 +34,7 @@ from porter_lab.waiting import wait_for
 from porter_lb.heartbeat import lease_name
 from porter_lb.kubeapi import KubeAPI, KubeError
 from porter_lb.layer2_election import rank
-from porter_lb.model import LOAD_BALANCER_CLASS, SERVICE_NAME_LABEL
 
-GROUP = "/apis/network.kubesphere.io/v1alpha2"
 SYSTEM_NAMESPACE = "porter-lb-system"
 EIP = "198.51.100.200"
 EIP6 = "2001:db8:100::200"
@@ -80,95 +78,41 @@ class L2Bed:
 
     def setup_cluster(self) -> None:
         for namespace in (SYSTEM_NAMESPACE, self.namespace):
-            with contextlib.suppress(KubeError):
-                self.api.create("/api/v1/namespaces", {"metadata": {"name": namespace}})
+            objects.ensure_namespace(self.api, namespace)
         for node in self.topology.nodes:
             name = self.node_name(node.name)
-            self.create("/api/v1/nodes", {"metadata": {"name": name}, "spec": {}})
-            self.api.merge_patch(
-                f"/api/v1/nodes/{name}/status",
-                {
-                    "status": {
-                        "conditions": [
-                            {
-                                "type": "Ready",
-                                "status": "True",
-                                "reason": "KubeletReady",
-                                "lastHeartbeatTime": "2026-01-01T00:00:00Z",
-                                "lastTransitionTime": "2026-01-01T00:00:00Z",
-                            }
-                        ],
-                        "addresses": [{"type": "InternalIP", "address": node.address}],
-                    }
-                },
-            )
+            self.create(objects.NODES, objects.node(name))
+            objects.set_node_status(self.api, name, address=node.address)
         for name, address, interface in (
             (f"{self.tag}-v4", EIP_RANGE, "eth0"),
             # IPv6 through can_reach: the link the node's routes use toward the client.
             (f"{self.tag}-v6", EIP6_RANGE, f"can_reach:{self.topology.client_address6}"),
         ):
-            self.create(
-                f"{GROUP}/eips",
-                {
-                    "apiVersion": "network.kubesphere.io/v1alpha2",
-                    "kind": "Eip",
-                    "metadata": {"name": name},
-                    "spec": {"address": address, "protocol": "layer2", "interface": interface},
-                },
-            )
+            self.create(objects.EIPS, objects.eip(name, address, layer2_interface=interface))
 
     def add_service(self, name: str, ip: str, policy: str = "Cluster") -> None:
-        spec = {
-            "type": "LoadBalancer",
-            "loadBalancerClass": LOAD_BALANCER_CLASS,
-            "externalTrafficPolicy": policy,
-            "selector": {"app": name},
-            "ports": [{"port": 80, "protocol": "TCP"}],
-        }
         # The bed's API server has IPv4 ClusterIPs only; an IPv6 EIP is still written to status.
-        collection = f"/api/v1/namespaces/{self.namespace}/services"
-        self.create(
-            collection, {"metadata": {"name": name, "namespace": self.namespace}, "spec": spec}
-        )
-        self.api.merge_patch(
-            f"{collection}/{name}/status", {"status": {"loadBalancer": {"ingress": [{"ip": ip}]}}}
-        )
+        collection = objects.services(self.namespace)
+        self.create(collection, objects.load_balancer_service(name, self.namespace, policy=policy))
+        self.api.merge_patch(f"{collection}/{name}/status", objects.load_balancer_status(ip))
         self.topology.accept_eip(ip)
 
     def set_endpoints(self, service: str, nodes: list[str]) -> None:
-        body = {
-            "apiVersion": "discovery.k8s.io/v1",
-            "kind": "EndpointSlice",
-            "metadata": {
-                "name": f"{service}-slice",
-                "namespace": self.namespace,
-                "labels": {SERVICE_NAME_LABEL: service},
-            },
-            "addressType": "IPv4",
-            "endpoints": [
-                {
-                    "addresses": [f"10.244.{i}.10"],
-                    "nodeName": self.node_name(node),
-                    "conditions": {"ready": True},
-                }
-                for i, node in enumerate(nodes)
-            ],
-            "ports": [{"port": 8080, "protocol": "TCP"}],
-        }
-        self.create(f"/apis/discovery.k8s.io/v1/namespaces/{self.namespace}/endpointslices", body)
+        body = objects.endpoint_slice(
+            f"{service}-slice", self.namespace, service, [self.node_name(n) for n in nodes]
+        )
+        self.create(objects.endpoint_slices(self.namespace), body)
 
     def cleanup(self) -> None:
         for path in reversed(self.created):
-            with contextlib.suppress(KubeError):
-                self.api.delete(path)
-        with contextlib.suppress(KubeError):
-            self.api.delete(f"/api/v1/namespaces/{self.namespace}")
+            objects.delete_if_present(self.api, path)
+        objects.delete_if_present(self.api, f"{objects.NAMESPACES}/{self.namespace}")
         for node in self.topology.nodes:
-            with contextlib.suppress(KubeError):
-                self.api.delete(
-                    f"/apis/coordination.k8s.io/v1/namespaces/{SYSTEM_NAMESPACE}/leases/"
-                    f"{lease_name(self.node_name(node.name))}"
-                )
+            objects.delete_if_present(
+                self.api,
+                f"/apis/coordination.k8s.io/v1/namespaces/{SYSTEM_NAMESPACE}/leases/"
+                f"{lease_name(self.node_name(node.name))}",
+            )
 
     # Agents.
 

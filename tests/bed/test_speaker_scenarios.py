@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from porter_lab import netns
+from porter_lab import netns, objects
 from porter_lab.agents import Agent
 from porter_lab.controlplane import ControlPlane
 from porter_lab.netns import CommandFailed
@@ -29,10 +29,8 @@ from porter_lab.waiting import wait_for
 from porter_lb import agent
 from porter_lb.informers import Informers
 from porter_lb.kubeapi import KubeAPI, KubeError
-from porter_lb.model import LOAD_BALANCER_CLASS, SERVICE_NAME_LABEL
 from porter_lb.speaker import SPEAKER_KINDS
 
-GROUP = "/apis/network.kubesphere.io/v1alpha2"
 SECRET_NAMESPACE = "porter-lb-system"
 BGP_POOL = "203.0.113.192/27"  # inside the router's accepted EIP_POOL
 LAYER2_POOL = "203.0.113.224/28"
@@ -57,11 +55,7 @@ class Cluster:
         return stored
 
     def delete(self, path: str) -> None:
-        try:
-            self.api.delete(path)
-        except KubeError as error:
-            if error.status != 404:
-                raise
+        objects.delete_if_present(self.api, path)
 
     def cleanup(self) -> None:
         for path in reversed(self.created):
@@ -73,27 +67,11 @@ class Cluster:
         return f"{self.tag}-{node}"
 
     def add_node(self, node: str, address: str) -> None:
-        name = self.node_name(node)
-        self.create(
-            "/api/v1/nodes", {"metadata": {"name": name, "labels": {"spk": self.tag}}, "spec": {}}
-        )
+        self.create(objects.NODES, objects.node(self.node_name(node), {"spk": self.tag}))
         self.set_node_ready(node, True, address)
 
     def set_node_ready(self, node: str, ready: bool, address: str | None = None) -> None:
-        status: dict[str, Any] = {
-            "conditions": [
-                {
-                    "type": "Ready",
-                    "status": "True" if ready else "False",
-                    "reason": "KubeletReady" if ready else "KubeletNotReady",
-                    "lastHeartbeatTime": "2026-01-01T00:00:00Z",
-                    "lastTransitionTime": "2026-01-01T00:00:00Z",
-                }
-            ]
-        }
-        if address:
-            status["addresses"] = [{"type": "InternalIP", "address": address}]
-        self.api.merge_patch(f"/api/v1/nodes/{self.node_name(node)}/status", {"status": status})
+        objects.set_node_status(self.api, self.node_name(node), ready=ready, address=address)
 
     def label_node(self, node: str, labels: dict[str, str | None]) -> None:
         self.api.merge_patch(
@@ -103,49 +81,22 @@ class Cluster:
     def add_service(
         self, name: str, ip: str, policy: str = "Cluster", *, porter: bool = True
     ) -> None:
-        spec: dict[str, Any] = {
-            "type": "LoadBalancer",
-            "externalTrafficPolicy": policy,
-            "selector": {"app": name},
-            "ports": [{"port": 80, "protocol": "TCP"}],
-        }
-        if porter:
-            spec["loadBalancerClass"] = LOAD_BALANCER_CLASS
         self.create(
-            f"/api/v1/namespaces/{self.namespace}/services",
-            {"metadata": {"name": name, "namespace": self.namespace}, "spec": spec},
+            objects.services(self.namespace),
+            objects.load_balancer_service(name, self.namespace, policy=policy, porter=porter),
         )
-        self.api.merge_patch(
-            f"/api/v1/namespaces/{self.namespace}/services/{name}/status",
-            {"status": {"loadBalancer": {"ingress": [{"ip": ip}]}}},
-        )
+        self.api.merge_patch(f"{self.service_path(name)}/status", objects.load_balancer_status(ip))
 
     def service_path(self, name: str) -> str:
-        return f"/api/v1/namespaces/{self.namespace}/services/{name}"
+        return f"{objects.services(self.namespace)}/{name}"
 
     def set_endpoints(self, service: str, nodes: list[str]) -> None:
         """The Service's one EndpointSlice: one ready endpoint on each of `nodes`."""
         name = f"{service}-slice"
-        body = {
-            "apiVersion": "discovery.k8s.io/v1",
-            "kind": "EndpointSlice",
-            "metadata": {
-                "name": name,
-                "namespace": self.namespace,
-                "labels": {SERVICE_NAME_LABEL: service},
-            },
-            "addressType": "IPv4",
-            "endpoints": [
-                {
-                    "addresses": [f"10.244.{i}.10"],
-                    "nodeName": self.node_name(node),
-                    "conditions": {"ready": True},
-                }
-                for i, node in enumerate(nodes)
-            ],
-            "ports": [{"port": 8080, "protocol": "TCP"}],
-        }
-        collection = f"/apis/discovery.k8s.io/v1/namespaces/{self.namespace}/endpointslices"
+        body = objects.endpoint_slice(
+            name, self.namespace, service, [self.node_name(n) for n in nodes]
+        )
+        collection = objects.endpoint_slices(self.namespace)
         try:
             self.api.replace(f"{collection}/{name}", body)
         except KubeError as error:
@@ -154,23 +105,13 @@ class Cluster:
             self.create(collection, body)
 
     def add_bgppeer(self, name: str, neighbor: str, **spec: Any) -> None:
-        body = {
-            "apiVersion": "network.kubesphere.io/v1alpha2",
-            "kind": "BgpPeer",
-            "metadata": {"name": f"{self.tag}-{name}"},
-            "spec": {
-                "conf": {"neighborAddress": neighbor, "peerAs": ROUTER_ASN},
-                "timers": {
-                    "config": {"holdTime": "9", "keepaliveInterval": "3", "connectRetry": "1"}
-                },
-                "nodeSelector": {"matchLabels": {"spk": self.tag}},
-                **spec,
-            },
-        }
-        self.create(f"{GROUP}/bgppeers", body)
+        body = objects.bgp_peer(
+            f"{self.tag}-{name}", neighbor, node_labels={"spk": self.tag}, **spec
+        )
+        self.create(objects.BGP_PEERS, body)
 
     def bgppeer(self, name: str) -> dict[str, Any]:
-        return self.api.get(f"{GROUP}/bgppeers/{self.tag}-{name}")
+        return self.api.get(f"{objects.BGP_PEERS}/{self.tag}-{name}")
 
 
 @pytest.fixture
@@ -179,11 +120,7 @@ def cluster(api_client: client.ApiClient, crds: list[str]) -> Iterator[Cluster]:
     created = Cluster(api, run_id())
     # Namespaces are never deleted: without a controller-manager they would stay Terminating.
     for namespace in (created.namespace, SECRET_NAMESPACE):
-        try:
-            api.create("/api/v1/namespaces", {"metadata": {"name": namespace}})
-        except KubeError as error:
-            if error.status != 409:
-                raise
+        objects.ensure_namespace(api, namespace)
     try:
         yield created
     finally:
@@ -192,38 +129,13 @@ def cluster(api_client: client.ApiClient, crds: list[str]) -> Iterator[Cluster]:
 
 def base_objects(cluster: Cluster, router_id: str | None = None) -> None:
     """Pools (one announced over BGP, one layer2), the BgpConf."""
+    cluster.create(objects.EIPS, objects.eip(f"{cluster.tag}-bgp", BGP_POOL))
     cluster.create(
-        f"{GROUP}/eips",
-        {
-            "apiVersion": "network.kubesphere.io/v1alpha2",
-            "kind": "Eip",
-            "metadata": {"name": f"{cluster.tag}-bgp"},
-            "spec": {"address": BGP_POOL},
-        },
-    )
-    cluster.create(
-        f"{GROUP}/eips",
-        {
-            "apiVersion": "network.kubesphere.io/v1alpha2",
-            "kind": "Eip",
-            "metadata": {"name": f"{cluster.tag}-l2"},
-            "spec": {"address": LAYER2_POOL, "protocol": "layer2", "interface": "eth0"},
-        },
+        objects.EIPS, objects.eip(f"{cluster.tag}-l2", LAYER2_POOL, layer2_interface="eth0")
     )
     # gobgpd listens (port 179): the router connects in as soon as a peer is added. With
     # listenPort -1 only gobgpd connects out, and sessions took 6-8 s to come back.
-    conf: dict[str, Any] = {"as": NODE_ASN}
-    if router_id:
-        conf["routerId"] = router_id
-    cluster.create(
-        f"{GROUP}/bgpconfs",
-        {
-            "apiVersion": "network.kubesphere.io/v1alpha2",
-            "kind": "BgpConf",
-            "metadata": {"name": "default"},
-            "spec": conf,
-        },
-    )
+    cluster.create(objects.BGP_CONFS, objects.bgp_conf(NODE_ASN, router_id or ""))
 
 
 def host(ip: str) -> str:
@@ -342,7 +254,7 @@ def scenario(
     expect(topology, router, {IP_A: {node1, node2}}, "Service re-created")
 
     # A peer change: the BgpPeer no longer selects node2; then the BgpPeer goes, then returns.
-    peer_path = f"{GROUP}/bgppeers/{cluster.tag}-tor"
+    peer_path = f"{objects.BGP_PEERS}/{cluster.tag}-tor"
     cluster.label_node(node2, {"spk": "elsewhere"})
     expect(topology, router, {IP_A: {node1}, IP_B: {node1}}, "peer no longer selects node2")
     cluster.label_node(node2, {"spk": cluster.tag})
@@ -387,8 +299,8 @@ def missing_secret_warning(cluster: Cluster) -> None:
         )
 
     wait_for(warned, 10, f"Warning Event on BgpPeer {name}")
-    cluster.delete(f"{GROUP}/bgppeers/{name}")
-    cluster.created.remove(f"{GROUP}/bgppeers/{name}")
+    cluster.delete(f"{objects.BGP_PEERS}/{name}")
+    cluster.created.remove(f"{objects.BGP_PEERS}/{name}")
 
 
 # --- per-node mode --------------------------------------------------------------------------------

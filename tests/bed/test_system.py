@@ -19,16 +19,14 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from porter_lab import netns
+from porter_lab import netns, objects
 from porter_lab.agents import Agent
 from porter_lab.controlplane import ControlPlane
 from porter_lab.routers import Bird, Frr, Neighbor, Router, RouterSpec, established
 from porter_lab.speakers import Gobgpd
 from porter_lab.topology import NODE_ASN, ROUTER_ASN, Topology, run_id
 from porter_lab.waiting import wait_for
-from porter_lb.informers import GROUP_PATH
 from porter_lb.kubeapi import KubeAPI, KubeError
-from porter_lb.model import LOAD_BALANCER_CLASS, SERVICE_NAME_LABEL
 
 POOL = "203.0.113.160/28"  # inside the routers' accepted EIP pool
 SYSTEM_NAMESPACE = "porter-lb-system"
@@ -56,55 +54,14 @@ class System:
 
     def setup(self) -> None:
         for namespace in (self.namespace, SYSTEM_NAMESPACE):
-            try:
-                self.api.create("/api/v1/namespaces", {"metadata": {"name": namespace}})
-            except KubeError as error:
-                assert error.status == 409
+            objects.ensure_namespace(self.api, namespace)
         for node in self.topology.nodes:
-            self.create("/api/v1/nodes", {"metadata": {"name": node.name}, "spec": {}})
-            self.api.merge_patch(
-                f"/api/v1/nodes/{node.name}/status",
-                {
-                    "status": {
-                        "conditions": [{"type": "Ready", "status": "True", "reason": "Ready"}],
-                        "addresses": [{"type": "InternalIP", "address": node.address}],
-                    }
-                },
-            )
+            self.create(objects.NODES, objects.node(node.name))
+            objects.set_node_status(self.api, node.name, address=node.address)
+        self.create(objects.EIPS, objects.eip(f"sys-{self.tag}", POOL, default=True))
+        self.create(objects.BGP_CONFS, objects.bgp_conf(NODE_ASN))
         self.create(
-            f"{GROUP_PATH}/eips",
-            {
-                "apiVersion": "network.kubesphere.io/v1alpha2",
-                "kind": "Eip",
-                "metadata": {
-                    "name": f"sys-{self.tag}",
-                    "annotations": {"eip.openelb.kubesphere.io/is-default-eip": "true"},
-                },
-                "spec": {"address": POOL},
-            },
-        )
-        self.create(
-            f"{GROUP_PATH}/bgpconfs",
-            {
-                "apiVersion": "network.kubesphere.io/v1alpha2",
-                "kind": "BgpConf",
-                "metadata": {"name": "default"},
-                "spec": {"as": NODE_ASN},
-            },
-        )
-        self.create(
-            f"{GROUP_PATH}/bgppeers",
-            {
-                "apiVersion": "network.kubesphere.io/v1alpha2",
-                "kind": "BgpPeer",
-                "metadata": {"name": f"tor-{self.tag}"},
-                "spec": {
-                    "conf": {"neighborAddress": self.topology.router_address, "peerAs": ROUTER_ASN},
-                    "timers": {
-                        "config": {"holdTime": "9", "keepaliveInterval": "3", "connectRetry": "1"}
-                    },
-                },
-            },
+            objects.BGP_PEERS, objects.bgp_peer(f"tor-{self.tag}", self.topology.router_address)
         )
 
     def start_controller(self, *args: str) -> None:
@@ -140,31 +97,12 @@ class System:
 
     def service(self, name: str, policy: str, endpoints: list[str]) -> str:
         self.create(
-            f"/apis/discovery.k8s.io/v1/namespaces/{self.namespace}/endpointslices",
-            {
-                "apiVersion": "discovery.k8s.io/v1",
-                "kind": "EndpointSlice",
-                "metadata": {"name": f"{name}-1", "labels": {SERVICE_NAME_LABEL: name}},
-                "addressType": "IPv4",
-                "endpoints": [
-                    {"addresses": [f"10.244.0.{i + 1}"], "nodeName": node}
-                    for i, node in enumerate(endpoints)
-                ],
-                "ports": [{"port": 8080, "protocol": "TCP"}],
-            },
+            objects.endpoint_slices(self.namespace),
+            objects.endpoint_slice(f"{name}-1", self.namespace, name, endpoints),
         )
         self.create(
-            f"/api/v1/namespaces/{self.namespace}/services",
-            {
-                "metadata": {"name": name},
-                "spec": {
-                    "type": "LoadBalancer",
-                    "loadBalancerClass": LOAD_BALANCER_CLASS,
-                    "externalTrafficPolicy": policy,
-                    "selector": {"app": name},
-                    "ports": [{"port": 80, "protocol": "TCP"}],
-                },
-            },
+            objects.services(self.namespace),
+            objects.load_balancer_service(name, self.namespace, policy=policy),
         )
         return str(wait_for(lambda: self.ip(name), 20, f"an IP for Service {name}"))
 
@@ -182,10 +120,7 @@ class System:
             self.controller.terminate()
             self.controller.wait(20)
         for path in reversed(self.created):
-            try:
-                self.api.delete(path)
-            except KubeError as error:
-                assert error.status == 404
+            objects.delete_if_present(self.api, path)
             if "/services/" in path:  # a finalizer left by a failed run: let it go
                 try:
                     self.api.merge_patch(path, {"metadata": {"finalizers": None}})
