@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from porter_lab import netns
+from porter_lab import netns, objects
 from porter_lab.agents import Agent
 from porter_lab.controlplane import ControlPlane
 from porter_lab.kube import apply_crds
@@ -24,9 +24,7 @@ from porter_lab.routers import Bird, Neighbor, RouterSpec, established
 from porter_lab.speakers import Gobgpd
 from porter_lab.topology import EIP_POOL, NODE_ASN, PREFIX_ROOT, ROUTER_ASN, Topology, run_id
 from porter_lb.kubeapi import KubeAPI, KubeError
-from porter_lb.model import LOAD_BALANCER_CLASS, SERVICE_NAME_LABEL
 
-GROUP = "/apis/network.kubesphere.io/v1alpha2"
 NAMESPACE = "bench"
 SYSTEM_NAMESPACE = "porter-lb-system"
 
@@ -54,98 +52,21 @@ class Bed:
             return {}
 
     def add_node(self, name: str, address: str) -> None:
-        self.create("/api/v1/nodes", {"metadata": {"name": name}, "spec": {}})
-        self.api.merge_patch(
-            f"/api/v1/nodes/{name}/status",
-            {
-                "status": {
-                    "conditions": [
-                        {
-                            "type": "Ready",
-                            "status": "True",
-                            "reason": "KubeletReady",
-                            "lastHeartbeatTime": "2026-01-01T00:00:00Z",
-                            "lastTransitionTime": "2026-01-01T00:00:00Z",
-                        }
-                    ],
-                    "addresses": [{"type": "InternalIP", "address": address}],
-                }
-            },
-        )
+        self.create(objects.NODES, objects.node(name))
+        objects.set_node_status(self.api, name, address=address)
 
     def base_objects(self, pool: str = EIP_POOL, router_id: str = "") -> None:
         for namespace in (NAMESPACE, SYSTEM_NAMESPACE):
-            self.create("/api/v1/namespaces", {"metadata": {"name": namespace}})
-        self.create(
-            f"{GROUP}/eips",
-            {
-                "apiVersion": "network.kubesphere.io/v1alpha2",
-                "kind": "Eip",
-                "metadata": {
-                    "name": "bench",
-                    "annotations": {"eip.openelb.kubesphere.io/is-default-eip": "true"},
-                },
-                "spec": {"address": pool},
-            },
-        )
-        self.create(
-            f"{GROUP}/bgpconfs",
-            {
-                "apiVersion": "network.kubesphere.io/v1alpha2",
-                "kind": "BgpConf",
-                "metadata": {"name": "default"},
-                "spec": {"as": NODE_ASN, **({"routerId": router_id} if router_id else {})},
-            },
-        )
-        self.create(
-            f"{GROUP}/bgppeers",
-            {
-                "apiVersion": "network.kubesphere.io/v1alpha2",
-                "kind": "BgpPeer",
-                "metadata": {"name": "tor"},
-                "spec": {
-                    "conf": {"neighborAddress": self.topology.router_address, "peerAs": ROUTER_ASN},
-                    "timers": {
-                        "config": {"holdTime": "9", "keepaliveInterval": "3", "connectRetry": "1"}
-                    },
-                },
-            },
-        )
+            objects.ensure_namespace(self.api, namespace)
+        self.create(objects.EIPS, objects.eip("bench", pool, default=True))
+        self.create(objects.BGP_CONFS, objects.bgp_conf(NODE_ASN, router_id))
+        self.create(objects.BGP_PEERS, objects.bgp_peer("tor", self.topology.router_address))
 
     def service_body(self, name: str, policy: str = "Local") -> dict[str, Any]:
-        return {
-            "metadata": {"name": name, "namespace": NAMESPACE},
-            "spec": {
-                "type": "LoadBalancer",
-                "loadBalancerClass": LOAD_BALANCER_CLASS,
-                "externalTrafficPolicy": policy,
-                # 10,000 Services would exhaust the NodePort range; a BGP LB needs none.
-                "allocateLoadBalancerNodePorts": False,
-                "selector": {"app": name},
-                "ports": [{"port": 80, "protocol": "TCP"}],
-            },
-        }
+        return objects.load_balancer_service(name, NAMESPACE, policy=policy, node_ports=False)
 
     def slice_body(self, service: str, nodes: list[str]) -> dict[str, Any]:
-        return {
-            "apiVersion": "discovery.k8s.io/v1",
-            "kind": "EndpointSlice",
-            "metadata": {
-                "name": f"{service}-slice",
-                "namespace": NAMESPACE,
-                "labels": {SERVICE_NAME_LABEL: service},
-            },
-            "addressType": "IPv4",
-            "endpoints": [
-                {
-                    "addresses": [f"10.244.{i // 250}.{i % 250 + 1}"],
-                    "nodeName": node,
-                    "conditions": {"ready": True},
-                }
-                for i, node in enumerate(nodes)
-            ],
-            "ports": [{"port": 8080, "protocol": "TCP"}],
-        }
+        return objects.endpoint_slice(f"{service}-slice", NAMESPACE, service, nodes)
 
     def start_controller(self, *extra: str) -> None:
         log = (self.workdir / "controller.log").open("wb")

@@ -22,7 +22,6 @@ Target (issue 4): <= 1 s. MetalLB documents "a few seconds", Cilium 2-4 s tuned.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 import tempfile
 import time
@@ -32,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import percentile, report
 
-from porter_lab import netns
+from porter_lab import netns, objects
 from porter_lab.agents import Agent
 from porter_lab.controlplane import ControlPlane
 from porter_lab.kube import apply_crds
@@ -41,65 +40,25 @@ from porter_lab.l2watch import NeighborWatcher
 from porter_lab.paths import CRD_DIR
 from porter_lab.topology import PREFIX_ROOT, run_id
 from porter_lab.waiting import wait_for
-from porter_lb.kubeapi import KubeAPI, KubeError
+from porter_lb.kubeapi import KubeAPI
 from porter_lb.layer2_election import rank
-from porter_lb.model import LOAD_BALANCER_CLASS
 
 EIP = "198.51.100.200"
 SYSTEM_NAMESPACE = "porter-lb-system"
 NAMESPACE = "bench"
-GROUP = "/apis/network.kubesphere.io/v1alpha2"
 TARGET = 1.0
 
 
 def _objects(api: KubeAPI, topology: L2Topology) -> None:
     for namespace in (SYSTEM_NAMESPACE, NAMESPACE):
-        with contextlib.suppress(KubeError):
-            api.create("/api/v1/namespaces", {"metadata": {"name": namespace}})
+        objects.ensure_namespace(api, namespace)
     for node in topology.nodes:
-        api.create("/api/v1/nodes", {"metadata": {"name": node.name}, "spec": {}})
-        api.merge_patch(
-            f"/api/v1/nodes/{node.name}/status",
-            {
-                "status": {
-                    "conditions": [
-                        {
-                            "type": "Ready",
-                            "status": "True",
-                            "reason": "KubeletReady",
-                            "lastHeartbeatTime": "2026-01-01T00:00:00Z",
-                            "lastTransitionTime": "2026-01-01T00:00:00Z",
-                        }
-                    ],
-                    "addresses": [{"type": "InternalIP", "address": node.address}],
-                }
-            },
-        )
-    api.create(
-        f"{GROUP}/eips",
-        {
-            "apiVersion": "network.kubesphere.io/v1alpha2",
-            "kind": "Eip",
-            "metadata": {"name": "l2"},
-            "spec": {"address": EIP_RANGE, "protocol": "layer2", "interface": "eth0"},
-        },
-    )
-    services = f"/api/v1/namespaces/{NAMESPACE}/services"
-    api.create(
-        services,
-        {
-            "metadata": {"name": "web", "namespace": NAMESPACE},
-            "spec": {
-                "type": "LoadBalancer",
-                "loadBalancerClass": LOAD_BALANCER_CLASS,
-                "selector": {"app": "web"},
-                "ports": [{"port": 80, "protocol": "TCP"}],
-            },
-        },
-    )
-    api.merge_patch(
-        f"{services}/web/status", {"status": {"loadBalancer": {"ingress": [{"ip": EIP}]}}}
-    )
+        api.create(objects.NODES, objects.node(node.name))
+        objects.set_node_status(api, node.name, address=node.address)
+    api.create(objects.EIPS, objects.eip("l2", EIP_RANGE, layer2_interface="eth0"))
+    services = objects.services(NAMESPACE)
+    api.create(services, objects.load_balancer_service("web", NAMESPACE))
+    api.merge_patch(f"{services}/web/status", objects.load_balancer_status(EIP))
 
 
 def main() -> int:
