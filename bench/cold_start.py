@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import re
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -74,6 +76,60 @@ def full(services: int) -> object:
     return check
 
 
+def api_writes(b: Bed) -> dict[str, float]:
+    """The API server's write counters (apiserver_request_total), by verb and resource."""
+    configuration = b.api.api_client.configuration
+    text = b.api.api_client.call_api("GET", f"{configuration.host}/metrics").response.data
+    counts: dict[str, float] = {}
+    for line in text.decode().splitlines():
+        if not line.startswith("apiserver_request_total{"):
+            continue
+        labels, _, value = line.rpartition(" ")
+        fields = dict(re.findall(r'(\w+)="([^"]*)"', labels))
+        if fields.get("verb") in ("POST", "PUT", "PATCH", "DELETE"):
+            key = f"{fields['verb']} {fields.get('resource', '')}/{fields.get('subresource', '')}"
+            counts[key] = counts.get(key, 0) + float(value)
+    return counts
+
+
+class Timeline:
+    """Every 0.5 s during the cold start: routes in the FIB, BIRD's session, gobgpd's peer."""
+
+    def __init__(self, b: Bed, watcher: FibWatcher, started: float) -> None:
+        self.b, self.watcher, self.started = b, watcher, started
+        self.samples: list[dict[str, object]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> Timeline:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        for sample in self.samples:
+            print(f"    {sample}")
+
+    def _run(self) -> None:
+        speaker = self.b.speakers[-1].client
+        while not self._stop.wait(0.5):
+            routes = sum(1 for h in list(self.watcher.routes.values()) if len(h) == 2)
+            try:
+                peers = speaker.peers() if speaker else []
+                peer = peers[0].session_state if peers else "-"
+            except Exception as error:  # noqa: BLE001 - gobgpd still starting
+                peer = type(error).__name__
+            self.samples.append(
+                {
+                    "t": round(time.monotonic() - self.started, 1),
+                    "fib_ecmp_routes": routes,
+                    "bird": self.b.router.sessions().get(self.b.topology.nodes[0].address, "-"),
+                    "gobgpd_peer": peer,
+                }
+            )
+
+
 def peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -119,9 +175,15 @@ def main() -> int:
             watcher.close()
             watcher = FibWatcher(router_ns)
             gobgpd.start()
+            writes_before = api_writes(b)
             started = time.monotonic()
             b.start_controller(*central)
+            timeline = Timeline(b, watcher, started).start()
             cold = watcher.wait_until(full(args.services), 300) - started
+            timeline.stop()
+            writes = {k: v - writes_before.get(k, 0) for k, v in api_writes(b).items()}
+            writes = {k: v for k, v in writes.items() if v}
+            print(f"  API writes during the cold start: {writes or 'none'}", flush=True)
             rss = peak_rss_mb(b.controller.pid)
             print(f"  all routes back after {cold:.2f} s; peak RSS {rss:.0f} MB", flush=True)
             usage = b.api.get(f"{GROUP}/eips/bench")["status"]["usage"]
@@ -151,6 +213,8 @@ def main() -> int:
             "mode": "central",
             "externalTrafficPolicy": "Local (2 nodes each)",
             "fib_overruns": watcher.overruns,
+            "cold_timeline": timeline.samples,
+            "cold_api_writes": writes,
         },
     )
     return 0
