@@ -32,10 +32,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bedkit import GROUP, NAMESPACE, Bed, bed
+from bedkit import NAMESPACE, Bed, bed
 from common import report
 
-from porter_lab import netns
+from porter_lab import netns, objects
 from porter_lab.fib import FibWatcher
 from porter_lab.speakers import Gobgpd
 from porter_lab.topology import NODE_NET
@@ -189,7 +189,7 @@ def main() -> int:
             print(f"  API writes during the cold start: {writes or 'none'}", flush=True)
             rss = peak_rss_mb(b.controller.pid)
             print(f"  all routes back after {cold:.2f} s; peak RSS {rss:.0f} MB", flush=True)
-            usage = b.api.get(f"{GROUP}/eips/bench")["status"]["usage"]
+            usage = b.api.get(f"{objects.EIPS}/bench")["status"]["usage"]
             assert usage == args.services, usage
         finally:
             watcher.close()
