@@ -1,0 +1,252 @@
+"""porter.lb.bird_bgp against a real BIRD in a network namespace, peering with a real gobgpd.
+
+Each test runs `ansible-playbook` (the JSON callback) on one task of the module, from the
+checkout, and checks what the daemon and the owned file show afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from porter_lab.bird_include import IncludingBird
+from porter_lab.speakers import Gobgpd
+from porter_lab.topology import EIP_POOL, NODE_ASN, ROUTER_ASN, Topology, run_id
+from porter_lab.waiting import wait_for
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def play(task: dict[str, Any], *flags: str) -> tuple[int, dict[str, Any]]:
+    """Run one porter.lb.bird_bgp task; return 1 if it failed (else 0) and its result."""
+    workdir = Path(tempfile.mkdtemp(prefix="bird_bgp_play_"))
+    book, out = workdir / "play.yml", workdir / "result.json"
+    book.write_text(
+        yaml.safe_dump(
+            [
+                {
+                    "hosts": "localhost",
+                    "gather_facts": False,
+                    "tasks": [
+                        {
+                            "name": "bird_bgp",
+                            "porter.lb.bird_bgp": task,
+                            "register": "result",
+                            "ignore_errors": True,
+                        },
+                        {
+                            "name": "keep the result",
+                            "ansible.builtin.copy": {
+                                "content": "{{ result | to_json }}",
+                                "dest": str(out),
+                            },
+                            "check_mode": False,
+                            "diff": False,
+                        },
+                    ],
+                }
+            ]
+        )
+    )
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")},
+        "ANSIBLE_COLLECTIONS_PATH": str(REPO),
+        "ANSIBLE_NOCOLOR": "1",
+    }
+    try:
+        run = subprocess.run(
+            [
+                str(BIN / "ansible-playbook"),
+                "-i",
+                "localhost,",
+                "-c",
+                "local",
+                "-e",
+                f"ansible_python_interpreter={sys.executable}",
+                *flags,
+                str(book),
+            ],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert run.returncode == 0, f"ansible-playbook:\n{run.stdout}\n{run.stderr}"
+        result: dict[str, Any] = json.loads(out.read_text())
+    finally:
+        shutil.rmtree(workdir)
+    return (1 if result.get("failed") else 0), result
+
+
+@pytest.fixture
+def lab(bed_prerequisites: None, session_run: str, tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """One router namespace running BIRD (main file includes the module's file), one node
+    namespace running gobgpd that peers with it."""
+    topo = Topology(f"{session_run}{run_id()[:2]}", node_count=1).create()
+    bird = IncludingBird(topo.router_ns, tmp_path / "bird")
+    speaker = Gobgpd(topo.nodes[0].netns, tmp_path / "gobgpd")
+    try:
+        bird.start()
+        gobgp = speaker.start()
+        node = topo.nodes[0]
+        gobgp.start(asn=NODE_ASN, router_id=node.address, listen_port=179)
+        gobgp.add_peer(topo.router_address, ROUTER_ASN)
+        files = {
+            "path": str(bird.included),
+            "bird_config": str(bird.main_config),
+            "socket": str(bird.socket),
+        }
+        config = {
+            "local_as": ROUTER_ASN,
+            "router_id": topo.router_address,
+            "neighbors": [{"name": node.name, "address": node.address, "as": NODE_ASN}],
+            "pools": [EIP_POOL],
+        }
+        yield {"bird": bird, "files": files, "config": config, "topology": topo}
+    finally:
+        speaker.stop()
+        bird.stop()
+        topo.destroy()
+
+
+def bgp_state(bird: IncludingBird, name: str) -> str:
+    for line in bird.birdc("show protocols").splitlines():
+        fields = line.split()
+        if fields and fields[0] == name and len(fields) >= 6:
+            return fields[5]
+    return ""
+
+
+def test_apply_is_idempotent_checked_diffed_and_the_session_comes_up(
+    lab: dict[str, Any],
+) -> None:
+    bird, files, config = lab["bird"], lab["files"], lab["config"]
+    empty = Path(files["path"]).read_text()
+
+    rc, checked = play({**files, "config": config}, "--check", "--diff")
+    assert rc == 0 and checked["changed"] is True, checked
+    assert "neighbor 198.51.100.11 as 65001" in checked["diff"]["after"]
+    assert Path(files["path"]).read_text() == empty, "check mode changed the file"
+    assert bgp_state(bird, "node1") == ""
+
+    rc, first = play({**files, "config": config}, "--diff")
+    assert rc == 0 and first["changed"] is True, first
+    assert first["diff"]["before"] == empty
+    assert "Reconfigured" in first["birdc"]
+    rc, second = play({**files, "config": config})
+    assert rc == 0 and second["changed"] is False, second
+
+    wait_for(lambda: bgp_state(bird, "node1") == "Established", 30, "session with gobgpd")
+    rc, gathered = play({**files, "state": "gathered"})
+    assert rc == 0 and gathered["changed"] is False
+    assert gathered["gathered"]["neighbors"] == config["neighbors"]
+    (session,) = [s for s in gathered["sessions"] if s["name"] == "node1"]
+    assert session["neighbor"] == "198.51.100.11"
+    assert session["state"] == "Established"
+    assert session["neighbor_as"] == NODE_ASN
+
+
+def test_bad_input_fails_clearly_and_changes_nothing(lab: dict[str, Any]) -> None:
+    files, config = lab["files"], lab["config"]
+    before = Path(files["path"]).read_text()
+    bad = {**config, "pools": ["203.0.113.1/24"]}
+    rc, result = play({**files, "config": bad})
+    assert rc != 0 and result["failed"] is True
+    assert "pools" in result["msg"] and "203.0.113.1/24" in result["msg"], result["msg"]
+    bad_as = {**config, "neighbors": [{"name": "node1", "address": "198.51.100.11", "as": 0}]}
+    rc, result = play({**files, "config": bad_as})
+    assert rc != 0 and "neighbors[0].as" in result["msg"], result["msg"]
+    assert Path(files["path"]).read_text() == before
+
+
+def test_a_config_bird_rejects_is_reported_and_not_applied(lab: dict[str, Any]) -> None:
+    bird, files, config = lab["bird"], lab["files"], lab["config"]
+    rc, _ = play({**files, "config": config})
+    assert rc == 0
+    applied = Path(files["path"]).read_text()
+    # `lab_static` is a protocol of the main file: BIRD rejects a second protocol of that name.
+    clash = {**config, "neighbors": [{"name": "lab_static", "address": "198.51.100.11", "as": 1}]}
+    rc, result = play({**files, "config": clash, "state": "overridden"})
+    assert rc != 0 and "BIRD rejected the configuration" in result["msg"], result
+    assert "lab_static" in result["msg"]
+    assert Path(files["path"]).read_text() == applied
+    assert "lab_static" not in bird.birdc("show protocols").split("node1")[-1]
+
+
+def test_a_failed_configure_is_rolled_back(lab: dict[str, Any], tmp_path: Path) -> None:
+    files, config = lab["files"], lab["config"]
+    before = Path(files["path"]).read_text()
+    wrong_socket = {**files, "socket": str(tmp_path / "no-such.ctl")}
+    rc, result = play({**wrong_socket, "config": config})
+    assert rc != 0 and result["rolled_back"] is True, result
+    assert "configure failed" in result["msg"] and "rolled back" in result["msg"]
+    assert Path(files["path"]).read_text() == before
+
+
+def test_deleted_removes_a_neighbour_and_the_whole_config(lab: dict[str, Any]) -> None:
+    bird, files, config = lab["bird"], lab["files"], lab["config"]
+    two = {
+        **config,
+        "neighbors": [*config["neighbors"], {"name": "spare", "address": "198.51.100.99", "as": 1}],
+    }
+    assert play({**files, "config": two})[1]["changed"] is True
+    rc, result = play({**files, "config": {"neighbors": [{"name": "spare"}]}, "state": "deleted"})
+    assert rc == 0 and result["changed"] is True
+    assert [n["name"] for n in result["after"]["neighbors"]] == ["node1"]
+    assert bgp_state(bird, "spare") == ""
+    rc, result = play({**files, "state": "deleted"})
+    assert rc == 0 and result["changed"] is True and result["after"] is None
+    assert play({**files, "state": "deleted"})[1]["changed"] is False
+
+
+def test_rendered_and_parsed_need_no_daemon(tmp_path: Path) -> None:
+    config = {
+        "local_as": 65000,
+        "neighbors": [{"name": "node1", "address": "198.51.100.11", "as": 65001}],
+        "neighbor_range": {"name": "nodes", "prefix": "198.51.100.0/24", "as": 65001},
+        "pools": ["203.0.113.0/24"],
+        "add_paths_rx": True,
+        "password": "secret1",
+    }
+    missing = {"path": str(tmp_path / "x.conf"), "socket": str(tmp_path / "none.ctl")}
+    rc, rendered = play({**missing, "config": config, "state": "rendered"})
+    assert rc == 0 and rendered["changed"] is False
+    assert "neighbor range 198.51.100.0/24 as 65001" in rendered["rendered"]
+    assert "secret1" not in json.dumps(rendered)
+    text = rendered["rendered"].replace("********", "secret1")
+    rc, parsed = play({**missing, "running_config": text, "state": "parsed"})
+    assert rc == 0
+    assert parsed["parsed"]["neighbors"] == config["neighbors"]
+    assert parsed["parsed"]["neighbor_range"] == config["neighbor_range"]
+    assert parsed["parsed"]["password"] == "********"
+    assert not (tmp_path / "x.conf").exists()
+
+
+def test_neighbor_range_accepts_the_node(lab: dict[str, Any]) -> None:
+    bird, files, config = lab["bird"], lab["files"], lab["config"]
+    dynamic = {
+        **{k: v for k, v in config.items() if k != "neighbors"},
+        "neighbor_range": {"name": "nodes", "prefix": "198.51.100.0/24", "as": NODE_ASN},
+    }
+    rc, result = play({**files, "config": dynamic, "state": "overridden"})
+    assert rc == 0 and result["changed"] is True, result
+    # BIRD spawns one protocol per peer that connects from the range: nodes1, nodes2, ...
+    wait_for(lambda: bgp_state(bird, "nodes1") == "Established", 30, "dynamic session")
+    rc, gathered = play({**files, "state": "gathered"})
+    assert rc == 0
+    by_name = {s["name"]: s for s in gathered["sessions"]}
+    assert by_name["nodes1"]["neighbor"] == "198.51.100.11"
+    assert by_name["nodes1"]["state"] == "Established"
