@@ -11,11 +11,11 @@ module: bird_bgp
 short_description: Manage the cluster-facing BGP configuration of a BIRD 2 router
 version_added: 0.1.0
 description:
-  - Manages the BGP side of a Linux router running BIRD 2 that faces a porter-lb cluster
-    the nodes' speakers (or the central speaker) as neighbours, ADD-PATH receive, an import
-    filter that accepts only host routes (/32, /128) inside the EIP pools, nothing exported to
-    the cluster, and a kernel protocol per address family with C(merge paths on limit N) so the
-    kernel gets ECMP routes.
+  - Manages the BGP side of a Linux router running BIRD 2 that faces a porter-lb cluster.
+    That is the nodes' speakers (or the central speaker) as neighbours, ADD-PATH receive, an
+    import filter that accepts only host routes (/32, /128) inside the EIP pools, nothing
+    exported to the cluster, and a kernel protocol per address family with
+    C(merge paths on limit N) so the kernel gets ECMP routes.
   - The configuration lives in one file the module owns (O(path)), which the main BIRD
     configuration (O(bird_config)) must C(include). The module never edits the main file.
   - Before a new file is put in place, the whole configuration is validated with
