@@ -10,7 +10,6 @@ objects (RTA_NH_ID) are not resolved here.
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
 import threading
 import time
@@ -20,6 +19,7 @@ from typing import Any
 from pyroute2.netlink.rtnl.marshal import MarshalRtnl
 
 from porter_lab import netns as _netns
+from porter_lb.layer2 import entered
 
 _RTMGRP_IPV4_ROUTE = 0x40
 _RTMGRP_IPV6_ROUTE = 0x400
@@ -37,20 +37,11 @@ def _hops(msg: Any) -> frozenset[str]:
 
 def _socket_in(name: str) -> socket.socket:
     """A route-event netlink socket living in network namespace `name`."""
-    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    target = os.open(f"/run/netns/{name}", os.O_RDONLY)
-    try:
-        os.setns(target, os.CLONE_NEWNET)
-        try:
-            sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, _NETLINK_ROUTE)
-            # Root may exceed net.core.rmem_max: 10,000 route changes arrive in one burst.
-            sock.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, 64 << 20)
-            sock.bind((0, _RTMGRP_IPV4_ROUTE | _RTMGRP_IPV6_ROUTE))
-        finally:
-            os.setns(own, os.CLONE_NEWNET)
-    finally:
-        os.close(own)
-        os.close(target)
+    with entered(name):
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, _NETLINK_ROUTE)
+        # Root may exceed net.core.rmem_max: 10,000 route changes arrive in one burst.
+        sock.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, 64 << 20)
+        sock.bind((0, _RTMGRP_IPV4_ROUTE | _RTMGRP_IPV6_ROUTE))
     return sock
 
 
