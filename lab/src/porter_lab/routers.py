@@ -223,6 +223,9 @@ class Frr:
     spec: RouterSpec
     workdir: Path = field(init=False)
     daemons: list[Daemon] = field(default_factory=list)
+    # bgpd.conf to start with instead of the one rendered from `spec` (e.g. no `router bgp` at
+    # all, for a test that configures bgpd itself through vtysh)
+    bgpd_config: str | None = None
 
     def __post_init__(self) -> None:
         self.workdir = FRR_RUN_ROOT / self.netns / "frr"
@@ -236,12 +239,16 @@ class Frr:
         (self.workdir / "zebra.conf").write_text(f"log file {self.workdir / 'zebra.log'}\n")
         (self.workdir / "bgpd.conf").write_text(
             frr_bgpd_config(self.spec, self.workdir / "bgpd.log")
+            if self.bgpd_config is None
+            else self.bgpd_config
         )
+        # Without neighbours bgpd answers "% No BGP neighbors found" (or no BGP instance).
+        answer = "BGP router" if self.bgpd_config is None else "BGP"
         zebra = self._start_daemon("zebra")
         wait_for(lambda: zebra.check_running() and zserv.exists(), 10, "zebra's zserv socket")
         bgpd = self._start_daemon("bgpd")
         wait_for(
-            lambda: bgpd.check_running() and "BGP router" in self.vtysh("show bgp summary"),
+            lambda: bgpd.check_running() and answer in self.vtysh("show bgp summary"),
             15,
             "bgpd answering vtysh",
         )
