@@ -1,0 +1,498 @@
+#!/usr/bin/python
+# Copyright: porter-lb contributors
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+# SPDX-License-Identifier: Apache-2.0
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: frr_bgp
+short_description: Manage the cluster-facing BGP configuration of an FRR router
+version_added: 0.1.0
+description:
+  - Manages, through C(vtysh), the part of FRR's C(router bgp) that faces a
+    porter-lb cluster - router ID, timers, neighbours (the nodes or a central
+    speaker) or a peer group with C(bgp listen range), C(maximum-paths) for
+    ECMP, C(bgp bestpath as-path multipath-relax) and the import/export
+    policies limited to the EIP pools.
+  - Follows the network resource-module pattern; O(state) selects what is
+    done with O(config).
+  - The running configuration is read with C(vtysh -c 'show running-config'),
+    compared with the wanted one, and only the difference is sent, as one
+    C(vtysh -c 'configure terminal' -c ...) run. Other lines of the router's
+    configuration are left alone.
+  - The owned policies are prefix-list C(PORTER-LB-EIP-POOLS) (each pool's /32
+    host routes, C(ge 32)), route-map C(PORTER-LB-EIP-IN) (permit them, applied
+    in) and route-map C(PORTER-LB-DENY-OUT) (deny all, applied out).
+  - Before changing anything the commands are checked with C(vtysh --dryrun).
+    If FRR still rejects one while applying, the module puts back the
+    configuration it found (computing the commands from what is running then)
+    and fails with FRR's message, so nothing is left half-applied.
+author:
+  - porter-lb maintainers (@porter-lb)
+options:
+  config:
+    description:
+      - The wanted BGP configuration.
+      - Required for O(state=merged), O(state=replaced), O(state=overridden)
+        and O(state=rendered). With O(state=deleted) it may name the
+        neighbours to remove; without it the whole C(router bgp) and the owned
+        policies are removed.
+    type: dict
+    suboptions:
+      asn:
+        description: The router's AS number (C(router bgp <asn>)).
+        type: int
+      router_id:
+        description: The BGP router ID, an IPv4 address.
+        type: str
+      keepalive:
+        description: C(timers bgp) keepalive in seconds; set with O(config.hold_time).
+        type: int
+      hold_time:
+        description: C(timers bgp) hold time in seconds (0 or at least 3).
+        type: int
+      maximum_paths:
+        description:
+          - C(maximum-paths) for eBGP in C(address-family ipv4 unicast), 1 to 64;
+            the number of nodes a prefix may be spread over by ECMP.
+        type: int
+      multipath_relax:
+        description:
+          - Whether to set C(bgp bestpath as-path multipath-relax), which FRR
+            needs to use paths from different neighbour ASNs together.
+          - When not given, it is set exactly when the neighbours' ASNs differ
+            (or a peer group has C(remote-as external)).
+        type: bool
+      ebgp_requires_policy:
+        description:
+          - C(false) writes C(no bgp ebgp-requires-policy).
+          - With the default C(true), FRR drops every route from an eBGP
+            neighbour without policies, so O(config.pools) must then be given.
+        type: bool
+        default: true
+      pools:
+        description:
+          - The EIP pools (IPv4 networks) whose /32 host routes are accepted
+            from the neighbours. When given, every neighbour gets the owned
+            in/out route-maps.
+        type: list
+        elements: str
+      neighbors:
+        description: The neighbours (IP addresses) or peer groups (names).
+        type: list
+        elements: dict
+        suboptions:
+          address:
+            description: The neighbour's IP address, or the peer group's name.
+            type: str
+            required: true
+          peer_group:
+            description: O(config.neighbors[].address) names a peer group.
+            type: bool
+            default: false
+          remote_as:
+            description:
+              - An AS number, C(external) or C(internal).
+              - Required except with O(state=deleted), where only O(config.neighbors[].address) counts.
+            type: str
+          description:
+            description: C(neighbor ... description).
+            type: str
+          password:
+            description: The TCP MD5 password of the session.
+            type: str
+          keepalive:
+            description: Per-neighbour keepalive in seconds; set with O(config.neighbors[].hold_time).
+            type: int
+          hold_time:
+            description: Per-neighbour hold time in seconds.
+            type: int
+          connect_retry:
+            description: C(neighbor ... timers connect) in seconds.
+            type: int
+          listen_ranges:
+            description: For a peer group, the networks it accepts sessions from (C(bgp listen range)).
+            type: list
+            elements: str
+  state:
+    description:
+      - C(merged) adds and changes what O(config) gives and keeps the rest.
+      - C(replaced) sets the global settings to O(config) (absent ones are
+        removed) and replaces the neighbours it lists; other neighbours stay.
+      - C(overridden) makes the owned configuration exactly O(config).
+      - C(deleted) removes the neighbours O(config) lists, or everything owned.
+      - C(gathered) returns the running configuration and the sessions' states.
+      - C(rendered) returns the configuration text for O(config), with no router.
+      - C(parsed) parses O(running_config), with no router.
+    type: str
+    choices: [merged, replaced, overridden, deleted, gathered, rendered, parsed]
+    default: merged
+  running_config:
+    description: FRR configuration text to parse with O(state=parsed).
+    type: str
+  vty_socket:
+    description: The directory of FRR's vty sockets (C(vtysh --vty_socket)), for private instances.
+    type: path
+  vtysh_path:
+    description: The C(vtysh) program (a path, or a name looked up in E(PATH)).
+    type: str
+    default: vtysh
+attributes:
+  check_mode:
+    support: full
+    description: Can run in check_mode and return changed status prediction without modifying target.
+  diff_mode:
+    support: full
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+notes:
+  - Written for FRR 8.4. ADD-PATH receive needs no configuration there - FRR
+    8.4 advertises the receive capability on every session and has no
+    C(addpath-rx-paths-limit) (newer FRR has).
+  - C(frr-reload.py) is not used - it reconciles a whole configuration file,
+    while this module owns only part of C(router bgp).
+  - Passwords are shown as C(********) in diffs and returned commands.
+"""
+
+EXAMPLES = r"""
+- name: The three nodes peer with the router, ECMP over them, only EIP /32s accepted
+  porter.lb.frr_bgp:
+    config:
+      asn: 65000
+      router_id: 198.51.100.1
+      keepalive: 3
+      hold_time: 9
+      maximum_paths: 8
+      pools: [203.0.113.0/24]
+      neighbors:
+        - {address: 198.51.100.11, remote_as: "65001", description: node1}
+        - {address: 198.51.100.12, remote_as: "65001", description: node2}
+        - {address: 198.51.100.13, remote_as: "65001", description: node3}
+    state: overridden
+
+- name: Any node of the subnet may peer (dynamic neighbours)
+  porter.lb.frr_bgp:
+    config:
+      asn: 65000
+      pools: [203.0.113.0/24]
+      neighbors:
+        - address: NODES
+          peer_group: true
+          remote_as: external
+          listen_ranges: [198.51.100.0/24]
+
+- name: Sessions as FRR sees them
+  porter.lb.frr_bgp:
+    state: gathered
+  register: frr
+
+- name: Render without a router
+  porter.lb.frr_bgp:
+    config: {asn: 65000, ebgp_requires_policy: false}
+    state: rendered
+"""
+
+RETURN = r"""
+before:
+  description: The owned configuration before the run (C(null) when there was no C(router bgp)).
+  returned: when O(state) is C(merged), C(replaced), C(overridden) or C(deleted)
+  type: dict
+  sample: {asn: 65000, neighbors: []}
+after:
+  description: The owned configuration after the run (in check mode, what it would be).
+  returned: when O(state) is C(merged), C(replaced), C(overridden) or C(deleted)
+  type: dict
+  sample: {asn: 65000, neighbors: []}
+commands:
+  description: The vtysh configuration commands sent (or, in check mode, to be sent); passwords masked.
+  returned: when O(state) is C(merged), C(replaced), C(overridden) or C(deleted)
+  type: list
+  elements: str
+  sample: ["router bgp 65000", "neighbor 198.51.100.11 remote-as 65001", "exit"]
+gathered:
+  description: The owned running configuration, plus C(sessions), each neighbour's state.
+  returned: when O(state=gathered)
+  type: dict
+  sample: {asn: 65000, sessions: {"198.51.100.11": Established}}
+rendered:
+  description: FRR configuration text for O(config).
+  returned: when O(state=rendered)
+  type: str
+  sample: "router bgp 65000\n no bgp ebgp-requires-policy\nexit\n!\n"
+parsed:
+  description: The configuration parsed from O(running_config) (C(null) without C(router bgp)).
+  returned: when O(state=parsed)
+  type: dict
+  sample: {asn: 65000, neighbors: []}
+"""
+
+import dataclasses
+import json
+import os
+import re
+import tempfile
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.porter.lb.plugins.module_utils.frr_bgp import (
+    FrrBgpConfigError,
+    commands_for,
+    config_from_dict,
+    config_statements,
+    config_text,
+    diff_statements,
+    owned_statements,
+    parse_config,
+    statements_text,
+    wants_multipath_relax,
+)
+
+NEIGHBOR_SPEC = dict(
+    address=dict(type="str", required=True),
+    peer_group=dict(type="bool", default=False),
+    remote_as=dict(type="str"),
+    description=dict(type="str"),
+    password=dict(type="str", no_log=True),
+    keepalive=dict(type="int"),
+    hold_time=dict(type="int"),
+    connect_retry=dict(type="int"),
+    listen_ranges=dict(type="list", elements="str"),
+)
+
+CONFIG_SPEC = dict(
+    asn=dict(type="int"),
+    router_id=dict(type="str"),
+    keepalive=dict(type="int"),
+    hold_time=dict(type="int"),
+    maximum_paths=dict(type="int"),
+    multipath_relax=dict(type="bool"),
+    ebgp_requires_policy=dict(type="bool", default=True),
+    pools=dict(type="list", elements="str"),
+    neighbors=dict(type="list", elements="dict", options=NEIGHBOR_SPEC),
+)
+
+
+class Vtysh:
+    """vtysh, the one way this module reads and changes FRR."""
+
+    def __init__(self, module):
+        self.module = module
+        self.program = module.get_bin_path(module.params["vtysh_path"], required=True)
+        self.base = [self.program]
+        if module.params["vty_socket"]:
+            self.base += ["--vty_socket", module.params["vty_socket"]]
+
+    def run(self, *commands):
+        args = list(self.base)
+        for command in commands:
+            args += ["-c", command]
+        return self.module.run_command(args)
+
+    def show(self, command):
+        rc, out, err = self.run(command)
+        if rc != 0:
+            self.module.fail_json(msg=f"vtysh {command!r} failed (rc {rc}): {(out + err).strip()}")
+        return out
+
+    def running_config(self):
+        return self.show("show running-config")
+
+    def dry_run(self, commands):
+        """vtysh's own parser on the commands, without any daemon: catches syntax errors."""
+        handle, path = tempfile.mkstemp(prefix="frr_bgp-", suffix=".conf")
+        try:
+            with os.fdopen(handle, "w") as stream:
+                stream.write("\n".join(commands) + "\n")
+            rc, out, err = self.module.run_command([self.program, "--dryrun", "-f", path])
+        finally:
+            os.unlink(path)
+        return rc, (out + err).strip()
+
+    def configure(self, commands):
+        rc, out, err = self.run("configure terminal", *commands)
+        # vtysh stops at the first command a daemon rejects and exits non-zero.
+        return rc, (out + err).strip()
+
+
+def want_config(module, required):
+    data = module.params["config"]
+    if data is None:
+        if required:
+            module.fail_json(msg="config is required with state={}".format(module.params["state"]))
+        return None
+    try:
+        return config_from_dict(data, whole=module.params["state"] != "merged")
+    except FrrBgpConfigError as exc:
+        module.fail_json(msg=f"config.{exc}")
+
+
+def merged(have, want):
+    if have is None or have.asn != want.asn:
+        return want
+    data = {f.name: getattr(want, f.name) for f in dataclasses.fields(want)}
+    neighbors = {n.address: n for n in have.neighbors}
+    for neighbor in want.neighbors:
+        old = neighbors.get(neighbor.address)
+        if old is None:
+            neighbors[neighbor.address] = neighbor
+            continue
+        given = {k: v for k, v in dataclasses.asdict(neighbor).items() if v not in (None, ())}
+        neighbors[neighbor.address] = dataclasses.replace(old, **given)
+    result = dataclasses.replace(
+        have,
+        **{k: v for k, v in data.items() if v not in (None, ()) and k != "neighbors"},
+    )
+    return normalised(result, list(neighbors.values()))
+
+
+def normalised(config, neighbors):
+    """Validate the result of a merge again (rules span fields) through the same function."""
+    data = config.to_dict()
+    data["neighbors"] = [n.to_dict() for n in neighbors]
+    data["multipath_relax"] = config.multipath_relax or wants_multipath_relax(neighbors)
+    return config_from_dict(data)
+
+
+def replaced(have, want):
+    if have is None or have.asn != want.asn:
+        return want
+    listed = {n.address for n in want.neighbors}
+    kept = [n for n in have.neighbors if n.address not in listed]
+    return normalised(want, kept + list(want.neighbors))
+
+
+def desired(module, state, have):
+    if state == "deleted":
+        data = module.params["config"]
+        if data is None:
+            return None
+        names = [n["address"] for n in data.get("neighbors") or ()]
+        if have is None or not names:
+            return None
+        kept = [n for n in have.neighbors if n.address not in names]
+        try:
+            return normalised(have, kept)
+        except FrrBgpConfigError as exc:
+            module.fail_json(msg=f"after removing {names}: {exc}")
+    want = want_config(module, required=True)
+    try:
+        if state == "merged":
+            return merged(have, want)
+        if state == "replaced":
+            return replaced(have, want)
+    except FrrBgpConfigError as exc:
+        module.fail_json(msg=f"the merged configuration: {exc}")
+    return want
+
+
+def as_dict(config):
+    if config is None:
+        return None
+    data = config.to_dict()
+    for neighbor in data["neighbors"]:
+        if neighbor["password"] is not None:
+            neighbor["password"] = "********"
+    return data
+
+
+def masked(text):
+    """`text` (commands or configuration) with every neighbour password hidden."""
+    return re.sub(r"^(\s*(?:no )?neighbor \S+ password ).*$", r"\1********", text, flags=re.M)
+
+
+def sessions(vtysh):
+    summary = json.loads(vtysh.show("show bgp ipv4 unicast summary json") or "{}")
+    peers = summary.get("peers", summary.get("ipv4Unicast", {}).get("peers", {}))
+    return {address: peer.get("state", "") for address, peer in peers.items()}
+
+
+def apply(module, vtysh, before_statements, after_statements):
+    """Send the difference; on a rejected command put back `before_statements` and fail."""
+    commands = commands_for(diff_statements(before_statements, after_statements))
+    rc, output = vtysh.dry_run(commands)
+    if rc != 0:
+        module.fail_json(msg=f"vtysh --dryrun rejects the commands, nothing applied: {output}")
+    rc, output = vtysh.configure(commands)
+    if rc == 0:
+        return
+    now = owned_statements(vtysh.running_config())
+    back = commands_for(diff_statements(now, before_statements))
+    back_rc, back_output = (0, "") if not back else vtysh.configure(back)
+    if back_rc != 0:
+        module.fail_json(
+            msg=f"FRR rejected a command ({output}) and restoring the previous configuration failed "
+            f"too ({back_output}): the router holds a partial change"
+        )
+    module.fail_json(msg=f"FRR rejected a command, previous configuration restored: {output}")
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            config=dict(type="dict", options=CONFIG_SPEC),
+            state=dict(
+                type="str",
+                default="merged",
+                choices=[
+                    "merged",
+                    "replaced",
+                    "overridden",
+                    "deleted",
+                    "gathered",
+                    "rendered",
+                    "parsed",
+                ],
+            ),
+            running_config=dict(type="str"),
+            vty_socket=dict(type="path"),
+            vtysh_path=dict(type="str", default="vtysh"),
+        ),
+        required_if=[("state", "parsed", ["running_config"])],
+        supports_check_mode=True,
+    )
+    state = module.params["state"]
+
+    if state == "rendered":
+        want = want_config(module, required=True)
+        module.exit_json(changed=False, rendered=config_text(want))
+    if state == "parsed":
+        module.exit_json(
+            changed=False, parsed=as_dict(parse_config(module.params["running_config"]))
+        )
+
+    vtysh = Vtysh(module)
+    running = vtysh.running_config()
+    have = parse_config(running)
+    if state == "gathered":
+        gathered = as_dict(have) or {}
+        gathered["sessions"] = sessions(vtysh)
+        module.exit_json(changed=False, gathered=gathered)
+
+    after = desired(module, state, have)
+    before_statements = owned_statements(running)
+    after_statements = config_statements(after) if after is not None else []
+    masked_commands = [
+        masked(command)
+        for command in commands_for(diff_statements(before_statements, after_statements))
+    ]
+    result = dict(changed=False, before=as_dict(have), after=as_dict(after), commands=[])
+    if set(before_statements) != set(after_statements):
+        result["commands"] = masked_commands
+        if not module.check_mode:
+            apply(module, vtysh, before_statements, after_statements)
+            now = owned_statements(vtysh.running_config())
+            result["after"] = as_dict(parse_config(statements_text(now)))
+            result["changed"] = set(now) != set(before_statements)
+        else:
+            result["changed"] = True
+    if module._diff:
+        result["diff"] = dict(
+            before=masked(statements_text(before_statements)),
+            after=masked(statements_text(after_statements)),
+        )
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

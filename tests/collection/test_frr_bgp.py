@@ -1,0 +1,190 @@
+"""porter.lb.frr_bgp through ansible-playbook, against a real FRR (zebra + bgpd) in a network
+namespace, with a gobgpd on a node as the cluster's side of the session."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from porter_lab.routers import Frr, RouterSpec
+from porter_lab.speakers import Gobgpd
+from porter_lab.topology import EIP_POOL, NODE_ASN, ROUTER_ASN, Topology, run_id
+from porter_lab.waiting import wait_for
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def play(
+    tmp_path: Path, args: dict[str, Any], *, check: bool = False, diff: bool = False
+) -> tuple[dict[str, Any], str]:
+    """Run porter.lb.frr_bgp from the checkout as one task; its registered result and stdout."""
+    out = tmp_path / "result.json"
+    out.unlink(missing_ok=True)
+    tasks = [
+        {"porter.lb.frr_bgp": args, "register": "result", "ignore_errors": True},
+        {
+            "ansible.builtin.copy": {"content": "{{ result | to_json }}", "dest": str(out)},
+            "check_mode": False,
+            "diff": False,
+        },
+    ]
+    playbook = tmp_path / "play.yml"
+    playbook.write_text(json.dumps([{"hosts": "localhost", "gather_facts": False, "tasks": tasks}]))
+    command = [
+        str(BIN / "ansible-playbook"),
+        "-i",
+        "localhost,",
+        "-c",
+        "local",
+        "-e",
+        f"ansible_python_interpreter={sys.executable}",
+        str(playbook),
+    ]
+    command += ["--check"] * check + ["--diff"] * diff
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
+    env |= {"ANSIBLE_COLLECTIONS_PATH": str(REPO), "ANSIBLE_NOCOLOR": "1"}
+    run = subprocess.run(
+        command, capture_output=True, text=True, timeout=120, env=env, check=False, cwd=tmp_path
+    )
+    assert run.returncode == 0, f"{run.stdout}\n{run.stderr}"
+    return json.loads(out.read_text()), run.stdout
+
+
+def test_rendered_and_parsed_need_no_daemon(tmp_path: Path) -> None:
+    config = {"asn": 65000, "ebgp_requires_policy": False, "maximum_paths": 4}
+    config["neighbors"] = [{"address": "198.51.100.11", "remote_as": "65001"}]
+    rendered, _ = play(tmp_path, {"state": "rendered", "config": config})
+    assert rendered["rendered"] == (
+        "router bgp 65000\n no bgp ebgp-requires-policy\n"
+        " neighbor 198.51.100.11 remote-as 65001\n !\n address-family ipv4 unicast\n"
+        "  maximum-paths 4\n exit-address-family\nexit\n!\n"
+    )
+    parsed, _ = play(tmp_path, {"state": "parsed", "running_config": rendered["rendered"]})
+    assert parsed["parsed"]["maximum_paths"] == 4
+    assert parsed["parsed"]["neighbors"][0]["remote_as"] == "65001"
+    bad, _ = play(tmp_path, {"state": "rendered", "config": {**config, "router_id": "node"}})
+    assert bad["failed"] and bad["msg"] == "config.router_id 'node': must be an IPv4 address"
+
+
+@pytest.fixture
+def frr(bed_prerequisites: None, session_run: str) -> Iterator[tuple[Topology, Frr]]:
+    """One node, and an FRR router with no `router bgp` at all: the module writes it."""
+    topology = Topology(f"{session_run}{run_id()[:2]}", node_count=1).create()
+    spec = RouterSpec(ROUTER_ASN, topology.router_address, neighbors=(), pools=())
+    router = Frr(topology.router_ns, spec, bgpd_config="frr defaults traditional\n!\n")
+    try:
+        router.start()
+        yield topology, router
+    finally:
+        router.stop()
+        topology.destroy()
+
+
+def test_applies_idempotently_with_check_diff_rollback_and_a_live_session(
+    frr: tuple[Topology, Frr], start_gobgpd: Callable[[str], Gobgpd], tmp_path: Path
+) -> None:
+    topology, router = frr
+    (node,) = topology.nodes
+    speaker = start_gobgpd(node.netns).client
+    assert speaker is not None
+    speaker.start(asn=NODE_ASN, router_id=node.address, listen_port=179)
+    speaker.add_peer(topology.router_address, ROUTER_ASN)
+
+    def running() -> str:
+        text = router.vtysh("show running-config")
+        return text[text.index("frr defaults") :]
+
+    config = {
+        "asn": ROUTER_ASN,
+        "router_id": topology.router_address,
+        "keepalive": 3,
+        "hold_time": 9,
+        "maximum_paths": 8,
+        "pools": [EIP_POOL],
+        "neighbors": [
+            {"address": node.address, "remote_as": str(NODE_ASN), "connect_retry": 1},
+            # never comes up: only here to carry a password
+            {"address": "198.51.100.99", "remote_as": "65099", "password": "s3cret-pw"},
+        ],
+    }
+    args = {"config": config, "state": "overridden", "vty_socket": str(router.workdir)}
+    empty = running()
+
+    checked, _ = play(tmp_path, args, check=True)
+    assert checked["changed"] and checked["commands"]
+    assert running() == empty
+
+    applied, stdout = play(tmp_path, args, diff=True)
+    assert applied["changed"], applied
+    assert f"+ neighbor {node.address} remote-as {NODE_ASN}" in stdout  # the diff, shown
+    assert "s3cret-pw" not in stdout and "s3cret-pw" not in json.dumps(applied)
+    assert "neighbor 198.51.100.99 password s3cret-pw" in running()
+    assert "bgp bestpath as-path multipath-relax" in running()  # two neighbour ASNs
+    configured = running()
+    # Round trip against FRR's own text: each block the module renders is there verbatim, and
+    # parsing the running configuration gives back what was applied.
+    rendered, _ = play(tmp_path, {"state": "rendered", "config": config})
+    for block in rendered["rendered"].split("!\n"):  # Ansible censors the no_log password
+        assert block in configured.replace("s3cret-pw", "********")
+    parsed, _ = play(tmp_path, {"state": "parsed", "running_config": configured})
+    assert parsed["parsed"] == applied["after"]
+
+    again, _ = play(tmp_path, args, diff=True)
+    assert not again["changed"] and again["commands"] == []
+    assert running() == configured
+
+    wait_for(lambda: router.sessions().get(node.address) == "Established", 30, "the session")
+    gathered, _ = play(tmp_path, {"state": "gathered", "vty_socket": str(router.workdir)})
+    assert gathered["gathered"]["sessions"][node.address] == "Established"
+    assert gathered["gathered"]["maximum_paths"] == 8
+    assert gathered["gathered"]["neighbors"][1]["password"] == "********"
+
+    bad = {**args, "config": {**config, "maximum_paths": 65}}
+    failed, _ = play(tmp_path, bad)
+    assert failed["failed"]
+    assert failed["msg"] == "config.maximum_paths 65: must be between 1 and 64"
+    assert running() == configured
+
+    # Valid for the module, rejected by bgpd half-way (one listen range, two peer groups):
+    # the first group is already in when the second fails, and must be taken out again.
+    groups = [
+        {"address": name, "peer_group": True, "remote_as": "external", "listen_ranges": [net]}
+        for name, net in (("GROUP-A", "10.9.0.0/24"), ("GROUP-B", "10.9.0.0/24"))
+    ]
+    rejected, _ = play(
+        tmp_path, {**args, "state": "merged", "config": {**config, "neighbors": groups}}
+    )
+    assert rejected["failed"], rejected
+    assert "previous configuration restored" in rejected["msg"], rejected["msg"]
+    assert running() == configured
+
+    # merged: only what is given changes; the rest (pools, the other neighbour) stays.
+    part = {"asn": ROUTER_ASN, "neighbors": [{**config["neighbors"][0], "description": "node1"}]}
+    merged, _ = play(tmp_path, {**args, "state": "merged", "config": part})
+    assert merged["changed"]
+    assert merged["commands"] == [
+        f"router bgp {ROUTER_ASN}",
+        f"neighbor {node.address} description node1",
+        "exit",
+    ]
+    assert "neighbor 198.51.100.99 remote-as 65099" in running()
+
+    one = {"asn": ROUTER_ASN, "neighbors": [{"address": "198.51.100.99"}]}
+    removed, _ = play(tmp_path, {**args, "state": "deleted", "config": one})
+    assert removed["commands"] == [f"router bgp {ROUTER_ASN}", "no neighbor 198.51.100.99", "exit"]
+    assert "198.51.100.99" not in running() and f"neighbor {node.address}" in running()
+
+    deleted, _ = play(
+        tmp_path,
+        {"state": "deleted", "vty_socket": str(router.workdir), "config": {"neighbors": []}},
+    )
+    assert deleted["changed"]
+    assert "router bgp" not in running() and "PORTER-LB" not in running()
