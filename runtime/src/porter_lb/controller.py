@@ -215,18 +215,36 @@ class AllocationController:
                 continue
         return requests
 
-    def rebuild(self, eips: Iterable[Obj] | None = None) -> None:
-        """Allocations from the Eips' status.used and the Services' status (restart, conflict)."""
+    def rebuild(self, eips: Iterable[Obj] | None = None, *, keep_unknown: bool = False) -> None:
+        """Allocations from the Eips' status.used and the Services' status (restart, conflict).
+
+        At start the Service cache has just been listed: a holder it does not know is gone,
+        and its claim is dropped. After a 409 the Eips come fresh from the API while the
+        Service cache may lag behind another controller's creations: `keep_unknown` keeps the
+        claims of holders the cache does not know yet (so their IPs are not handed out again)
+        and re-checks those keys a little later, when the cache has caught up.
+        """
         self.refresh_pools()
         eip_list = list(eips) if eips is not None else self.informers.items("Eip")
         persisted = {
             e["metadata"]["name"]: dict((e.get("status") or {}).get("used") or {}) for e in eip_list
         }
-        statuses = {
+        statuses: dict[str, tuple[str, ...]] = {
             service_key(s): load_balancer_ips(s)
             for s in self.informers.items("Service")
             if selects_porter(s, self.class_name) and not _being_deleted(s)
         }
+        if keep_unknown:
+            for used in persisted.values():
+                for holders in used.values():
+                    for holder in (h.strip() for h in str(holders).split(";")):
+                        if (
+                            holder
+                            and holder not in statuses
+                            and not self.informers.get("Service", holder)
+                        ):
+                            statuses[holder] = ()
+                            self.queue.add_after_failure(_SERVICE + holder)
         self.allocations = rebuild(
             sorted(self.pools.values(), key=lambda p: p.name),
             persisted,
@@ -329,7 +347,7 @@ class AllocationController:
         if not self._write_eips(sorted((changed & self.pools.keys()) | eips)):
             # Someone else wrote an Eip: our view is stale. Rebuild from the API and redo.
             self.conflicts += 1
-            self.rebuild(self.api.list(f"{GROUP_PATH}/eips")[0])
+            self.rebuild(self.api.list(f"{GROUP_PATH}/eips")[0], keep_unknown=True)
             for key in keys:
                 self.queue.add(key)
             return failed
@@ -373,6 +391,11 @@ class AllocationController:
     def _reconcile_service(self, key: str) -> _Outcome:
         service = self.informers.get("Service", key)
         if service is None:
+            if self.allocations.ips_of(key) and self._exists(key):
+                # The cache lags behind the API (another controller's Service, just created):
+                # keep its IPs and look again shortly.
+                self.queue.add_after_failure(_SERVICE + key)
+                return _Outcome(key, None, None)
             # Gone for good (its finalizer was removed, by us or by hand): free its IPs.
             self._release(key)
             return _Outcome(key, None, None)
@@ -427,6 +450,16 @@ class AllocationController:
                 outcome.ips = ()
             outcome.event = ("Warning", str(result.reason), result.message)
         return outcome
+
+    def _exists(self, key: str) -> bool:
+        """Ask the API server itself whether the Service exists (the cache may lag)."""
+        try:
+            self.api.get(_service_path(key))
+        except KubeError as error:
+            if error.status == 404:
+                return False
+            raise
+        return True
 
     def _release(self, key: str) -> None:
         release(self.allocations, key)
