@@ -21,10 +21,10 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
-
-from pyroute2.netlink.rtnl.marshal import MarshalRtnl
+from typing import Any
 
 from porter_lab import netns as _netns
+from porter_lab.netlink import NetlinkWatcher
 from porter_lb import neighbor_packets as packets
 from porter_lb.layer2 import entered
 
@@ -34,62 +34,38 @@ _NUD_FAILED = 0x20
 _NUD_INCOMPLETE = 0x01
 
 
-class NeighborWatcher:
+class NeighborWatcher(NetlinkWatcher):
     """IP -> MAC of the usable entries in `netns`'s neighbour table, from netlink events."""
 
     def __init__(self, netns: str, link: str = "eth0") -> None:
-        self.netns = netns
-        with entered(netns):
-            self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-            self.sock.bind((0, _RTMGRP_NEIGH))
-        self.sock.settimeout(0.2)
-        self._marshal = MarshalRtnl()
-        self._changed = threading.Condition()
-        self._closed = False
+        super().__init__(netns, _RTMGRP_NEIGH)
         self.entries: dict[str, str] = {}
         self.changed_at: dict[str, float] = {}  # monotonic time each entry got its MAC
         for entry in _netns.ip_json("neigh", "show", "dev", link, netns=netns):
             if entry.get("lladdr") and "FAILED" not in entry.get("state", []):
                 self.entries[str(ipaddress.ip_address(entry["dst"]))] = entry["lladdr"]
-        self._thread = threading.Thread(target=self._run, name=f"neigh-{netns}", daemon=True)
-        self._thread.start()
+        self.start()
 
-    def close(self) -> None:
-        self._closed = True
-        self._thread.join(2)
-        with contextlib.suppress(OSError):
-            self.sock.close()
-
-    def _run(self) -> None:
-        while not self._closed:
-            try:
-                data = self.sock.recv(1 << 16)
-            except TimeoutError:
+    def apply(self, messages: list[Any]) -> None:
+        for msg in messages:
+            dst = msg.get_attr("NDA_DST")
+            if dst is None:
                 continue
-            except OSError:
-                return
-            with self._changed:
-                for msg in self._marshal.parse(data):
-                    dst = msg.get_attr("NDA_DST")
-                    if dst is None:
-                        continue
-                    ip = str(ipaddress.ip_address(dst))
-                    lladdr = msg.get_attr("NDA_LLADDR")
-                    state = int(msg.get("state", 0))
-                    if (
-                        msg.get("event") == "RTM_DELNEIGH"
-                        or not lladdr
-                        or state & (_NUD_FAILED | _NUD_INCOMPLETE)
-                    ):
-                        self.entries.pop(ip, None)
-                    elif self.entries.get(ip) != str(lladdr):
-                        self.entries[ip] = str(lladdr)
-                        self.changed_at[ip] = time.monotonic()
-                self._changed.notify_all()
+            ip = str(ipaddress.ip_address(dst))
+            lladdr = msg.get_attr("NDA_LLADDR")
+            state = int(msg.get("state", 0))
+            if (
+                msg.get("event") == "RTM_DELNEIGH"
+                or not lladdr
+                or state & (_NUD_FAILED | _NUD_INCOMPLETE)
+            ):
+                self.entries.pop(ip, None)
+            elif self.entries.get(ip) != str(lladdr):
+                self.entries[ip] = str(lladdr)
+                self.changed_at[ip] = time.monotonic()
 
     def get(self, ip: str) -> str | None:
-        with self._changed:
+        with self.changed:
             return self.entries.get(str(ipaddress.ip_address(ip)))
 
     def wait(self, ip: str, mac: str, timeout: float) -> float:
@@ -97,14 +73,14 @@ class NeighborWatcher:
         arrived (which may be before this call: the caller may have been busy)."""
         key = str(ipaddress.ip_address(ip))
         deadline = time.monotonic() + timeout
-        with self._changed:
+        with self.changed:
             while self.entries.get(key) != mac:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise TimeoutError(
                         f"{self.netns}: {ip} wanted at {mac}, is at {self.entries.get(key)}"
                     )
-                self._changed.wait(remaining)
+                self.changed.wait(remaining)
             return self.changed_at.get(key, time.monotonic())
 
 
