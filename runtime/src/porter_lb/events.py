@@ -11,6 +11,7 @@ import datetime
 import hashlib
 import logging
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from porter_lb.kubeapi import KubeAPI, KubeError, Obj
@@ -30,7 +31,8 @@ class EventRecorder:
     component: str = COMPONENT
     host: str = ""
     cluster_namespace: str = "default"  # where Events on cluster-scoped objects go
-    _seen: dict[str, tuple[str, int]] = field(default_factory=dict)  # digest -> (event name, count)
+    max_remembered: int = 4096  # distinct Events whose counts are kept (oldest forgotten)
+    _seen: OrderedDict[str, tuple[str, int]] = field(default_factory=OrderedDict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def event(self, obj: Obj, type_: str, reason: str, message: str) -> None:
@@ -60,7 +62,7 @@ class EventRecorder:
                     {"count": count + 1, "lastTimestamp": now},
                 )
                 with self._lock:
-                    self._seen[digest] = (name, count + 1)
+                    self._remember(digest, (name, count + 1))
                 return
             name = f"{involved['name'][:200]}.{digest}"
             body = {
@@ -94,11 +96,20 @@ class EventRecorder:
                     {"count": count, "lastTimestamp": now},
                 )
             with self._lock:
-                self._seen[digest] = (name, count)
+                self._remember(digest, (name, count))
         except Exception as error:  # noqa: BLE001 - an Event is best effort
             with self._lock:
                 self._seen.pop(digest, None)
             log.warning("could not record Event %s on %s: %s", reason, involved["name"], error)
+
+    def _remember(self, digest: str, seen: tuple[str, int]) -> None:
+        """Keep the newest `max_remembered` Events: a long-running controller with churning
+        Services must not grow without bound. A forgotten Event that recurs is found again
+        through the 409 on create, and its count continues."""
+        self._seen[digest] = seen
+        self._seen.move_to_end(digest)
+        while len(self._seen) > self.max_remembered:
+            self._seen.popitem(last=False)
 
     def normal(self, obj: Obj, reason: str, message: str) -> None:
         self.event(obj, "Normal", reason, message)

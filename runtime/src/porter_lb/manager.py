@@ -82,7 +82,9 @@ def run(args: argparse.Namespace) -> int:
     metrics.serve(args.metrics_address)
     kinds: list[str] = list(KINDS)
     if args.speaker == "central":
-        kinds += ["EndpointSlice", "Node", "BgpConf", "BgpPeer", "Secret"]
+        from porter_lb.speaker import SPEAKER_KINDS
+
+        kinds += [kind for kind in SPEAKER_KINDS if kind not in kinds]
     informers = Informers(
         api, kinds, secret_namespace=args.namespace, watch_timeout=args.watch_timeout
     )
