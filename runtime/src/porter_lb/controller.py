@@ -86,6 +86,10 @@ def _rv(obj: Obj | None) -> int:
         return 0
 
 
+def _used(eip: Obj) -> dict[str, str]:
+    return dict((eip.get("status") or {}).get("used") or {})
+
+
 def _being_deleted(obj: Obj) -> bool:
     return bool(obj.get("metadata", {}).get("deletionTimestamp"))
 
@@ -119,7 +123,11 @@ class AllocationController:
     allocations: Allocations = field(default_factory=Allocations)
     pools: dict[str, Pool] = field(default_factory=dict)
     pool_problems: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> reason, msg
-    _written: dict[str, Obj] = field(default_factory=dict)  # Eip name -> our last write
+    _written: dict[str, Obj] = field(default_factory=dict)  # Eip name -> our last write/read
+    # Eip name -> the status.used our allocations were built on (rebuild) or last wrote. A
+    # status write goes out only while the Eip still says exactly this: a claim written by
+    # anyone else since (another controller) is never overwritten, it forces a rebuild.
+    _basis: dict[str, dict[str, str]] = field(default_factory=dict)
     _refused: dict[str, Refused] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
     _pool: ThreadPoolExecutor | None = None
@@ -226,9 +234,11 @@ class AllocationController:
         """
         self.refresh_pools()
         eip_list = list(eips) if eips is not None else self.informers.items("Eip")
-        persisted = {
-            e["metadata"]["name"]: dict((e.get("status") or {}).get("used") or {}) for e in eip_list
-        }
+        persisted = {e["metadata"]["name"]: _used(e) for e in eip_list}
+        self._basis = {name: dict(used) for name, used in persisted.items()}
+        if eips is not None:
+            # Fresh from the API: newer than the cache may be yet (see _eip).
+            self._written.update((e["metadata"]["name"], e) for e in eip_list)
         statuses: dict[str, tuple[str, ...]] = {
             service_key(s): load_balancer_ips(s)
             for s in self.informers.items("Service")
@@ -556,6 +566,12 @@ class AllocationController:
             eip = self._eip(name)
             if eip is None or _being_deleted(eip):
                 continue
+            if _used(eip) != self._basis.get(name, {}):
+                # Claims changed since our allocations were built (another controller wrote
+                # them and our cache has already seen it): writing now would drop them.
+                log.info("Eip %s: claims changed under us; rebuilding", name)
+                self._written.pop(name, None)
+                return False
             status = self._eip_status(name, eip)
             old = eip.get("status") or {}
             if _same_status(old, status):
@@ -573,6 +589,7 @@ class AllocationController:
                     return False
                 raise
             self._written[name] = written
+            self._basis[name] = _used(written)
             self._eip_events(eip, old, status)
         return True
 
