@@ -25,6 +25,10 @@ description:
   - Follows the network resource-module pattern. O(state=merged), O(state=replaced),
     O(state=overridden) and O(state=deleted) change the file; O(state=gathered) reads the file
     and the live sessions; O(state=rendered) and O(state=parsed) need neither BIRD nor the file.
+  - O(state=deleted) without neighbours to remove keeps O(path), holding only a comment, so the
+    main file's C(include) stays valid. O(state=gathered) returns the configuration in O(path)
+    and the live BGP sessions. O(running_config) for O(state=parsed) is the content of a file
+    this module wrote.
   - The file also holds C(router id) when O(config.router_id) is set; the main file must not set
     it then. The main file should hold C(protocol device).
 author:
@@ -125,19 +129,6 @@ options:
             backslashes or newlines.
           - Shown as C(********) in returned values and diffs.
         type: str
-  state:
-    description:
-      - V(merged) merges O(config) into the existing configuration.
-      - V(replaced) replaces each option given in O(config) as a whole and keeps the others.
-      - V(overridden) makes the configuration exactly O(config).
-      - V(deleted) removes neighbours, or the whole configuration (the file is kept, holding only
-        a comment, so the main file's C(include) stays valid).
-      - V(gathered) returns the configuration in O(path) and the live BGP sessions.
-      - V(rendered) returns the file text for O(config), without touching anything.
-      - V(parsed) reads O(running_config) into the structured form, without touching anything.
-    type: str
-    choices: [merged, replaced, overridden, deleted, gathered, rendered, parsed]
-    default: merged
   path:
     description: The file the module owns, included from O(bird_config).
     type: path
@@ -150,16 +141,8 @@ options:
     description: BIRD's control socket, for C(birdc -s).
     type: path
     default: /run/bird/bird.ctl
-  running_config:
-    description: The text to read with O(state=parsed) (the content of a file this module wrote).
-    type: str
-attributes:
-  check_mode:
-    support: full
-    description: Can run in check_mode and return changed status prediction without modifying target.
-  diff_mode:
-    support: full
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+extends_documentation_fragment:
+  - porter.lb.network_resource
 notes:
   - Needs C(bird) and C(birdc) on the target for the states that change or gather.
   - The parser accepts only what this module writes; a hand-edited O(path) is reported as an
@@ -295,6 +278,10 @@ from ansible_collections.porter.lb.plugins.module_utils.bird_bgp import (
     render,
     replace_config,
 )
+from ansible_collections.porter.lb.plugins.module_utils.network_resource import (
+    REQUIRED_IF,
+    state_argument_spec,
+)
 
 MASK = "********"
 EMPTY = HEADER + "\n# No BGP configuration.\n"
@@ -341,23 +328,10 @@ def argument_spec():
                 password=dict(type="str", no_log=True),
             ),
         ),
-        state=dict(
-            type="str",
-            default="merged",
-            choices=[
-                "merged",
-                "replaced",
-                "overridden",
-                "deleted",
-                "gathered",
-                "rendered",
-                "parsed",
-            ],
-        ),
         path=dict(type="path", default="/etc/bird/porter-lb-bgp.conf"),
         bird_config=dict(type="path", default="/etc/bird/bird.conf"),
         socket=dict(type="path", default="/run/bird/bird.ctl"),
-        running_config=dict(type="str"),
+        **state_argument_spec(),
     )
 
 
@@ -504,10 +478,7 @@ def run_gathered(module):
 def main():
     module = AnsibleModule(
         argument_spec=argument_spec(),
-        required_if=[
-            ("state", "rendered", ["config"]),
-            ("state", "parsed", ["running_config"]),
-        ],
+        required_if=[("state", "rendered", ["config"]), *REQUIRED_IF],
         supports_check_mode=True,
     )
     state = module.params["state"]

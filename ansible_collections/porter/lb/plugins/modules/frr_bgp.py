@@ -17,7 +17,10 @@ description:
     ECMP, C(bgp bestpath as-path multipath-relax) and the import/export
     policies limited to the EIP pools.
   - Follows the network resource-module pattern; O(state) selects what is
-    done with O(config).
+    done with O(config). O(state=replaced) sets the global settings to
+    O(config) (those it leaves out are removed) and replaces the neighbours it
+    lists; other neighbours stay. O(state=gathered) returns the running
+    configuration and the sessions' states.
   - The running configuration is read with C(vtysh -c 'show running-config'),
     compared with the wanted one, and only the difference is sent, as one
     C(vtysh -c 'configure terminal' -c ...) run. Other lines of the router's
@@ -116,22 +119,6 @@ options:
             description: For a peer group, the networks it accepts sessions from (C(bgp listen range)).
             type: list
             elements: str
-  state:
-    description:
-      - C(merged) adds and changes what O(config) gives and keeps the rest.
-      - C(replaced) sets the global settings to O(config) (absent ones are
-        removed) and replaces the neighbours it lists; other neighbours stay.
-      - C(overridden) makes the owned configuration exactly O(config).
-      - C(deleted) removes the neighbours O(config) lists, or everything owned.
-      - C(gathered) returns the running configuration and the sessions' states.
-      - C(rendered) returns the configuration text for O(config), with no router.
-      - C(parsed) parses O(running_config), with no router.
-    type: str
-    choices: [merged, replaced, overridden, deleted, gathered, rendered, parsed]
-    default: merged
-  running_config:
-    description: FRR configuration text to parse with O(state=parsed).
-    type: str
   vty_socket:
     description: The directory of FRR's vty sockets (C(vtysh --vty_socket)), for private instances.
     type: path
@@ -139,13 +126,8 @@ options:
     description: The C(vtysh) program (a path, or a name looked up in E(PATH)).
     type: str
     default: vtysh
-attributes:
-  check_mode:
-    support: full
-    description: Can run in check_mode and return changed status prediction without modifying target.
-  diff_mode:
-    support: full
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+extends_documentation_fragment:
+  - porter.lb.network_resource
 notes:
   - Written for FRR 8.4. ADD-PATH receive needs no configuration there - FRR
     8.4 advertises the receive capability on every session and has no
@@ -246,6 +228,10 @@ from ansible_collections.porter.lb.plugins.module_utils.frr_bgp import (
     parse_config,
     statements_text,
     wants_multipath_relax,
+)
+from ansible_collections.porter.lb.plugins.module_utils.network_resource import (
+    REQUIRED_IF,
+    state_argument_spec,
 )
 
 NEIGHBOR_SPEC = dict(
@@ -431,24 +417,11 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             config=dict(type="dict", options=CONFIG_SPEC),
-            state=dict(
-                type="str",
-                default="merged",
-                choices=[
-                    "merged",
-                    "replaced",
-                    "overridden",
-                    "deleted",
-                    "gathered",
-                    "rendered",
-                    "parsed",
-                ],
-            ),
-            running_config=dict(type="str"),
             vty_socket=dict(type="path"),
             vtysh_path=dict(type="str", default="vtysh"),
+            **state_argument_spec(),
         ),
-        required_if=[("state", "parsed", ["running_config"])],
+        required_if=REQUIRED_IF,
         supports_check_mode=True,
     )
     state = module.params["state"]
