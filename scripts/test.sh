@@ -21,6 +21,9 @@ mypy
 step "ansible-test sanity on the porter.lb collection"
 VENV=$venv "$repo/scripts/ansible-sanity.sh"
 
+step "ansible-test units on the porter.lb collection (module_utils and plugins)"
+(cd "$repo/ansible_collections/porter/lb" && "$venv/bin/ansible-test" units --venv --python "$("$venv/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')")
+
 step "pytest: unit tests and the real test bed"
 set +e
 python -m pytest "$@"
