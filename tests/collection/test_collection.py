@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import uuid
@@ -15,6 +16,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 COLLECTION = REPO / "ansible_collections/porter/lb"
 BIN = Path(sys.executable).parent
+DEPENDENCIES = ("kubernetes/core", "ansible/netcommon", "ansible/utils")
 
 
 def ansible(tool: str, *args: str, cwd: Path, env: dict[str, str] | None = None) -> str:
@@ -52,6 +54,13 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     (tarball,) = out.glob("porter-lb-*.tar.gz")
     path = tmp_path_factory.mktemp("collections")
+    # Offline, the dependencies galaxy.yml declares must already be in the path (as a site
+    # without Galaxy would have them from the `ansible` wheel): copy those setup.sh linked.
+    for dependency in DEPENDENCIES:
+        shutil.copytree(
+            (REPO / "ansible_collections" / dependency).resolve(),
+            path / "ansible_collections" / dependency,
+        )
     ansible(
         "ansible-galaxy",
         "collection",
