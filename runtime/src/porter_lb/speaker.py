@@ -99,6 +99,8 @@ __all__ = [
     "peer_status_entry",
     "rib_delta",
     "service_next_hops",
+    "service_share",
+    "usable_peer_specs",
 ]
 
 SPEAKER_KINDS = ("Service", "EndpointSlice", "Node", "Eip", "BgpConf", "BgpPeer", "Secret")
@@ -435,6 +437,49 @@ def peer_spec_from_bgppeer(
     return PeerSpec(name=name, peer=Peer(name, selector), config=config)
 
 
+def usable_peer_specs(
+    bgppeers: Iterable[Obj],
+    secrets: Mapping[str, Obj],
+    *,
+    mode: Mode = "node",
+    secret_namespace: str = "porter-lb-system",
+) -> tuple[list[PeerSpec], list[tuple[Obj, str, str]]]:
+    """The BgpPeers a speaker uses, by name, one per neighbour address; and the rejected ones
+    as (BgpPeer, Event reason, message). BgpPeers being deleted are neither.
+
+    Reasons: `InvalidBgpPeer` (unreadable, or its Secret is missing), `DuplicateNeighbor`
+    (an earlier BgpPeer by name already peers with that address).
+    """
+    specs: list[PeerSpec] = []
+    rejected: list[tuple[Obj, str, str]] = []
+    by_address: dict[str, str] = {}
+    for obj in sorted(bgppeers, key=_name):
+        name = _name(obj)
+        if _being_deleted(obj):
+            continue
+        try:
+            spec = peer_spec_from_bgppeer(
+                obj, secrets, mode=mode, secret_namespace=secret_namespace
+            )
+        except ModelError as error:
+            rejected.append((obj, "InvalidBgpPeer", str(error)))
+            continue
+        address = spec.config.neighbor_address
+        if address in by_address:
+            rejected.append(
+                (
+                    obj,
+                    "DuplicateNeighbor",
+                    f"BgpPeer '{name}': spec.conf.neighborAddress '{address}': "
+                    f"BgpPeer '{by_address[address]}' already peers with it; ignored",
+                )
+            )
+            continue
+        by_address[address] = name
+        specs.append(spec)
+    return specs, rejected
+
+
 def peer_delta(
     wanted: Mapping[str, PeerConfig], configured: Mapping[str, PeerConfig]
 ) -> tuple[list[PeerConfig], list[PeerConfig], list[str]]:
@@ -513,6 +558,36 @@ def service_next_hops(
     if not hops:
         return {}
     return {host_prefix(ip, traffic.key): hops for ip in traffic.ips}
+
+
+def service_share(
+    service: Obj,
+    endpoint_slices: Callable[[], Iterable[Obj]],
+    *,
+    nodes: Mapping[str, Node],
+    pools: Sequence[AddressPool],
+    selected: frozenset[str],
+    class_name: str = LOAD_BALANCER_CLASS,
+) -> dict[str, frozenset[str]]:
+    """One Service object's share of the desired routes (`service_next_hops`), from the objects.
+
+    Only a Service porter-lb implements (`selects_porter`) has a share; only its IPs inside
+    `pools` (the BGP Eips, `bgp_pools`) are announced. `endpoint_slices` is called only for
+    `externalTrafficPolicy: Local`, to give the Service's EndpointSlices. Raises ModelError
+    for an unreadable Service.
+    """
+    if not selects_porter(service, class_name) or not selected:
+        return {}
+    traffic = traffic_from_service(service)
+    ips = announced_ips(traffic.ips, pools)
+    if not ips:
+        return {}
+    traffic = ServiceTraffic(traffic.key, traffic.external_traffic_policy, ips)
+    endpoints: list[Endpoint] = []
+    if traffic.external_traffic_policy == "Local":
+        for endpoint_slice in endpoint_slices():
+            endpoints.extend(endpoints_from_slice(endpoint_slice))
+    return service_next_hops(traffic, endpoints, nodes, selected)
 
 
 @dataclass
@@ -849,33 +924,16 @@ class Speaker:
 
     def _read_peers(self) -> list[PeerSpec]:
         """The valid BgpPeers (Warning Events for the others), one per neighbour address."""
-        secrets = {_name(s): s for s in self.informers.items("Secret")}
-        specs: list[PeerSpec] = []
-        by_address: dict[str, str] = {}
-        for obj in sorted(self.informers.items("BgpPeer"), key=_name):
-            name = _name(obj)
-            if _being_deleted(obj):
-                continue
-            try:
-                spec = peer_spec_from_bgppeer(
-                    obj, secrets, mode=self.mode, secret_namespace=self.secret_namespace
-                )
-            except ModelError as error:
-                self._warn(obj, "BgpPeer", "InvalidBgpPeer", str(error))
-                continue
-            address = spec.config.neighbor_address
-            if address in by_address:
-                self._warn(
-                    obj,
-                    "BgpPeer",
-                    "DuplicateNeighbor",
-                    f"BgpPeer '{name}': spec.conf.neighborAddress '{address}': "
-                    f"BgpPeer '{by_address[address]}' already peers with it; ignored",
-                )
-                continue
-            by_address[address] = name
-            self._clear_warning("BgpPeer", name)
-            specs.append(spec)
+        specs, rejected = usable_peer_specs(
+            self.informers.items("BgpPeer"),
+            {_name(s): s for s in self.informers.items("Secret")},
+            mode=self.mode,
+            secret_namespace=self.secret_namespace,
+        )
+        for obj, reason, message in rejected:
+            self._warn(obj, "BgpPeer", reason, message)
+        for spec in specs:
+            self._clear_warning("BgpPeer", spec.name)
         return specs
 
     def _applies(self, spec: PeerSpec, nodes: Mapping[str, Node]) -> bool:
@@ -976,24 +1034,25 @@ class Speaker:
         obj = self.informers.get("Service", key)
         if obj is None or not selects_porter(obj, self.class_name) or not self._selected:
             return {}
+
+        def endpoint_slices() -> list[Obj]:
+            with self._cond:
+                slice_keys = list(self._slices.get(key, ()))
+            found = (self.informers.get("EndpointSlice", k) for k in slice_keys)
+            return [s for s in found if s is not None]
+
         try:
-            traffic = traffic_from_service(obj)
+            return service_share(
+                obj,
+                endpoint_slices,
+                nodes=self._nodes,
+                pools=self._pools,
+                selected=self._selected,
+                class_name=self.class_name,
+            )
         except ModelError as error:
             self._warn(obj, "Service", "InvalidService", str(error))
             return {}
-        ips = announced_ips(traffic.ips, self._pools)
-        if not ips:
-            return {}
-        traffic = ServiceTraffic(traffic.key, traffic.external_traffic_policy, ips)
-        endpoints: list[Endpoint] = []
-        if traffic.external_traffic_policy == "Local":
-            with self._cond:
-                slice_keys = list(self._slices.get(key, ()))
-            for slice_key in slice_keys:
-                endpoint_slice = self.informers.get("EndpointSlice", slice_key)
-                if endpoint_slice is not None:
-                    endpoints.extend(endpoints_from_slice(endpoint_slice))
-        return service_next_hops(traffic, endpoints, self._nodes, self._selected)
 
     def _desired_rib(self, prefixes: Iterable[str]) -> dict[str, set[Route]]:
         if self.mode == "node":
