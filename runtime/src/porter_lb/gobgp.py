@@ -396,6 +396,18 @@ class GoBGP:
                 result.append(_route(reply.destination.prefix, path))
         return sorted(result, key=lambda r: (r.prefix, r.next_hop, r.identifier))
 
+    def rib_routes(self, family_of: str = "0.0.0.0/0") -> list[Route]:
+        """Every path of one family in the global RIB (ListPath), received or locally added,
+        as Routes. For reading a gobgpd as a router (porter-lb audit); the speaker uses
+        `routes`, its own paths only."""
+        request = gobgp_pb2.ListPathRequest(table_type=gobgp_pb2.GLOBAL, family=_family(family_of))
+        result = [
+            _route(reply.destination.prefix, path)
+            for reply in self._call("ListPath", request, stream=True)
+            for path in reply.destination.paths
+        ]
+        return sorted(result, key=lambda r: (r.prefix, r.next_hop, r.identifier))
+
     def local_routes(self) -> list[Route]:
         """Locally originated paths of both IPv4 and IPv6 unicast."""
         return self.routes("0.0.0.0/0") + self.routes("::/0")
