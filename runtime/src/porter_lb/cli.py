@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from porter_lb import __version__, agent, manager
+from porter_lb import __version__, agent, audit, manager
 from porter_lb.model import LOAD_BALANCER_CLASS
 
 
@@ -92,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     manager.add_command(commands)
     __import__("porter_lb.webhook", fromlist=["add_command"]).add_command(commands)
     agent.add_command(commands)
+    audit.add_command(commands)
     return parser
 
 
