@@ -226,6 +226,7 @@ def test_parse_bird_show_route_all() -> None:
 def test_parse_bird_via_lines_ipv6_and_empty() -> None:
     text = (
         "BIRD 2.0.12 ready.\n"
+        "Access restricted\n"
         "Table master4:\n"
         "203.0.113.200/32     unicast [merged 10:00:00.000] * (100)\n"
         "\tvia 198.51.100.11 on br0 weight 1\n"

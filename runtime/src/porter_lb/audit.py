@@ -362,19 +362,23 @@ def drift_summary(report: Mapping[str, Any]) -> str:
 # --- pure: router output parsers ----------------------------------------------------------------
 
 
+_BIRD_NOISE = ("BIRD ", "Table ", "Network not found", "Access restricted")
+"""Lines of birdc's output that are not routes: banner, table headers, `-r`'s notice."""
+
+
 def parse_bird_routes(text: str) -> dict[str, set[str]]:
     """Prefix -> next hops from BIRD 2's `show route all` (every path, not only the best).
 
     A path's next hop is its `BGP.next_hop` attribute (the first address: IPv6 may add a
-    link-local one), else its `via` gateways (several for a multipath route). Lines of
-    other tables' headers and BIRD's banner are skipped.
+    link-local one), else its `via` gateways (several for a multipath route). BIRD's
+    banner, table headers and restricted mode's notice are skipped.
     """
     routes: dict[str, set[str]] = {}
     prefix = ""
     paths: list[tuple[str, list[str], list[str]]] = []  # (prefix, via hops, BGP.next_hop)
 
     for line in text.splitlines():
-        if not line.strip() or line.startswith(("BIRD ", "Table ", "Network not found")):
+        if not line.strip() or line.startswith(_BIRD_NOISE):
             continue
         if not line[0].isspace():
             fields = line.split()
