@@ -12,8 +12,8 @@ short_description: Compare the routes a porter-lb cluster should announce with a
 version_added: 0.1.0
 description:
   - Lists the cluster's Services, EndpointSlices, Nodes, Eips, BgpConfs and BgpPeers once and
-    computes, with the porter-lb runtime's own route functions, which host prefix each BGP Eip
-    address should have and which next hops (node addresses) it should have.
+    computes, with the porter-lb runtime's own route functions, which host prefixes the
+    cluster should announce and with which next hops (node addresses).
   - Reads the BGP RIB of one router (BIRD 2 through C(birdc), FRR through C(vtysh), or a
     gobgpd over gRPC) and reports, per prefix, the routes the router is missing, the stale
     routes it holds for addresses no Service should announce, and the routes whose next-hop
