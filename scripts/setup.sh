@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install everything porter-lb's lab and tests need, idempotently, printing progress:
 #   apt packages (gobgpd, BIRD 2, FRR, iproute2, GoBGP's .proto files), a virtualenv with the
-#   runtime and the lab installed, and etcd + kube-apiserver built from pinned Go modules.
+#   runtime and the lab installed, and etcd + kube-apiserver + helm built from pinned Go modules.
 # Caches live outside the checkout: $PORTER_LB_CACHE (default ~/.cache/porter-lb).
 # Prints the virtualenv's path as its last line.
 set -euo pipefail
@@ -106,5 +106,8 @@ say "kubernetes.core 6.6.0, ansible.netcommon 8.7.1, ansible.utils 6.1.1 linked 
 
 step "Kubernetes control plane (etcd, kube-apiserver) from pinned Go modules"
 "$venv/bin/python" -m porter_lab.controlplane >&2
+
+step "helm from its pinned Go module (tests of charts/porter-lb)"
+"$venv/bin/python" -m porter_lab.helm >&2
 
 echo "$venv"
