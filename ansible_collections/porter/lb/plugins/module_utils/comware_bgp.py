@@ -610,6 +610,8 @@ def owned_statements(text):
     context = ()
     for raw in text.splitlines():
         line = raw.strip()
+        if raw.rstrip() == "#":
+            context = ()  # the end of a top-level view
         if not line or line.startswith("#") or line in ("return", "quit"):
             continue
         indent = len(raw) - len(raw.lstrip(" "))

@@ -21,8 +21,8 @@ description:
     sets the global settings to O(config) (those it leaves out are removed) and replaces the
     neighbours it lists; other neighbours stay. O(state=gathered) returns the running
     configuration and the sessions' states.
-  - Runs over C(connection: ansible.netcommon.network_cli) with
-    C(ansible_network_os: porter.lb.comware), this collection's cliconf and terminal
+  - Runs over C(ansible_connection=ansible.netcommon.network_cli) with
+    C(ansible_network_os=porter.lb.comware), this collection's cliconf and terminal
     plugins. The running configuration is read with C(display current-configuration),
     compared with the wanted one, and only the difference is sent, in C(system-view), one
     command at a time; the first command the switch rejects stops the run with its error.
@@ -153,7 +153,7 @@ attributes:
     support: full
     platforms: comware
 notes:
-  - Needs C(connection: ansible.netcommon.network_cli) and C(ansible_network_os: porter.lb.comware)
+  - Needs C(ansible_connection=ansible.netcommon.network_cli) and C(ansible_network_os=porter.lb.comware)
     for every state except O(state=rendered) and O(state=parsed), which need no switch.
   - NOT RUN AGAINST A REAL SWITCH. The commands and the configuration layout follow H3C's
     Comware 7 BGP and routing-policy command references (S6800 / S6850 / S9850 series,
