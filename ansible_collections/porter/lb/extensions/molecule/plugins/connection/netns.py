@@ -1,0 +1,48 @@
+# Copyright: porter-lb contributors
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+# SPDX-License-Identifier: Apache-2.0
+"""A Linux network namespace on the controller as an Ansible host (test scenarios only)."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+name: netns
+short_description: Run tasks inside a network namespace of the controller
+description:
+  - Runs every command of a task through C(ip netns exec NAMESPACE) on the machine Ansible
+    runs on, so each namespace acts as a host with its own interfaces, routes, sysctls and
+    daemons. Files are copied and fetched as with the local connection, because namespaces
+    share the controller's file system.
+  - Written for porter-lb's Molecule scenarios, which start routers in network namespaces
+    instead of containers. Needs root and iproute2.
+author:
+  - porter-lb maintainers (@porter-lb)
+extends_documentation_fragment:
+  - connection_pipelining
+options:
+  netns:
+    description: The network namespace (a name under C(/run/netns)).
+    type: str
+    vars:
+      - name: ansible_netns
+      - name: ansible_host
+"""
+
+import shlex
+
+from ansible.errors import AnsibleConnectionFailure
+from ansible.plugins.connection.local import Connection as LocalConnection
+
+
+class Connection(LocalConnection):
+    """The local connection, with each command prefixed by `ip netns exec NAMESPACE`."""
+
+    transport = "netns"
+
+    def exec_command(self, cmd, in_data=None, sudoable=True):
+        namespace = self.get_option("netns")
+        if not namespace:
+            raise AnsibleConnectionFailure("netns: no namespace given (ansible_netns or ansible_host)")
+        return super().exec_command(
+            "ip netns exec {0} {1}".format(shlex.quote(namespace), cmd), in_data=in_data, sudoable=sudoable
+        )
