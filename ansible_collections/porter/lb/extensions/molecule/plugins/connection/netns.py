@@ -28,10 +28,11 @@ options:
       - name: ansible_host
 """
 
-import shlex
+# Ansible plugins: imports follow DOCUMENTATION.
+import shlex  # noqa: E402
 
-from ansible.errors import AnsibleConnectionFailure
-from ansible.plugins.connection.local import Connection as LocalConnection
+from ansible.errors import AnsibleConnectionFailure  # noqa: E402
+from ansible.plugins.connection.local import Connection as LocalConnection  # noqa: E402
 
 
 class Connection(LocalConnection):
@@ -42,7 +43,6 @@ class Connection(LocalConnection):
     def exec_command(self, cmd, in_data=None, sudoable=True):
         namespace = self.get_option("netns")
         if not namespace:
-            raise AnsibleConnectionFailure("netns: no namespace given (ansible_netns or ansible_host)")
-        return super().exec_command(
-            "ip netns exec {0} {1}".format(shlex.quote(namespace), cmd), in_data=in_data, sudoable=sudoable
-        )
+            raise AnsibleConnectionFailure("netns: no namespace (ansible_netns or ansible_host)")
+        command = f"ip netns exec {shlex.quote(namespace)} {cmd}"
+        return super().exec_command(command, in_data=in_data, sudoable=sudoable)
