@@ -11,16 +11,6 @@ terminal plugin turns a ``%`` error line into a failure), and goes back to user 
 
 from __future__ import annotations
 
-import contextlib
-import json
-import re
-from collections.abc import Mapping
-
-from ansible.errors import AnsibleConnectionFailure
-from ansible.module_utils.common.text.converters import to_text
-
-from ansible_collections.ansible.netcommon.plugins.plugin_utils.cliconf_base import CliconfBase
-
 DOCUMENTATION = r"""
 ---
 name: comware
@@ -37,6 +27,16 @@ version_added: 0.1.0
 author:
   - porter-lb maintainers (@porter-lb)
 """
+
+import contextlib  # noqa: E402
+import json  # noqa: E402
+import re  # noqa: E402
+from collections.abc import Mapping  # noqa: E402
+
+from ansible.errors import AnsibleConnectionFailure  # noqa: E402
+from ansible.module_utils.common.text.converters import to_text  # noqa: E402
+
+from ansible_collections.ansible.netcommon.plugins.plugin_utils.cliconf_base import CliconfBase  # noqa: E402
 
 SOURCES = {"running": "display current-configuration", "startup": "display saved-configuration"}
 

@@ -890,13 +890,13 @@ def commands_for(ops):
         common = 0
         while common < min(len(current), len(context)) and current[common] == context[common]:
             common += 1
-        commands.extend("quit" for _ in current[common:])
+        commands.extend(["quit"] * len(current[common:]))
         commands.extend(context[common:])
         commands.append(line)
         current = context
         if not context and line.startswith(("bgp ", "route-policy ")):
             current = (line,)
-    commands.extend("quit" for _ in current)
+    commands.extend(["quit"] * len(current))
     return commands
 
 

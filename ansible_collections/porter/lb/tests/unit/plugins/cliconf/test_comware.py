@@ -50,7 +50,7 @@ class FakeConnection:
 
 
 def sent(connection):
-    return [command for command, _, _ in connection.sent]
+    return [entry[0] for entry in connection.sent]
 
 
 def test_edit_config_enters_system_view_sends_each_command_and_returns():

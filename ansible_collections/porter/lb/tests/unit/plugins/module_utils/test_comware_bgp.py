@@ -148,7 +148,7 @@ def test_parses_the_owned_part_of_a_whole_running_configuration():
 
 
 def test_other_instances_vpn_instances_and_policies_are_not_owned():
-    lines = [line for _, line in owned_statements(fixture("running_nodes.cfg"))]
+    lines = [line for context, line in owned_statements(fixture("running_nodes.cfg"))]
     assert not [line for line in lines if "10.9.9.9" in line or "10.8.8.8" in line]
     assert "route-policy OTHER permit node 10" not in lines
     assert not [line for line in lines if line.startswith(("network ", "ip prefix-list OTHER"))]
@@ -203,7 +203,7 @@ def test_render_then_parse_is_the_same_config(data):
 
 def test_a_group_with_the_switchs_own_asn_is_an_internal_group():
     config = config_from_dict(ROUND_TRIPS["internal group by own asn"])
-    lines = [line for _, line in config_statements(config)]
+    lines = [line for context, line in config_statements(config)]
     assert "group IBGP internal" in lines
     assert not [line for line in lines if line.startswith("peer IBGP as-number")]
 
@@ -314,7 +314,7 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize(("data", "message"), BAD, ids=[m.split(":")[0] for _, m in BAD])
+@pytest.mark.parametrize(("data", "message"), BAD, ids=[case[1].split(":")[0] for case in BAD])
 def test_invalid_options_name_the_field_the_value_and_the_rule(data, message):
     with pytest.raises(ComwareBgpConfigError) as caught:
         config_from_dict(data)
@@ -503,7 +503,7 @@ def test_difference_as_system_view_commands(running, data, update_password, expe
 
 def test_applying_the_commands_gives_the_wanted_statements():
     """The statement sets after every table case equal the wanted ones (nothing left over)."""
-    for running, data, update_password, _ in DIFFS.values():
+    for running, data, update_password, _commands in DIFFS.values():
         want = config_from_dict(data) if data is not None else None
         after = config_statements(want) if want is not None else []
         before = owned_statements(running)
