@@ -1,0 +1,114 @@
+# Copyright: porter-lb contributors
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+# SPDX-License-Identifier: Apache-2.0
+"""The webhook's serving certificate: kept while still good, else a new CA and certificate.
+
+Runs on the Ansible control node, where ``cryptography`` is always present (ansible-core
+depends on it), so no community.crypto, openssl binary or in-cluster Job is needed.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+KEYS = ("ca.crt", "tls.crt", "tls.key")
+
+
+def _b64(data):
+    return base64.b64encode(data).decode("ascii")
+
+
+def _name(common_name):
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+def new_certificate(dns_names, days, now=None):
+    """A self-signed CA and a serving certificate for `dns_names`, as base64 PEM by key."""
+    now = now or datetime.datetime.now(datetime.UTC)
+    start, end = now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=days)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = _name("porter-lb-webhook-ca")
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(end)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False), True
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(dns_names[0]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(end)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in dns_names]), False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    return {
+        "ca.crt": _b64(ca.public_bytes(pem)),
+        "tls.crt": _b64(cert.public_bytes(pem)),
+        "tls.key": _b64(
+            key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        ),
+    }
+
+
+def problem(stored, dns_names, renew_days, now=None):  # noqa: PLR0911 - one reason each
+    """Why `stored` (a Secret's data, base64 PEM) cannot be kept; None when it can."""
+    now = now or datetime.datetime.now(datetime.UTC)
+    if not stored or any(not stored.get(k) for k in KEYS):
+        return "no stored certificate"
+    try:
+        ca = x509.load_pem_x509_certificate(base64.b64decode(stored["ca.crt"]))
+        cert = x509.load_pem_x509_certificate(base64.b64decode(stored["tls.crt"]))
+        key = serialization.load_pem_private_key(base64.b64decode(stored["tls.key"]), None)
+    except ValueError as error:
+        return f"stored certificate unreadable: {error}"
+    if key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    ) != cert.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    ):
+        return "tls.key does not belong to tls.crt"
+    try:
+        cert.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature) as error:
+        return f"tls.crt is not signed by ca.crt: {error or type(error).__name__}"
+    try:
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        have = set(names.value.get_values_for_type(x509.DNSName))
+    except x509.ExtensionNotFound:
+        have = set()
+    if not set(dns_names) <= have:
+        return f"tls.crt names {sorted(have)}, not {sorted(dns_names)}"
+    expires = min(cert.not_valid_after_utc, ca.not_valid_after_utc)
+    if expires - now < datetime.timedelta(days=renew_days):
+        return f"expires {expires.date().isoformat()}, within {renew_days} days"
+    return None
+
+
+def certificate(stored, dns_names, days=3650, renew_days=30):
+    """`stored` when it is still good for `dns_names`, else a new CA and certificate."""
+    if problem(stored, dns_names, renew_days) is None:
+        return {k: stored[k] for k in KEYS}
+    return new_certificate(list(dns_names), days)
