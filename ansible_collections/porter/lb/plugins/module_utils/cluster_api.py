@@ -33,14 +33,10 @@ from ansible_collections.porter.lb.plugins.module_utils.cluster_resource import 
 )
 
 try:
-    from kubernetes.dynamic.exceptions import (
-        DynamicApiError,
-        NotFoundError,
-        ResourceNotFoundError,
-    )
+    from kubernetes.dynamic import exceptions as api_errors
 except ImportError:
-    # AnsibleK8SModule fails with "kubernetes is required" before any of these is used.
-    DynamicApiError = NotFoundError = ResourceNotFoundError = Exception
+    # AnsibleK8SModule fails with "kubernetes is required" before api_errors is used.
+    api_errors = None
 
 FIELD_MANAGER = "porter.lb"
 """The server-side apply field manager of every cluster module."""
@@ -91,21 +87,21 @@ class Cluster:
             self.resource = self.client.resources.get(api_version=API_VERSION, kind=kind.kind)
         except CoreException as error:
             module.fail_json(msg="cannot reach the API server: %s" % error)
-        except ResourceNotFoundError:
+        except api_errors.ResourceNotFoundError:
             module.fail_json(
                 msg="the API server does not serve %s %s: are porter-lb's CRDs installed?"
                 % (API_VERSION, kind.kind)
             )
-        except DynamicApiError as error:
+        except api_errors.DynamicApiError as error:
             module.fail_json(msg="cannot reach the API server: %s" % _reason(error))
 
     def get(self, name):
         """The object, or None when there is none."""
         try:
             return self.client.get(self.resource, name=name).to_dict()
-        except NotFoundError:
+        except api_errors.NotFoundError:
             return None
-        except DynamicApiError as error:
+        except api_errors.DynamicApiError as error:
             raise Refused(refusal_message(self.kind.kind, name, _reason(error), "get")) from error
 
     def list(self, name, label_selectors):
@@ -115,7 +111,7 @@ class Cluster:
             params["field_selector"] = "metadata.name=" + name
         try:
             listed = self.client.get(self.resource, **params)
-        except DynamicApiError as error:
+        except api_errors.DynamicApiError as error:
             raise Refused(refusal_message(self.kind.kind, "*", _reason(error), "list")) from error
         items = listed.to_dict().get("items") or []
         # A list's items carry no apiVersion and kind of their own; give them, as a get does.
@@ -132,16 +128,16 @@ class Cluster:
             return self.client.server_side_apply(
                 self.resource, body=manifest, name=name, **params
             ).to_dict()
-        except DynamicApiError as error:
+        except api_errors.DynamicApiError as error:
             raise Refused(refusal_message(self.kind.kind, name, _reason(error), "apply")) from error
 
     def delete(self, name, dry_run):
         params = {"dry_run": "All"} if dry_run else {}
         try:
             self.client.delete(self.resource, name=name, **params)
-        except NotFoundError:
+        except api_errors.NotFoundError:
             pass
-        except DynamicApiError as error:
+        except api_errors.DynamicApiError as error:
             raise Refused(
                 refusal_message(self.kind.kind, name, _reason(error), "delete")
             ) from error
