@@ -297,3 +297,23 @@ def test_containerfile_runs_programs_it_installs(path: Path) -> None:
                     check=True,
                     capture_output=True,
                 )
+
+
+# --- the webhook certificate the controller role makes or keeps ------------------------------
+
+
+def test_webhook_certificate_is_kept_while_good_and_replaced_otherwise() -> None:
+    from ansible_collections.porter.lb.plugins.plugin_utils import webhook_certificate as tls
+
+    names = description.webhook_dns_names("porter-lb-system")
+    made = tls.certificate({}, names, days=365, renew_days=30)
+    assert tls.problem(made, names, 30) is None
+    assert tls.certificate(made, names, days=365, renew_days=30) == made
+    other = description.webhook_dns_names("elsewhere")
+    assert "not" in tls.problem(made, other, 30)
+    assert tls.certificate(made, other)["ca.crt"] != made["ca.crt"]
+    assert "within 400 days" in tls.problem(made, names, 400)
+    assert tls.problem({**made, "tls.key": tls.new_certificate(names, 1)["tls.key"]}, names, 30)
+    assert tls.problem({**made, "ca.crt": tls.new_certificate(names, 1)["ca.crt"]}, names, 30)
+    assert tls.problem({**made, "tls.crt": "bm90IGEgY2VydA=="}, names, 30)
+    assert tls.problem({}, names, 30) == "no stored certificate"

@@ -26,7 +26,12 @@ def install_manifests(values, component, certificate=None):
 def webhook_certificate_data(stored, namespace, days=3650, renew_days=30):
     """The webhook Secret's data: `stored` while still good, else a new CA and certificate."""
     names = description.webhook_dns_names(namespace)
-    return webhook_certificate.certificate(dict(stored or {}), names, int(days), int(renew_days))
+    try:
+        return webhook_certificate.certificate(
+            dict(stored or {}), names, int(days), int(renew_days)
+        )
+    except RuntimeError as error:
+        raise AnsibleFilterError(f"webhook_certificate: {error}") from error
 
 
 class FilterModule:

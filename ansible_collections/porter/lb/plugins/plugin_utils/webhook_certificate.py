@@ -12,11 +12,16 @@ from __future__ import annotations
 import base64
 import datetime
 
-from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+try:
+    from cryptography import x509
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+except ImportError as error:  # ansible-core requires it; an odd install may still lack it
+    CRYPTOGRAPHY_IMPORT_ERROR: ImportError | None = error
+else:
+    CRYPTOGRAPHY_IMPORT_ERROR = None
 
 KEYS = ("ca.crt", "tls.crt", "tls.key")
 
@@ -109,6 +114,11 @@ def problem(stored, dns_names, renew_days, now=None):  # noqa: PLR0911 - one rea
 
 def certificate(stored, dns_names, days=3650, renew_days=30):
     """`stored` when it is still good for `dns_names`, else a new CA and certificate."""
+    if CRYPTOGRAPHY_IMPORT_ERROR is not None:
+        raise RuntimeError(
+            f"the webhook certificate needs the Python package cryptography on the control "
+            f"node: {CRYPTOGRAPHY_IMPORT_ERROR}"
+        )
     if problem(stored, dns_names, renew_days) is None:
         return {k: stored[k] for k in KEYS}
     return new_certificate(list(dns_names), days)
