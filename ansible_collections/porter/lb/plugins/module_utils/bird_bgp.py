@@ -274,7 +274,7 @@ def _validate_password(password: str | None) -> None:
         not password
         or '"' in password
         or "\\" in password
-        or "\n" in password
+        or password.splitlines() != [password]  # "\r", "\x85" ... end a line too
         or len(password) > 80
     ):
         raise BirdBgpConfigError(

@@ -159,8 +159,17 @@ def _text(field, value):
     if value is None:
         return None
     value = str(value)
-    if not value.strip() or "\n" in value or value != value.strip():
+    # splitlines(): "\r", "\x85", "\u2028" ... end a line too, and would split the statement
+    if not value.strip() or value.splitlines() != [value] or value != value.strip():
         raise FrrBgpConfigError(field, value, "must be one line without surrounding spaces")
+    return value
+
+
+def _password(field, value):
+    """FRR takes a neighbour's password as one word (``password LINE``: one token)."""
+    value = _text(field, value)
+    if value is not None and len(value.split()) != 1:
+        raise FrrBgpConfigError(field, MASK, "must be one word (no spaces)")
     return value
 
 
@@ -210,7 +219,7 @@ def _neighbor(index, data):
         remote_as=remote_as,
         peer_group=peer_group,
         description=_text(field + ".description", data.get("description")),
-        password=_text(field + ".password", data.get("password")),
+        password=_password(field + ".password", data.get("password")),
         keepalive=keepalive,
         hold_time=hold_time,
         connect_retry=_int(field + ".connect_retry", data.get("connect_retry"), 1, 65535),
@@ -504,7 +513,10 @@ def _bgp_line(fields, line):
 
 
 def parse_config(text):
-    """The BgpConfig of a running configuration, or None when it has no ``router bgp``."""
+    """The BgpConfig of a running configuration, or None when it has no ``router bgp``.
+
+    Raises FrrBgpConfigError for an owned line it cannot read (a hand-edited file).
+    """
     statements = owned_statements(text)
     headers = [
         line for context, line in statements if not context and line.startswith("router bgp ")
@@ -522,6 +534,8 @@ def parse_config(text):
     for context, line in statements:
         words = line.split()
         if not context and line.startswith("ip prefix-list "):
+            if not _POOL_LINE.match(line):
+                raise FrrBgpConfigError("running_config", line, "is not a line frr_bgp writes")
             pools.append(words[6])
         elif not context or context[0] != headers[0]:
             continue
@@ -534,10 +548,28 @@ def parse_config(text):
         else:
             _bgp_line(fields, line)
     fields["pools"] = tuple(pools)
+    for name, entry in neighbors.items():
+        if not entry.get("peer_group") and not _is_address(name):
+            raise FrrBgpConfigError(
+                "running_config",
+                "neighbor " + name,
+                "is neither an IP address nor a peer group ('neighbor %s peer-group')" % name,
+            )
     fields["neighbors"] = tuple(
         sorted((Neighbor(**entry) for entry in neighbors.values()), key=_sort_key)
     )
     return BgpConfig(**fields)
+
+
+_POOL_LINE = re.compile(r"^ip prefix-list %s seq \d+ permit \S+ ge 32$" % PREFIX_LIST)
+
+
+def _is_address(text):
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 # --- difference -------------------------------------------------------------

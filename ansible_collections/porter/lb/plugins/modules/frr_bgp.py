@@ -301,6 +301,14 @@ class Vtysh:
         return rc, (out + err).strip()
 
 
+def parsed(module, text, where):
+    """The BgpConfig of `text`; a line the parser cannot read fails the task, naming it."""
+    try:
+        return parse_config(text)
+    except FrrBgpConfigError as exc:
+        module.fail_json(msg=f"{where}: {exc}")
+
+
 def want_config(module, required):
     data = module.params["config"]
     if data is None:
@@ -430,13 +438,12 @@ def main():
         want = want_config(module, required=True)
         module.exit_json(changed=False, rendered=config_text(want))
     if state == "parsed":
-        module.exit_json(
-            changed=False, parsed=as_dict(parse_config(module.params["running_config"]))
-        )
+        config = parsed(module, module.params["running_config"], "running_config")
+        module.exit_json(changed=False, parsed=as_dict(config))
 
     vtysh = Vtysh(module)
     running = vtysh.running_config()
-    have = parse_config(running)
+    have = parsed(module, running, where="FRR's running configuration")
     if state == "gathered":
         gathered = as_dict(have) or {}
         gathered["sessions"] = sessions(vtysh)
