@@ -230,6 +230,15 @@ def test_eip_info_by_name_and_labels(bed: Bed) -> None:
     none, _ = bed.play("eip_info", {"name": "cm-nothing"}, auth_by_env=True)
     assert none["resources"] == []
 
+    # An API server that does not answer: a failure that says so, not a traceback.
+    closed = bed.tmp_path / "closed.kubeconfig"
+    text = bed.kubeconfig.read_text()
+    server = next(line.split()[-1] for line in text.splitlines() if "server:" in line)
+    closed.write_text(text.replace(server, "https://127.0.0.1:9"))
+    unreachable, _ = bed.play("eip_info", {"kubeconfig": str(closed)})
+    assert unreachable["failed"]
+    assert unreachable["msg"].startswith("cannot reach the API server: ")
+
 
 @dataclass
 class Controller:

@@ -94,6 +94,8 @@ class Cluster:
             )
         except api_errors.DynamicApiError as error:
             module.fail_json(msg="cannot reach the API server: %s" % _reason(error))
+        except Exception as error:  # noqa: BLE001 - connection errors of urllib3, TLS, DNS
+            module.fail_json(msg="cannot reach the API server: %s" % error)
 
     def get(self, name):
         """The object, or None when there is none."""
