@@ -458,7 +458,16 @@ class AllocationController:
             self._refused[key] = result
             if current:
                 outcome.ips = ()
-            outcome.event = ("Warning", str(result.reason), result.message)
+            message = result.message
+            problem = self.pool_problems.get(request.requested_pool)
+            if result.reason == RefusalReason.POOL_NOT_FOUND and problem:
+                # The Eip exists but is unusable (Conflict, InvalidSpec): say so, not "no Eip".
+                message = (
+                    f"Service '{key}': {request.requested_pool_field} "
+                    f"'{request.requested_pool}': the Eip gives out no address "
+                    f"({problem[0]}): {problem[1]}"
+                )
+            outcome.event = ("Warning", str(result.reason), message)
         return outcome
 
     def _exists(self, key: str) -> bool:
