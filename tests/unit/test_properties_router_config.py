@@ -327,24 +327,11 @@ def comware_parse_or_refuse(text: str) -> None:
         assert error.field and error.rule
 
 
-# Known bugs in comware_bgp, whose author is still changing it; strict: these fail loudly once
-# fixed, so the marks come off then.
-COMWARE_PARSE_CRASH = (
-    "comware_bgp.parse_config raises ipaddress.AddressValueError (not ComwareBgpConfigError) "
-    "for 'peer A ...' lines without a 'group A' line: _sort_key takes A for an address"
-)
-COMWARE_LINE_BREAKS = (
-    "comware_bgp._text refuses only '\\n': a description or password holding '\\r', '\\x85', "
-    "'\\u2028'... renders as two lines"
-)
-
-
 @given(st.text(max_size=200))
 def test_comware_parse_garbage(text: str) -> None:
     comware_parse_or_refuse(text)
 
 
-@pytest.mark.xfail(reason=COMWARE_PARSE_CRASH, strict=True)
 @given(st.data())
 def test_comware_parse_damaged_rendering(data: st.DataObject) -> None:
     text = comware_bgp.config_text(data.draw(comware_configs()))
@@ -360,12 +347,7 @@ LINE_BREAKS = ["\n", "\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u20
 
 NEIGHBOR_TEXT = [
     pytest.param(frr_bgp, frr_bgp.FrrBgpConfigError, id="frr"),
-    pytest.param(
-        comware_bgp,
-        comware_bgp.ComwareBgpConfigError,
-        id="comware",
-        marks=pytest.mark.xfail(reason=COMWARE_LINE_BREAKS, strict=True),
-    ),
+    pytest.param(comware_bgp, comware_bgp.ComwareBgpConfigError, id="comware"),
 ]
 
 

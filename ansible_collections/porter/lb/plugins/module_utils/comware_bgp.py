@@ -184,7 +184,8 @@ def _text(field, value, spaces=True):
     if value is None:
         return None
     value = str(value)
-    if not value.strip() or "\n" in value or value != value.strip():
+    # splitlines(): "\r", "\x85", "\u2028" ... end a line too, and would split the command
+    if not value.strip() or value.splitlines() != [value] or value != value.strip():
         raise ComwareBgpConfigError(field, value, "must be one line without surrounding spaces")
     if not spaces and " " in value:
         raise ComwareBgpConfigError(field, value, "must be one word (no spaces)")
@@ -658,43 +659,62 @@ def parse_config(text):
     headers = [line for context, line in statements if not context and line.startswith("bgp ")]
     if not headers:
         return None
-    fields = {"asn": int(headers[0].split()[1]), "multipath_relax": False}
+    fields = {"asn": int(headers[0].split()[1]), "multipath_relax": False, "pools": []}
     neighbors = {}
-    pools = []
 
     def neighbor(name):
         return neighbors.setdefault(name, {"address": name, "remote_as": ""})
 
     for context, line in statements:
-        words = line.split()
-        if not context and line.startswith("ip prefix-list "):
-            pools.append("%s/%s" % (words[6], words[7]))
-        elif not context or context[0] != headers[0]:
-            continue
-        elif len(context) == 2:
-            _af_line(fields, neighbor, words)
-        elif words[0] == "group":
-            entry = neighbor(words[1])
-            entry["peer_group"] = True
-            if not entry["remote_as"] or words[2] == "internal":
-                entry["remote_as"] = words[2]
-        elif words[0] == "peer" and len(words) == 5 and words[3] == "group":
-            entry = neighbor(words[4])
-            network = "%s/%s" % (words[1], words[2])
-            entry["listen_ranges"] = (*entry.get("listen_ranges", ()), network)
-        elif words[0] == "peer":
-            _peer_line(neighbor(words[1]), words, line)
-        elif words[0] == "router-id":
-            fields["router_id"] = words[1]
-        elif words[0] == "timer":
-            fields["keepalive"], fields["hold_time"] = int(words[2]), int(words[4])
-        elif words[0] == "graceful-restart":
-            fields["graceful_restart"] = True
-    fields["pools"] = tuple(pools)
+        try:
+            _parse_line(fields, neighbor, headers[0], context, line)
+        except (ValueError, IndexError):
+            raise ComwareBgpConfigError(
+                "running_config", line, "is not a line this module can read"
+            ) from None
+    for name, entry in neighbors.items():
+        if not entry.get("peer_group"):
+            try:
+                ipaddress.IPv4Address(name)
+            except ValueError:
+                raise ComwareBgpConfigError(
+                    "running_config",
+                    name,
+                    "a peer must be an IPv4 address or a group defined by a 'group' line",
+                ) from None
+    fields["pools"] = tuple(fields["pools"])
     fields["neighbors"] = tuple(
         sorted((Neighbor(**entry) for entry in neighbors.values()), key=_sort_key)
     )
     return BgpConfig(**fields)
+
+
+def _parse_line(fields, neighbor, header, context, line):
+    """Apply one owned statement to the fields of the BgpConfig being read."""
+    words = line.split()
+    if not context and line.startswith("ip prefix-list "):
+        fields["pools"].append("%s/%s" % (words[6], words[7]))
+    elif not context or context[0] != header:
+        return
+    elif len(context) == 2:
+        _af_line(fields, neighbor, words)
+    elif words[0] == "group":
+        entry = neighbor(words[1])
+        entry["peer_group"] = True
+        if not entry["remote_as"] or words[2] == "internal":
+            entry["remote_as"] = words[2]
+    elif words[0] == "peer" and len(words) == 5 and words[3] == "group":
+        entry = neighbor(words[4])
+        network = "%s/%s" % (words[1], words[2])
+        entry["listen_ranges"] = (*entry.get("listen_ranges", ()), network)
+    elif words[0] == "peer":
+        _peer_line(neighbor(words[1]), words, line)
+    elif words[0] == "router-id":
+        fields["router_id"] = words[1]
+    elif words[0] == "timer":
+        fields["keepalive"], fields["hold_time"] = int(words[2]), int(words[4])
+    elif words[0] == "graceful-restart":
+        fields["graceful_restart"] = True
 
 
 def _af_line(fields, neighbor, words):
