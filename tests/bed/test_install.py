@@ -19,7 +19,7 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +30,15 @@ from kubernetes import client, config
 from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import NotFoundError
 
+from porter_lab import objects
+from porter_lab.agents import Agent
 from porter_lab.controlplane import ControlPlane
 from porter_lab.helm import helm_binary
 from porter_lab.kube import load_manifests
 from porter_lab.paths import CRD_DIR
-from porter_lab.topology import run_id
+from porter_lab.processes import Daemon
+from porter_lab.speakers import Gobgpd
+from porter_lab.topology import NODE_ASN, Topology, run_id
 from porter_lab.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -471,3 +475,159 @@ def test_roles_render_what_helm_template_renders(
     assert sorted(crds, key=lambda d: d["metadata"]["name"]) == sorted(
         role_crds, key=lambda d: d["metadata"]["name"]
     )
+
+
+# --- the RBAC the roles install is enough for the runtime ------------------------------------
+
+
+def service_account_kubeconfig(
+    api: client.ApiClient, admin: Path, namespace: str, account: str, path: Path
+) -> Path:
+    """A kubeconfig acting as `account` (a TokenRequest token), as its pod would."""
+    token = client.CoreV1Api(api).create_namespaced_service_account_token(
+        account, namespace, {"spec": {"expirationSeconds": 3600}}
+    )
+    kubeconfig = yaml.safe_load(admin.read_text())
+    for user in kubeconfig["users"]:
+        user["user"] = {"token": token.status.token}
+    path.write_text(yaml.safe_dump(kubeconfig))
+    path.chmod(0o600)
+    return path
+
+
+@pytest.mark.parametrize("speaker", ["none", "central"])
+def test_runtime_works_under_the_installed_rbac(  # noqa: PLR0917 - fixtures
+    speaker: str,
+    own_plane: ControlPlane,
+    own_client: client.ApiClient,
+    topology: Topology,
+    start_gobgpd: Callable[[str], Gobgpd],
+    tmp_path: Path,
+) -> None:
+    """`porter-lb controller` and `porter-lb agent` (host rules and layer 2 on, as the
+    DaemonSet runs it) — or, central, the controller with its speaker and no agent —
+    authenticated as the roles' ServiceAccounts: an IP is allocated and published, the leader
+    Lease (and the agent's heartbeat Lease) are written, the speaker reports its BGP session
+    in the BgpPeer status, Events are recorded, and no request is forbidden."""
+    namespace = f"plb-rbac-{run_id()}"
+    apps = f"{namespace}-apps"
+    variables = {
+        "controller_namespace": namespace,
+        "agent_namespace": namespace,
+        "controller_speaker": speaker,
+    }
+    playbook(INSTALL, own_plane.kubeconfig, tmp_path, variables=variables)
+    node = topology.nodes[0]
+    core = client.CoreV1Api(own_client)
+    custom = client.CustomObjectsApi(own_client)
+    processes: list[Daemon] = []
+    try:
+        core.create_node(objects.node(node.name))
+        core.patch_node_status(node.name, objects.node_status(address=node.address))
+        gobgpd = start_gobgpd(node.netns)
+        central = ["--speaker", "central", "--gobgp", gobgpd.target, "--router-id", node.address]
+        controller = Daemon(
+            "controller",
+            [
+                sys.executable,
+                "-m",
+                "porter_lb",
+                "controller",
+                "--kubeconfig",
+                str(
+                    service_account_kubeconfig(
+                        own_client,
+                        own_plane.kubeconfig,
+                        namespace,
+                        "porter-lb-controller",
+                        tmp_path / "controller.kubeconfig",
+                    )
+                ),
+                "--namespace",
+                namespace,
+                "--log-format",
+                "text",
+                *(central if speaker == "central" else []),
+            ],
+            tmp_path / "controller.log",
+        ).start()
+        processes.append(controller)
+        if speaker == "none":
+            processes.append(
+                Daemon(
+                    "agent",
+                    Agent(
+                        node=node.name,
+                        gobgp_target=gobgpd.target,
+                        kubeconfig=service_account_kubeconfig(
+                            own_client,
+                            own_plane.kubeconfig,
+                            namespace,
+                            "porter-lb-agent",
+                            tmp_path / "agent.kubeconfig",
+                        ),
+                        workdir=tmp_path,
+                        namespace=namespace,
+                        extra_args=("--netns", node.netns, "--host-rules", "local", "--layer2"),
+                    ).argv(),
+                    tmp_path / "agent.log",
+                ).start()
+            )
+
+        group = ("network.kubesphere.io", "v1alpha2")
+        custom.create_cluster_custom_object(*group, "bgpconfs", objects.bgp_conf(NODE_ASN))
+        custom.create_cluster_custom_object(
+            *group, "bgppeers", objects.bgp_peer("router", topology.router_address)
+        )
+        custom.create_cluster_custom_object(
+            *group, "eips", objects.eip("bgp", "203.0.113.0/29", default=True)
+        )
+        custom.create_cluster_custom_object(
+            *group, "eips", objects.eip("l2", "192.0.2.64/29", layer2_interface="eth0")
+        )
+        core.create_namespace({"metadata": {"name": apps}})
+        core.create_namespaced_service(apps, objects.load_balancer_service("web", apps))
+        client.DiscoveryV1Api(own_client).create_namespaced_endpoint_slice(
+            apps, objects.endpoint_slice("web-1", apps, "web", [node.name])
+        )
+
+        def alive() -> None:
+            for daemon in processes:
+                daemon.check_running()
+
+        def ingress() -> str | None:
+            alive()
+            status = core.read_namespaced_service_status("web", apps).status
+            found = status.load_balancer.ingress if status.load_balancer else None
+            return found[0].ip if found else None
+
+        assert wait_for(ingress, 60, "the Service's IP").startswith("203.0.113.")
+
+        def peer_status() -> dict[str, Any] | None:
+            alive()
+            peer = custom.get_cluster_custom_object(*group, "bgppeers", "router")
+            return (peer.get("status") or {}).get("nodesPeerStatus", {}).get(key)
+
+        key = node.name if speaker == "none" else "central"
+        wait_for(peer_status, 60, f"BgpPeer status of {key}")
+        leases = client.CoordinationV1Api(own_client)
+
+        def lease(name: str) -> str | None:
+            alive()
+            return leases.read_namespaced_lease(name, namespace).spec.holder_identity
+
+        wait_for(lambda: lease("porter-lb-controller"), 30, "the leader Lease")
+        if speaker == "none":
+            wait_for(lambda: lease(f"porter-lb-node-{node.name}"), 30, "the heartbeat Lease")
+        wait_for(lambda: core.list_namespaced_event(apps).items, 30, "an Event on the Service")
+        for daemon in processes:
+            log = daemon.log.read_text()
+            assert not re.search(r"\b403\b|[Ff]orbidden", log), f"{daemon.name}:\n{log[-3000:]}"
+    finally:
+        for daemon in processes:
+            daemon.stop(10)
+        # The controller is gone: the uninstall itself must release the Service's finalizer.
+        playbook(UNINSTALL, own_plane.kubeconfig, tmp_path, variables=variables)
+        core.delete_node(node.name)
+    service = core.read_namespaced_service("web", apps)
+    assert not service.metadata.finalizers
