@@ -317,3 +317,14 @@ def test_webhook_certificate_is_kept_while_good_and_replaced_otherwise() -> None
     assert tls.problem({**made, "ca.crt": tls.new_certificate(names, 1)["ca.crt"]}, names, 30)
     assert tls.problem({**made, "tls.crt": "bm90IGEgY2VydA=="}, names, 30)
     assert tls.problem({}, names, 30) == "no stored certificate"
+
+
+def test_webhook_configuration_is_the_documented_sketch() -> None:
+    """roles/controller/files/webhook.yaml (the reviewed sketch docs/validation.md points to)
+    is what the description renders, but for the caBundle it fills in."""
+    (sketch,) = yaml.safe_load_all((ROLES / "controller/files/webhook.yaml").read_text())
+    certificate = {"ca.crt": "Q0E=", "tls.crt": "", "tls.key": ""}
+    objects = description.manifests(description.merged_values({}), "controller", certificate)
+    (rendered,) = [o for o in objects if o["kind"] == "ValidatingWebhookConfiguration"]
+    assert rendered["webhooks"][0]["clientConfig"].pop("caBundle") == "Q0E="
+    assert rendered == sketch

@@ -2,8 +2,9 @@
 
 Pinned in tools/helm/go.mod (+ go.sum) and built with the Go toolchain into the cache outside
 the checkout (`$PORTER_LB_CACHE/bin/helm-<version>-<go.sum digest>/helm`), reused when present.
-Helm 4 rather than 3: Helm 3's security fixes ended on 2026-11-11; the chart (apiVersion v2)
-renders the same under both.
+Helm 4 rather than 3.22: Helm 3 is winding down (bug fixes ended with its last feature release,
+2026-09-09; security fixes end 2027-02-10, per helm.sh/blog/helm-v3-end-of-life); the chart
+(apiVersion v2) renders the same under both.
 """
 
 from __future__ import annotations
