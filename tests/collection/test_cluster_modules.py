@@ -65,15 +65,22 @@ class Bed:
         check: bool = False,
         diff: bool = False,
         auth_by_env: bool = False,
+        auth_by_group: bool = False,
     ) -> tuple[dict[str, Any], str]:
         """Run `module` as one task of a playbook; its registered result and the stdout.
 
-        The kubeconfig goes in the `kubeconfig` option, or with `auth_by_env` in
-        K8S_AUTH_KUBECONFIG as AWX's Kubernetes credential passes it.
+        The kubeconfig goes in the `kubeconfig` option; with `auth_by_env` in
+        K8S_AUTH_KUBECONFIG as AWX's Kubernetes credential passes it; with `auth_by_group` in
+        the play's module_defaults for the action group porter.lb.cluster.
         """
         out = self.tmp_path / "result.json"
         out.unlink(missing_ok=True)
-        if not auth_by_env:
+        play: dict[str, Any] = {"hosts": "localhost", "gather_facts": False}
+        if auth_by_group:
+            play["module_defaults"] = {
+                "group/porter.lb.cluster": {"kubeconfig": str(self.kubeconfig)}
+            }
+        elif not auth_by_env:
             args = {"kubeconfig": str(self.kubeconfig), **args}
         tasks = [
             {f"porter.lb.{module}": args, "register": "result", "ignore_errors": True},
@@ -84,9 +91,7 @@ class Bed:
             },
         ]
         playbook = self.tmp_path / "play.yml"
-        playbook.write_text(
-            json.dumps([{"hosts": "localhost", "gather_facts": False, "tasks": tasks}])
-        )
+        playbook.write_text(json.dumps([{**play, "tasks": tasks}]))
         command = [
             str(BIN / "ansible-playbook"),
             "-i",
@@ -219,7 +224,7 @@ def test_eip_info_by_name_and_labels(bed: Bed) -> None:
     everything, _ = bed.play("eip_info", {})
     names = [o["metadata"]["name"] for o in everything["resources"]]
     assert {blue, green} <= set(names) and everything["changed"] is False
-    one, _ = bed.play("eip_info", {"name": green})
+    one, _ = bed.play("eip_info", {"name": green}, auth_by_group=True)
     assert [o["metadata"]["name"] for o in one["resources"]] == [green]
     assert one["resources"][0]["kind"] == "Eip"
     assert one["resources"][0]["spec"]["address"] == "198.18.12.4/30"
