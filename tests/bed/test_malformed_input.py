@@ -1,25 +1,30 @@
 """Malformed Eips, BgpConfs, BgpPeers and Services against the real API server, with the
-allocation controller running in-process: what the CRD schema and its CEL rules can refuse is
-refused with a 422 naming the field; everything else is reported (the Eip's Ready condition,
-Warning Events on the Service) while the controller keeps running and keeps serving good
-objects, without logging an error."""
+allocation controller and the central speaker (over a real gobgpd) running in-process: what
+the CRD schema and its CEL rules can refuse is refused with a 422 naming the field; everything
+else is reported (the Eip's Ready condition, Warning Events on the Service, the BgpConf or the
+BgpPeer) while the controller and the speaker keep running and keep serving good objects,
+without logging an error."""
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from kubernetes import client
 
-from porter_lab.topology import run_id
+from porter_lab import objects
+from porter_lab.speakers import Gobgpd
+from porter_lab.topology import NODE_ASN, ROUTER_ASN, Topology, run_id
 from porter_lab.waiting import wait_for
+from porter_lb import agent
 from porter_lb.controller import AllocationController
 from porter_lb.events import EventRecorder
 from porter_lb.informers import GROUP_PATH, Informers
 from porter_lb.kubeapi import KubeAPI, KubeError, Obj
+from porter_lb.speaker import SPEAKER_KINDS
 
 REQUESTED_IP = "eip.openelb.kubesphere.io/v1alpha1"
 REQUESTED_POOL = "eip.openelb.kubesphere.io/v1alpha2"
@@ -301,5 +306,142 @@ def test_the_controller_reports_bad_input_and_keeps_serving(
     bed.service("share-b", {REQUESTED_IP: "198.18.7.3", SHARING: "k1"}, port=443)
     assert wait_for(lambda: bed.ips("share-b"), 15, "share-b to share") == ["198.18.7.3"]
 
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    assert not errors, [f"{r.name}: {r.getMessage()}" for r in errors]
+
+
+# --- the speaker -----------------------------------------------------------------------------
+
+SECRET_NAMESPACE = "porter-lb-system"
+
+
+def cluster_warning(api: KubeAPI, kind: str, name: str, reason: str) -> str:
+    """The message of a Warning Event `reason` on cluster-scoped object `name`, once there is
+    one (Events about cluster-scoped objects live in namespace default)."""
+
+    def probe() -> str | None:
+        events = api.get("/api/v1/namespaces/default/events")["items"]
+        return next(
+            (
+                e["message"]
+                for e in events
+                if e["involvedObject"].get("name") == name
+                and e["involvedObject"].get("kind") == kind
+                and e["type"] == "Warning"
+                and e["reason"] == reason
+            ),
+            None,
+        )
+
+    return wait_for(probe, 15, f"a Warning Event {reason} on {kind} {name}")
+
+
+def test_the_speaker_reports_bad_bgp_objects_and_keeps_serving(
+    api_client: client.ApiClient,
+    crds: list[str],
+    topology: Topology,
+    start_gobgpd: Callable[[str], Gobgpd],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING)
+    api = KubeAPI(api_client)
+    tag = f"plb-bad-{run_id()}"
+    made: list[str] = []
+
+    def create(collection: str, body: Obj) -> None:
+        api.create(collection, body)
+        made.append(f"{collection}/{body['metadata']['name']}")
+
+    try:
+        api.create(
+            "/api/v1/namespaces",
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": SECRET_NAMESPACE}},
+        )
+    except KubeError as error:
+        assert error.status == 409
+    gobgpd = start_gobgpd(topology.nodes[0].netns)
+    # A central speaker with no router ID to fall back on: the BgpConf must give one.
+    create(objects.BGP_CONFS, objects.bgp_conf(NODE_ASN))
+    create(
+        f"/api/v1/namespaces/{SECRET_NAMESPACE}/secrets",
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": f"{tag}-keyless"},
+            "stringData": {"other": "x"},
+        },
+    )
+    stop = threading.Event()
+    informers = Informers(api, SPEAKER_KINDS, secret_namespace=SECRET_NAMESPACE)
+    speaker = threading.Thread(
+        target=agent.run_central,
+        kwargs={
+            "api": api,
+            "informers": informers,
+            "gobgp_target": gobgpd.target,
+            "stop": stop,
+            "identity": "bed-malformed",
+            "namespace": SECRET_NAMESPACE,
+        },
+        daemon=True,
+    )
+    speaker.start()
+    informers.start()
+    try:
+        message = cluster_warning(api, "BgpConf", "default", "InvalidBgpConf")
+        assert "spec.routerId" in message and "is needed" in message, message
+        api.merge_patch(
+            f"{objects.BGP_CONFS}/default", {"spec": {"routerId": topology.nodes[0].address}}
+        )
+
+        def peer(name: str, neighbor: str, **conf: Any) -> str:
+            body = objects.bgp_peer(f"{tag}-{name}", neighbor, peer_as=ROUTER_ASN)
+            body["spec"]["conf"].update(conf)
+            create(objects.BGP_PEERS, body)
+            return f"{tag}-{name}"
+
+        bad = {
+            peer("no-secret", "198.51.100.201", authPasswordSecretRef={"name": f"{tag}-missing"}): (
+                "InvalidBgpPeer",
+                "Secret not found",
+            ),
+            peer(
+                "no-key",
+                "198.51.100.202",
+                authPasswordSecretRef={"name": f"{tag}-keyless", "key": "password"},
+            ): ("InvalidBgpPeer", "has no such key"),
+            peer(
+                "elsewhere",
+                "198.51.100.203",
+                authPasswordSecretRef={"name": "s", "namespace": "kube-system"},
+            ): ("InvalidBgpPeer", "only in its own namespace"),
+        }
+        good = peer("a-good", "198.51.100.204")
+        bad[peer("b-same-neighbor", "198.51.100.204")] = ("DuplicateNeighbor", good)
+        for name, (reason, text) in bad.items():
+            message = cluster_warning(api, "BgpPeer", name, reason)
+            assert text in message and name in message, message
+
+        # The speaker still runs and still serves the good BgpPeer: it has its session entry.
+        wait_for(
+            lambda: (
+                (api.get(f"{objects.BGP_PEERS}/{good}").get("status") or {})
+                .get("nodesPeerStatus", {})
+                .get("central")
+            ),
+            15,
+            f"the central speaker to report BgpPeer {good}",
+        )
+        assert speaker.is_alive()
+        for name in bad:
+            status = api.get(f"{objects.BGP_PEERS}/{name}").get("status") or {}
+            assert "central" not in (status.get("nodesPeerStatus") or {}), name
+    finally:
+        stop.set()
+        speaker.join(10)
+        informers.stop()
+        for path in reversed(made):
+            objects.delete_if_present(api, path)
+    assert not speaker.is_alive(), "the central speaker did not stop"
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
     assert not errors, [f"{r.name}: {r.getMessage()}" for r in errors]
