@@ -53,7 +53,7 @@ ROLE_VARIABLES = {
     "controller_image": "registry.example/porter-lb-controller:test",
     "controller_image_pull_policy": "Always",
     "controller_replicas": 3,
-    "controller_speaker": "central",
+    "controller_speaker": "none",
     "controller_host_network": True,
     "controller_metrics_port": 17472,
     "controller_webhook_port": 19443,
@@ -83,7 +83,7 @@ CHART_VALUES = {
     "controller": {
         "image": "registry.example/porter-lb-controller:test",
         "replicas": 3,
-        "speaker": "central",
+        "speaker": "none",
         "hostNetwork": True,
         "metricsPort": 17472,
         "webhookPort": 19443,
@@ -111,6 +111,14 @@ INSTALL = """
   roles:
     - role: porter.lb.controller
     - role: porter.lb.agent
+"""
+INSTALL_CONTROLLER = """
+- name: Install porter-lb's controller (central speaker)
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  roles:
+    - role: porter.lb.controller
 """
 UNINSTALL = """
 - name: Uninstall porter-lb
@@ -140,9 +148,10 @@ RENDER = """
       ansible.builtin.include_role:
         name: porter.lb.agent
         tasks_from: render
+      when: with_agent | default(true)
     - name: Write them out
       ansible.builtin.copy:
-        content: "{{ (__controller_manifests + __agent_manifests) | to_json }}"
+        content: "{{ (__controller_manifests + __agent_manifests | default([])) | to_json }}"
         dest: "{{ out }}"
         mode: "0600"
 """
@@ -164,9 +173,15 @@ def helm_template(values: dict[str, Any], tmp_path: Path, *extra: str) -> list[d
 
 
 def playbook(
-    text: str, kubeconfig: Path, tmp_path: Path, *args: str, variables: dict[str, Any] | None = None
+    text: str,
+    kubeconfig: Path,
+    tmp_path: Path,
+    *args: str,
+    variables: dict[str, Any] | None = None,
+    fails_with: str = "",
 ) -> dict[str, int]:
-    """Run `text` as a playbook from the checkout (ansible.cfg finds porter.lb); its recap."""
+    """Run `text` as a playbook from the checkout (ansible.cfg finds porter.lb); its recap.
+    With `fails_with`, the run must fail and its output contain that text."""
     book = tmp_path / f"play-{run_id()}.yml"
     book.write_text(text)
     extra = tmp_path / f"vars-{run_id()}.json"
@@ -194,7 +209,11 @@ def playbook(
         env={**env, "ANSIBLE_NOCOLOR": "1", "PATH": f"{BIN}:{env.get('PATH', '')}"},
         check=False,
     )
-    assert result.returncode == 0, f"ansible-playbook failed:\n{result.stdout}\n{result.stderr}"
+    if fails_with:
+        assert result.returncode != 0, f"ansible-playbook did not fail:\n{result.stdout}"
+        assert fails_with in " ".join(result.stdout.split()), result.stdout
+    else:
+        assert result.returncode == 0, f"ansible-playbook failed:\n{result.stdout}\n{result.stderr}"
     match = re.search(r"^localhost\s+:\s+(.*)$", result.stdout, re.MULTILINE)
     assert match, result.stdout
     return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", match.group(1))}
@@ -455,15 +474,23 @@ def test_roles_install_idempotently_and_uninstall_without_leftovers(
     assert again["failed"] == 0, again
 
 
-@pytest.mark.parametrize("central", [False, True], ids=["defaults", "every-variable-set"])
+@pytest.mark.parametrize("case", ["defaults", "every-variable-set", "central"])
 def test_roles_render_what_helm_template_renders(
-    own_plane: ControlPlane, central: bool, tmp_path: Path
+    own_plane: ControlPlane, case: str, tmp_path: Path
 ) -> None:
     out = tmp_path / "rendered.json"
-    variables = {**(ROLE_VARIABLES if central else {}), "out": str(out)}
+    variables: dict[str, Any] = {"out": str(out)}
+    values: dict[str, Any] = {}
+    if case != "defaults":
+        variables |= ROLE_VARIABLES
+        values = json.loads(json.dumps(CHART_VALUES))
+    if case == "central":
+        variables |= {"controller_speaker": "central", "with_agent": False}
+        values["controller"]["speaker"] = "central"
+        values["agent"]["enabled"] = False
     playbook(RENDER, own_plane.kubeconfig, tmp_path, variables=variables)
     from_roles = json.loads(out.read_text())
-    from_helm = helm_template(CHART_VALUES if central else {}, tmp_path)
+    from_helm = helm_template(values, tmp_path)
     assert comparable(from_roles) == comparable(from_helm)
     # The CRDs: the chart's crds/ are the files the controller role applies.
     crds = [
@@ -516,7 +543,18 @@ def test_runtime_works_under_the_installed_rbac(  # noqa: PLR0917 - fixtures
         "agent_namespace": namespace,
         "controller_speaker": speaker,
     }
-    playbook(INSTALL, own_plane.kubeconfig, tmp_path, variables=variables)
+    if speaker == "central":
+        playbook(INSTALL_CONTROLLER, own_plane.kubeconfig, tmp_path, variables=variables)
+        # The agent role refuses to join a central speaker.
+        playbook(
+            INSTALL,
+            own_plane.kubeconfig,
+            tmp_path,
+            variables=variables,
+            fails_with="runs the central speaker",
+        )
+    else:
+        playbook(INSTALL, own_plane.kubeconfig, tmp_path, variables=variables)
     node = topology.nodes[0]
     core = client.CoreV1Api(own_client)
     custom = client.CustomObjectsApi(own_client)

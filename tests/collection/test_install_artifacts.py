@@ -91,22 +91,37 @@ def test_helm_lint_passes() -> None:
 
 @pytest.mark.parametrize("speaker", ["none", "central"])
 def test_helm_template_renders_every_object(speaker: str) -> None:
-    documents = [
-        d
-        for d in yaml.safe_load_all(
-            helm("template", "porter-lb", str(CHART), "--set", f"controller.speaker={speaker}")
-        )
-        if d
-    ]
+    agent = "true" if speaker == "none" else "false"
+    text = helm(
+        "template",
+        "porter-lb",
+        str(CHART),
+        "--set",
+        f"controller.speaker={speaker}",
+        "--set",
+        f"agent.enabled={agent}",
+    )
+    documents = [d for d in yaml.safe_load_all(text) if d]
     kinds = sorted(f"{d['kind']}/{d['metadata']['name']}" for d in documents)
     assert "Deployment/porter-lb-controller" in kinds
-    assert "DaemonSet/porter-lb-agent" in kinds
+    assert ("DaemonSet/porter-lb-agent" in kinds) == (speaker == "none")
     assert "ValidatingWebhookConfiguration/porter-lb" in kinds
     (deployment,) = [d for d in documents if d["kind"] == "Deployment"]
     containers = [c["name"] for c in deployment["spec"]["template"]["spec"]["containers"]]
     assert containers == (
         ["controller", "webhook", "gobgpd"] if speaker == "central" else ["controller", "webhook"]
     )
+
+
+def test_helm_refuses_a_central_speaker_beside_agents() -> None:
+    result = subprocess.run(
+        [str(helm_binary()), "template", "x", str(CHART), "--set", "controller.speaker=central"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert description.CENTRAL_WITH_AGENT in result.stderr
 
 
 def test_helm_refuses_an_unknown_speaker() -> None:

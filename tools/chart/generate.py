@@ -277,6 +277,14 @@ def chart_files() -> dict[str, str]:
     files["values.schema.json"] = json.dumps(values_schema(), indent=2) + "\n"
     for name, text in templates().items():
         files[f"templates/{name}"] = text
+    files["templates/validate.yaml"] = (
+        HEADER
+        + "{{- if and .Values.controller.enabled .Values.agent.enabled"
+        + ' (eq .Values.controller.speaker "central") }}\n'
+        + "{{- fail "
+        + json.dumps(description.CENTRAL_WITH_AGENT)
+        + " }}\n{{- end }}\n"
+    )
     for crd in sorted(CRD_SOURCE.glob("*.yaml")):
         files[f"crds/{crd.name}"] = crd.read_text()
     return files

@@ -80,6 +80,14 @@ SWITCHES = {"controller.speaker": ("none", "central")}
 
 COMPONENTS = ("controller", "agent")
 
+# A central speaker and the agents' per-node speakers would both announce every IP (and both
+# write BgpPeer status): never install both. The chart fails on such values; the agent role
+# refuses to install beside a controller running a central speaker.
+CENTRAL_WITH_AGENT = (
+    "controller.speaker is central: the agent must not be installed (set agent.enabled false); "
+    "the central speaker and the agents' per-node speakers would both announce every IP"
+)
+
 
 def _labels(component):
     return {
