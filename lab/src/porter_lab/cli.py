@@ -236,8 +236,9 @@ def _started_by_playbooks(state_dir: Path) -> dict[str, int]:
 def down(args: argparse.Namespace) -> int:
     state = _load_state() or {}
     run = state.get("run", lab_run())
-    # Playbook-started processes first: the agents stop before their gobgpd and the API server.
-    started = {**_started_by_playbooks(lab_state_dir()), **state.get("pids", {})}
+    # Stopped last-started first: the playbooks' processes (agents, controller, router) before
+    # the gobgpds and the API server they use.
+    started = {**state.get("pids", {}), **_started_by_playbooks(lab_state_dir())}
     for name, pid in reversed(list(started.items())):
         if _alive(pid):
             say(f"  stopping {name} (pid {pid})")

@@ -31,10 +31,11 @@ from typing import Any
 from porter_lab import cli, netns, objects
 from porter_lab.paths import REPO, lab_state_dir
 from porter_lab.processes import Daemon
-from porter_lab.topology import CLIENT_NET, EIP_POOL, Topology
+from porter_lab.topology import CLIENT_NET, Topology
 from porter_lab.waiting import wait_for
 
 NAMESPACE, SERVICE, POOL = "demo", "web", "lab-pool"
+POOL_RANGE = "203.0.113.100-203.0.113.199"  # inventories/lab/group_vars/porter_lb_cluster.yml
 ENDPOINT_NODES = ["node1", "node2"]
 REQUESTS = 100
 STEPS = 5
@@ -167,7 +168,7 @@ def main(args: argparse.Namespace) -> int:
 
     summary = {
         "eip": ip,
-        "pool": EIP_POOL,
+        "pool": POOL_RANGE,
         "route": route,
         "next_hops": sorted(netns.next_hops(topo.router_ns, f"{ip}/32")),
         "requests": dict(sorted(answers.items())),
