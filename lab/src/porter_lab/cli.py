@@ -95,7 +95,8 @@ def up(args: argparse.Namespace) -> int:
         topo.create()
         if getattr(args, "register_nodes", False):
             _register_nodes(plane.kubeconfig, topo)
-            say(f"      registered Nodes {', '.join(n.name for n in topo.nodes)} (as a kubelet would)")
+            names = ", ".join(n.name for n in topo.nodes)
+            say(f"      registered Nodes {names} (as a kubelet would)")
 
         if bare:
             say(f"[3/4] Router: {topo.router_ns} is left bare for playbooks/site.yml to configure")

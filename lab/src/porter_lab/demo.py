@@ -158,7 +158,9 @@ def main(args: argparse.Namespace) -> int:
     route = netns.ip("route", "show", f"{ip}/32", netns=topo.router_ns).rstrip()
     progress.done()
 
-    progress.step(5, f"{REQUESTS} HTTP requests from the client; route audit (playbooks/verify.yml)")
+    progress.step(
+        5, f"{REQUESTS} HTTP requests from the client; route audit (playbooks/verify.yml)"
+    )
     answers = requests(topo, ip)
     report = state_dir / "audit.json"
     report.unlink(missing_ok=True)
@@ -302,8 +304,10 @@ def requests(topo: Topology, ip: str) -> Counter[str]:
 def print_summary(summary: dict[str, Any], topo: Topology) -> None:
     say = cli.say
     say("\n== porter-lb demo " + "=" * 60)
-    say(f"Service {NAMESPACE}/{SERVICE} (externalTrafficPolicy Local, endpoints on "
-        f"{' and '.join(ENDPOINT_NODES)})")
+    say(
+        f"Service {NAMESPACE}/{SERVICE} (externalTrafficPolicy Local, endpoints on "
+        f"{' and '.join(ENDPOINT_NODES)})"
+    )
     say(f"  EIP              {summary['eip']}   (pool {POOL}: {summary['pool']})")
     say(f"  router ECMP      ip -n {topo.router_ns} route show {summary['eip']}/32")
     for line in summary["route"].splitlines():
