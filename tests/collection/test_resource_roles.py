@@ -425,3 +425,62 @@ def test_ansible_doc_renders_the_role(role: str) -> None:
     assert f"{role}_" in done.stdout
     if role == "comware_switch":
         assert "Not yet run against a real switch" in done.stdout
+
+
+# --- AWX: the "add an address pool" job template ------------------------------------------------
+
+
+def test_awx_add_pool_template_drives_pools_playbook_with_the_credentials_environment(
+    bed: Bed,
+) -> None:
+    """playbooks/pools.yml with the job template's extra variables and survey answers, the
+    connection only in K8S_AUTH_* (as AWX's Kubernetes credential gives it), none in the
+    inventory. The pool is created, a second launch changes nothing, no other Eip is touched."""
+    templates = json.loads((REPO / "docs/awx/job_templates.json").read_text())["job_templates"]
+    template = next(t for t in templates if t["playbook"] == "playbooks/pools.yml")
+    name = bed.own(objects.EIPS, "awx")
+    other = bed.own(objects.EIPS, "other")
+    bed.api.create(objects.EIPS, objects.eip(other, "198.18.31.0/28"))
+    answers = {"pool_name": name, "pool_address": "198.18.30.0/28", "pool_protocol": "bgp"}
+    answers |= {"pool_interface": "", "eip_pools_wait": "false"}
+    (bed.tmp_path / "extra_vars.yml").write_text(template["extra_vars"])
+    (bed.tmp_path / "survey.json").write_text(json.dumps(answers))
+    (bed.tmp_path / "inventory.yml").write_text(
+        json.dumps({"porter_lb_cluster": {"hosts": {"localhost": {"ansible_connection": "local"}}}})
+    )
+    command = [
+        str(BIN / "ansible-playbook"),
+        "-i",
+        str(bed.tmp_path / "inventory.yml"),
+        "-e",
+        f"ansible_python_interpreter={sys.executable}",
+        "-e",
+        "@extra_vars.yml",
+        "-e",
+        "@survey.json",
+        str(REPO / template["playbook"]),
+    ]
+    env = environment() | {"K8S_AUTH_KUBECONFIG": str(bed.kubeconfig)}
+
+    def launch() -> Run:
+        done = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env,
+            check=False,
+            cwd=bed.tmp_path,
+        )
+        return succeeded(Run(done.returncode, done.stdout, done.stderr))
+
+    assert launch().changed == 1
+    made = bed.get(objects.EIPS, name)
+    assert made is not None
+    assert made["spec"]["address"] == "198.18.30.0/28"
+    assert made["spec"]["protocol"] == "bgp"
+    assert "interface" not in made["spec"]
+    assert launch().changed == 0
+    assert "porter-lb.io/eip-pools" not in (bed.get(objects.EIPS, other) or {})["metadata"].get(
+        "labels", {}
+    )

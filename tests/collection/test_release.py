@@ -1,0 +1,168 @@
+"""Release hygiene of porter.lb: one version (galaxy.yml = the runtime's pyproject = the
+execution environment's pins), the AWX execution environment definition is what ansible-builder
+3 accepts and its introspection reads, the changelog fragments lint and render a 0.1.0 release,
+and the AWX job templates name playbooks that exist. No container is built and no AWX is used."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+COLLECTION = REPO / "ansible_collections/porter/lb"
+META = COLLECTION / "meta"
+BIN = Path(sys.executable).parent
+
+
+def load_yaml(path: Path) -> Any:
+    return yaml.safe_load(path.read_text())
+
+
+def collection_version() -> str:
+    version = load_yaml(COLLECTION / "galaxy.yml")["version"]
+    assert isinstance(version, str) and re.fullmatch(r"\d+\.\d+\.\d+", version), version
+    return version
+
+
+def run(command: list[str], cwd: Path, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        command, cwd=cwd, capture_output=True, text=True, timeout=300, check=False, **kwargs
+    )
+    assert done.returncode == 0, f"{command}:\n{done.stdout}\n{done.stderr}"
+    return done
+
+
+# --- one version --------------------------------------------------------------------------------
+
+
+def test_collection_and_runtime_have_one_version() -> None:
+    runtime = tomllib.loads((REPO / "runtime/pyproject.toml").read_text())
+    assert runtime["project"]["version"] == collection_version()
+
+
+def test_execution_environment_pins_this_version() -> None:
+    version = collection_version()
+    ee = load_yaml(META / "execution-environment.yml")
+    assert ee["options"]["tags"] == [f"porter-lb-ee:{version}"]
+    pins = (META / "requirements.txt").read_text().splitlines()
+    assert f"porter-lb=={version}" in pins
+    galaxy = load_yaml(META / "requirements.yml")["collections"]
+    assert galaxy[0] == {"name": f"/build/porter-lb/porter-lb-{version}.tar.gz", "type": "file"}
+
+
+# --- execution environment ----------------------------------------------------------------------
+
+
+def test_execution_environment_parses_and_its_files_exist() -> None:
+    ee = load_yaml(META / "execution-environment.yml")
+    assert ee["version"] == 3
+    deps = ee["dependencies"]
+    for key in ("python", "system", "galaxy"):
+        assert (META / deps[key]).is_file(), f"dependencies.{key}: {deps[key]} missing"
+    # ansible-builder's introspection of an installed porter.lb resolves these from the
+    # collection's root: the links there must lead to the same files
+    for name in (deps["python"], deps["system"]):
+        assert (COLLECTION / name).resolve() == (META / name).resolve()
+
+
+def test_ansible_builder_creates_the_build_context(tmp_path: Path) -> None:
+    context = tmp_path / "context"
+    run(
+        [
+            str(BIN / "ansible-builder"),
+            "create",
+            "--file",
+            str(META / "execution-environment.yml"),
+            "--context",
+            str(context),
+        ],
+        cwd=COLLECTION,
+    )
+    containerfile = next(
+        p for p in (context / "Containerfile", context / "Dockerfile") if p.exists()
+    )
+    text = containerfile.read_text()
+    assert 'ARG EE_BASE_IMAGE="quay.io/centos/centos:stream9"' in text
+    assert "ansible-core==2.21.5 ansible-runner==2.4.3" in text
+    assert "ENV PIP_FIND_LINKS=/build/porter-lb" in text
+    for name in ("requirements.txt", "bindep.txt", "requirements.yml"):
+        assert (context / "_build" / name).read_text() == (META / name).read_text()
+
+
+def test_ansible_builder_introspection_reads_the_collections_requirements(tmp_path: Path) -> None:
+    (tmp_path / "ansible_collections/porter").mkdir(parents=True)
+    (tmp_path / "ansible_collections/porter/lb").symlink_to(COLLECTION)
+    done = run([str(BIN / "ansible-builder"), "introspect", str(tmp_path)], cwd=tmp_path)
+    found = yaml.safe_load(done.stdout)
+    python = [line.split("#")[0].strip() for line in found["python"]]
+    assert f"porter-lb=={collection_version()}" in python
+    assert "kubernetes>=33,<38" in python
+    assert any(line.startswith("openssh-clients") for line in found["system"])
+
+
+# --- changelog ----------------------------------------------------------------------------------
+
+
+def test_changelog_fragments_lint() -> None:
+    done = run([str(BIN / "antsibull-changelog"), "lint"], cwd=COLLECTION)
+    assert done.stdout.strip() == ""
+
+
+def test_changelog_release_renders_the_version(tmp_path: Path) -> None:
+    """`antsibull-changelog release` on a copy: the fragments become v0.1.0's notes. (The
+    checkout keeps the fragments until the release is tagged; docs/release.md.)"""
+    copy = tmp_path / "ansible_collections/porter/lb"
+    shutil.copytree(
+        COLLECTION,
+        copy,
+        symlinks=True,
+        ignore=shutil.ignore_patterns("output", "__pycache__", ".pytest_cache", "dist"),
+    )
+    env = {"PATH": f"{BIN}:/usr/bin:/bin", "ANSIBLE_COLLECTIONS_PATH": f"{tmp_path}:{REPO}"}
+    run([str(BIN / "antsibull-changelog"), "release", "--date", "2026-11-23"], cwd=copy, env=env)
+    notes = (copy / "CHANGELOG.rst").read_text()
+    version = collection_version()
+    assert f"\nv{version}\n" in notes
+    for fragment in (COLLECTION / "changelogs/fragments").glob("*.yml"):
+        for section in load_yaml(fragment).values():
+            for entry in section if isinstance(section, list) else [section]:
+                assert " ".join(entry.split()[:6]) in " ".join(notes.split()), fragment.name
+    assert "porter.lb.eip - Manage a porter" in notes  # modules found from version_added
+
+
+# --- AWX ----------------------------------------------------------------------------------------
+
+
+def test_awx_job_templates_name_existing_playbooks_and_valid_surveys() -> None:
+    templates = json.loads((REPO / "docs/awx/job_templates.json").read_text())["job_templates"]
+    assert {t["playbook"] for t in templates} == {
+        "playbooks/site.yml",
+        "playbooks/pools.yml",
+        "playbooks/verify.yml",
+    }
+    for template in templates:
+        assert (REPO / template["playbook"]).is_file(), template["playbook"]
+        assert template["job_type"] in ("run", "check")
+        survey = template["related"].get("survey_spec")
+        assert template["survey_enabled"] == (survey is not None)
+        for question in (survey or {}).get("spec", []):
+            assert question["type"] in (
+                "text",
+                "textarea",
+                "password",
+                "integer",
+                "float",
+                "multiplechoice",
+                "multiselect",
+            )
+            assert re.fullmatch(r"[a-z_][a-z0-9_]*", question["variable"])
+            if question["type"].startswith("multi"):
+                assert question["default"] in question["choices"]
