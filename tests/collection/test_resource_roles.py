@@ -230,6 +230,33 @@ def test_eip_pools_item_without_name_or_duplicate_name_fails(bed: Bed) -> None:
     assert bed.get(objects.EIPS, name) is None
 
 
+def test_eip_pools_kubeconfig_variable_overrides_the_callers_module_defaults(bed: Bed) -> None:
+    """eip_pools_kubeconfig wins over a module_defaults kubeconfig that leads nowhere, and
+    without the variable the role uses the caller's module_defaults (the other tests)."""
+    name = bed.own(objects.EIPS, "own-kc")
+    closed = bed.tmp_path / "closed.kubeconfig"
+    text = bed.kubeconfig.read_text()
+    closed.write_text(re.sub(r"server: https://[^\s]+", "server: https://127.0.0.1:1", text))
+    play = {
+        "module_defaults": {"group/porter.lb.cluster": {"kubeconfig": str(closed)}},
+        "roles": [
+            {
+                "role": "porter.lb.eip_pools",
+                "vars": {
+                    "eip_pools_list": [{"name": name, "address": "198.18.29.0/28"}],
+                    "eip_pools_kubeconfig": str(bed.kubeconfig),
+                },
+            }
+        ],
+    }
+    assert succeeded(run_play(bed.tmp_path, play)).changed == 1
+    assert bed.get(objects.EIPS, name) is not None
+    del play["roles"][0]["vars"]["eip_pools_kubeconfig"]  # type: ignore[index]
+    refused = run_play(bed.tmp_path, play)
+    assert refused.returncode != 0
+    assert "cannot reach the API server" in refused.stdout
+
+
 # --- bgp ----------------------------------------------------------------------------------------
 
 
@@ -403,6 +430,18 @@ def test_comware_switch_rendered_needs_no_switch_and_saves_nothing(tmp_path: Pat
     assert result["rendered"].replace("simple s3cret", "simple ********") == golden
     assert result["changed"] is False
     assert "RUNNING HANDLER" not in run.stdout  # rendered changes nothing: no save
+
+    running = (COMWARE_FIXTURES / "running_nodes.cfg").read_text()
+    parsing = {"comware_switch_state": "parsed", "comware_switch_running_config": running}
+    play["roles"] = [{"role": "porter.lb.comware_switch", "vars": parsing}]
+    succeeded(run_play(tmp_path, play))
+    parsed = json.loads(out.read_text())["parsed"]
+    assert parsed["asn"] == 65000 and parsed["maximum_paths"] == 8
+
+    no_config = {"role": "porter.lb.comware_switch", "vars": {"comware_switch_state": "rendered"}}
+    bad = run_play(tmp_path, {"roles": [no_config]})
+    assert bad.returncode != 0
+    assert "config is required with state=rendered" in bad.stdout
 
     misspelt = {"role": "porter.lb.comware_switch", "vars": {"comware_switch_state": "merge"}}
     bad = run_play(tmp_path, {"roles": [misspelt]})
