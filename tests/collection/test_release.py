@@ -19,6 +19,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 COLLECTION = REPO / "ansible_collections/porter/lb"
 META = COLLECTION / "meta"
+AWX = REPO / "docs/awx"
 BIN = Path(sys.executable).parent
 
 
@@ -50,27 +51,32 @@ def test_collection_and_runtime_have_one_version() -> None:
 
 def test_execution_environment_pins_this_version() -> None:
     version = collection_version()
-    ee = load_yaml(META / "execution-environment.yml")
+    ee = load_yaml(AWX / "execution-environment.yml")
     assert ee["options"]["tags"] == [f"porter-lb-ee:{version}"]
     pins = (META / "requirements.txt").read_text().splitlines()
     assert f"porter-lb=={version}" in pins
-    galaxy = load_yaml(META / "requirements.yml")["collections"]
+    galaxy = load_yaml(AWX / "requirements.yml")["collections"]
     assert galaxy[0] == {"name": f"/build/porter-lb/porter-lb-{version}.tar.gz", "type": "file"}
 
 
 # --- execution environment ----------------------------------------------------------------------
 
 
-def test_execution_environment_parses_and_its_files_exist() -> None:
+def test_collection_declares_its_dependencies_as_ansible_builder_reads_them() -> None:
+    """A collection's meta/execution-environment.yml names files relative to its root."""
     ee = load_yaml(META / "execution-environment.yml")
     assert ee["version"] == 3
-    deps = ee["dependencies"]
-    for key in ("python", "system", "galaxy"):
-        assert (META / deps[key]).is_file(), f"dependencies.{key}: {deps[key]} missing"
-    # ansible-builder's introspection of an installed porter.lb resolves these from the
-    # collection's root: the links there must lead to the same files
-    for name in (deps["python"], deps["system"]):
-        assert (COLLECTION / name).resolve() == (META / name).resolve()
+    assert set(ee["dependencies"]) == {"python", "system"}
+    for key, path in ee["dependencies"].items():
+        assert (COLLECTION / path).is_file(), f"dependencies.{key}: {path} missing"
+
+
+def test_awx_execution_environment_parses_and_takes_the_collections_dependencies() -> None:
+    ee = load_yaml(AWX / "execution-environment.yml")
+    assert ee["version"] == 3
+    assert (AWX / ee["dependencies"]["galaxy"]).is_file()
+    # porter.lb's Python and system packages come through its own declaration, not a copy
+    assert "python" not in ee["dependencies"] and "system" not in ee["dependencies"]
 
 
 def test_ansible_builder_creates_the_build_context(tmp_path: Path) -> None:
@@ -80,11 +86,11 @@ def test_ansible_builder_creates_the_build_context(tmp_path: Path) -> None:
             str(BIN / "ansible-builder"),
             "create",
             "--file",
-            str(META / "execution-environment.yml"),
+            str(AWX / "execution-environment.yml"),
             "--context",
             str(context),
         ],
-        cwd=COLLECTION,
+        cwd=REPO,
     )
     containerfile = next(
         p for p in (context / "Containerfile", context / "Dockerfile") if p.exists()
@@ -93,8 +99,10 @@ def test_ansible_builder_creates_the_build_context(tmp_path: Path) -> None:
     assert 'ARG EE_BASE_IMAGE="quay.io/centos/centos:stream9"' in text
     assert "ansible-core==2.21.5 ansible-runner==2.4.3" in text
     assert "ENV PIP_FIND_LINKS=/build/porter-lb" in text
-    for name in ("requirements.txt", "bindep.txt", "requirements.yml"):
-        assert (context / "_build" / name).read_text() == (META / name).read_text()
+    assert "introspect.py introspect" in text  # the collections' declarations are read
+    assert (context / "_build/requirements.yml").read_text() == (
+        AWX / "requirements.yml"
+    ).read_text()
 
 
 def test_ansible_builder_introspection_reads_the_collections_requirements(tmp_path: Path) -> None:
