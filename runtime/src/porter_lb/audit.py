@@ -46,7 +46,7 @@ from porter_lb.model import (
     service_key,
     slice_service_key,
 )
-from porter_lb.routes import central_paths
+from porter_lb.routes import central_paths, first_of_family
 from porter_lb.speaker import (
     RouteTable,
     bgp_pools,
@@ -115,17 +115,6 @@ def _name(obj: Mapping[str, Any]) -> str:
     return str(metadata.get("name", "")) if isinstance(metadata, Mapping) else ""
 
 
-def _first_of_family(addresses: Sequence[str], version: int) -> str | None:
-    for text in addresses:
-        try:
-            address = ipaddress.ip_address(text)
-        except ValueError:
-            continue
-        if address.version == version:
-            return str(address)
-    return None
-
-
 def _without_secret_refs(bgppeer: Obj) -> Obj:
     spec = dict(bgppeer.get("spec") or {})
     conf = dict(spec.get("conf") or {})
@@ -170,7 +159,7 @@ def _node_aliases(nodes: Iterable[Node]) -> dict[str, str]:
                 address = ipaddress.ip_address(text)
             except ValueError:
                 continue
-            hop = _first_of_family(node.addresses, address.version)
+            hop = first_of_family(node.addresses, address.version)
             if hop is not None:
                 aliases[str(address)] = hop
     return aliases

@@ -234,7 +234,9 @@ def path_identifier(next_hop: str) -> int:
     return int.from_bytes(hashlib.sha256(address.packed).digest()[:4], "big")
 
 
-def _next_hop(addresses: Sequence[str] | str, version: int) -> str | None:
+def first_of_family(addresses: Sequence[str] | str, version: int) -> str | None:
+    """The first of `addresses` (one address or several) that parses as an IP address of
+    `version` (4 or 6), normalised; None if none does. A node's next hop for a prefix."""
     candidates = (addresses,) if isinstance(addresses, str) else addresses
     for text in candidates:
         try:
@@ -263,7 +265,7 @@ def central_paths(
     hops: dict[int, dict[str, tuple[int, str]]] = {4: {}, 6: {}}
     for name, addresses in node_addresses.items():
         for version in (4, 6):
-            hop = _next_hop(addresses, version)
+            hop = first_of_family(addresses, version)
             if hop is not None:
                 hops[version][name] = (int(ipaddress.ip_address(hop)), hop)
     for prefix, names in desired.items():
