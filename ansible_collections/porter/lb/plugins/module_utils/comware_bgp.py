@@ -39,6 +39,8 @@ import dataclasses
 import ipaddress
 import re
 
+from ansible_collections.porter.lb.plugins.module_utils import bgp_resource
+
 __all__ = [
     "AF",
     "BALANCE_KINDS",
@@ -72,19 +74,12 @@ MAX_ASN = 4294967295
 MAX_BALANCE = 32  # balance's documented range is 1 to 32 on Comware 7 (some models: 64)
 MAX_EBGP_HOP = 255
 BALANCE_KINDS = ("ebgp", "ibgp", "eibgp")
-MASK = "********"
 _GROUP_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,46}$")  # 1 to 47 characters
 _INTERFACE = re.compile(r"^[A-Za-z][A-Za-z-]*\d+(?:[/:.]\d+)*$")
 
 
-class ComwareBgpConfigError(ValueError):
+class ComwareBgpConfigError(bgp_resource.BgpOptionError):
     """An option breaks a rule; the message names the option, the value and the rule."""
-
-    def __init__(self, field, value, rule):
-        self.field = field
-        self.value = value
-        self.rule = rule
-        super().__init__("%s %r: %s" % (field, value, rule))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,9 +103,7 @@ class Neighbor:
     listen_ranges: tuple[str, ...] = ()
 
     def to_dict(self):
-        data = dataclasses.asdict(self)
-        data["listen_ranges"] = list(self.listen_ranges)
-        return data
+        return bgp_resource.as_plain_dict(self)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,60 +127,30 @@ class BgpConfig:
     neighbors: tuple[Neighbor, ...] = ()
 
     def to_dict(self):
-        data = dataclasses.asdict(self)
-        data["pools"] = list(self.pools)
-        data["neighbors"] = [n.to_dict() for n in self.neighbors]
-        return data
-
-
-def _sort_key(neighbor):
-    # Peer groups first (a range or member refers to its group), then peers in address order.
-    if neighbor.peer_group:
-        return (0, 0, neighbor.address)
-    return (1, 0, ipaddress.IPv4Address(neighbor.address).packed)
+        return bgp_resource.as_plain_dict(self)
 
 
 # --- validation -------------------------------------------------------------
 
 
 def _int(field, value, low, high):
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        try:
-            value = int(str(value), 10)
-        except ValueError:
-            raise ComwareBgpConfigError(field, value, "must be an integer") from None
-    if not low <= value <= high:
-        raise ComwareBgpConfigError(field, value, "must be between %d and %d" % (low, high))
-    return value
+    return bgp_resource.integer(ComwareBgpConfigError, field, value, low, high)
 
 
 def _timers(field, keepalive, hold_time):
-    keepalive = _int(field + ".keepalive", keepalive, 0, 21845)
-    hold_time = _int(field + ".hold_time", hold_time, 0, 65535)
-    if (keepalive is None) != (hold_time is None):
+    keepalive, hold_time = bgp_resource.timers(
+        ComwareBgpConfigError, field, keepalive, hold_time, keepalive_max=21845
+    )
+    if hold_time is not None and hold_time != 0 and keepalive * 3 > hold_time:
         raise ComwareBgpConfigError(
-            field, {"keepalive": keepalive, "hold_time": hold_time}, "set both or neither"
+            field + ".keepalive", keepalive, "Comware wants it at most a third of hold_time"
         )
-    if hold_time is not None:
-        if hold_time != 0 and hold_time < 3:
-            raise ComwareBgpConfigError(field + ".hold_time", hold_time, "must be 0 or at least 3")
-        if hold_time != 0 and keepalive * 3 > hold_time:
-            raise ComwareBgpConfigError(
-                field + ".keepalive", keepalive, "Comware wants it at most a third of hold_time"
-            )
     return keepalive, hold_time
 
 
 def _text(field, value, spaces=True):
-    if value is None:
-        return None
-    value = str(value)
-    # splitlines(): "\r", "\x85", "\u2028" ... end a line too, and would split the command
-    if not value.strip() or value.splitlines() != [value] or value != value.strip():
-        raise ComwareBgpConfigError(field, value, "must be one line without surrounding spaces")
-    if not spaces and " " in value:
+    value = bgp_resource.one_line(ComwareBgpConfigError, field, value)
+    if value is not None and not spaces and " " in value:
         raise ComwareBgpConfigError(field, value, "must be one word (no spaces)")
     return value
 
@@ -199,7 +162,9 @@ def _password(field, value):
     text = _text(field, value)
     secret = text[len("cipher ") :] if text.startswith("cipher ") else text
     if not secret or " " in secret:
-        raise ComwareBgpConfigError(field, MASK, "must be one word (or 'cipher <text>')")
+        raise ComwareBgpConfigError(
+            field, bgp_resource.MASK, "must be one word (or 'cipher <text>')"
+        )
     return text
 
 
@@ -295,21 +260,8 @@ def _neighbor(index, data, asn):
     )
 
 
-def wants_multipath_relax(neighbors):
-    """True when the neighbours may differ in AS: ECMP over them then needs ``balance
-    as-path-relax``."""
-    asns = {n.remote_as for n in neighbors}
-    return len(asns) > 1 or any(n.peer_group and n.remote_as == "external" for n in neighbors)
-
-
 def _check_unique(neighbors):
-    seen = {}
-    for index, neighbor in enumerate(neighbors):
-        if neighbor.address in seen:
-            raise ComwareBgpConfigError(
-                "neighbors[%d].address" % index, neighbor.address, "appears twice"
-            )
-        seen[neighbor.address] = index
+    bgp_resource.unique_addresses(ComwareBgpConfigError, neighbors)
     ranges = {}
     for index, neighbor in enumerate(neighbors):
         for network in neighbor.listen_ranges:
@@ -347,12 +299,7 @@ def config_from_dict(data):
     asn = _int("asn", data.get("asn"), 1, MAX_ASN)
     if asn is None:
         raise ComwareBgpConfigError("asn", None, "is required")
-    router_id = data.get("router_id")
-    if router_id is not None:
-        try:
-            router_id = str(ipaddress.IPv4Address(str(router_id)))
-        except ValueError:
-            raise ComwareBgpConfigError("router_id", router_id, "must be an IPv4 address") from None
+    router_id = bgp_resource.ipv4_router_id(ComwareBgpConfigError, data.get("router_id"))
     keepalive, hold_time = _timers("timers", data.get("keepalive"), data.get("hold_time"))
     neighbors = tuple(_neighbor(i, n, asn) for i, n in enumerate(data.get("neighbors") or ()))
     _check_unique(neighbors)
@@ -372,11 +319,13 @@ def config_from_dict(data):
         keepalive=keepalive,
         hold_time=hold_time,
         graceful_restart=_bool(data.get("graceful_restart")),
-        multipath_relax=wants_multipath_relax(neighbors) if relax is None else bool(relax),
+        multipath_relax=bgp_resource.wants_multipath_relax(neighbors)
+        if relax is None
+        else bool(relax),
         maximum_paths=maximum_paths,
         maximum_paths_for=maximum_paths_for,
         pools=tuple(pools),
-        neighbors=tuple(sorted(neighbors, key=_sort_key)),
+        neighbors=tuple(sorted(neighbors, key=bgp_resource.neighbor_order)),
     )
 
 
@@ -455,7 +404,9 @@ def _peer_lines(n, mask):
         if n.password.startswith("cipher "):
             lines.append("peer %s password %s" % (name, n.password))
         else:
-            lines.append("peer %s password simple %s" % (name, MASK if mask else n.password))
+            lines.append(
+                "peer %s password simple %s" % (name, bgp_resource.MASK if mask else n.password)
+            )
     if n.keepalive is not None:
         lines.append("peer %s timer keepalive %d hold %d" % (name, n.keepalive, n.hold_time))
     return lines
@@ -522,19 +473,8 @@ def statements_text(statements):
     """Comware configuration text for statements, laid out as ``display
     current-configuration`` does: ``#`` between top-level blocks, one space of indent per
     view, `` #`` before an address family."""
-    blocks = []  # (header, [lines], [af lines])
-    by_header = {}
-    for context, line in statements:
-        if not context:
-            block = (line, [], [])
-            by_header[line] = block
-            blocks.append(block)
-        elif len(context) == 1:
-            by_header[context[0]][1].append(line)
-        else:
-            by_header[context[0]][2].append(line)
     text = []
-    for header, lines, af_lines in blocks:
+    for header, lines, af_lines in bgp_resource.statement_blocks(statements):
         text.append("#")
         text.append(header)
         text.extend(" " + line for line in lines)
@@ -684,7 +624,7 @@ def parse_config(text):
                 ) from None
     fields["pools"] = tuple(fields["pools"])
     fields["neighbors"] = tuple(
-        sorted((Neighbor(**entry) for entry in neighbors.values()), key=_sort_key)
+        sorted((Neighbor(**entry) for entry in neighbors.values()), key=bgp_resource.neighbor_order)
     )
     return BgpConfig(**fields)
 
@@ -757,7 +697,7 @@ def masked(text):
     """`text` (commands or configuration) with every peer password hidden."""
     return re.sub(
         r"^(\s*(?:undo )?peer \S+ password (?:cipher|simple) ).*$",
-        r"\1" + MASK,
+        r"\1" + bgp_resource.MASK,
         text,
         flags=re.M,
     )
@@ -904,20 +844,7 @@ def diff_statements(before, after):
 def commands_for(ops):
     """Commands (after ``system-view``) for operations, entering and leaving each view as
     needed with ``quit``; the last one ends back in system view."""
-    commands = []
-    current = ()
-    for context, line in ops:
-        common = 0
-        while common < min(len(current), len(context)) and current[common] == context[common]:
-            common += 1
-        commands.extend(["quit"] * len(current[common:]))
-        commands.extend(context[common:])
-        commands.append(line)
-        current = context
-        if not context and line.startswith(("bgp ", "route-policy ")):
-            current = (line,)
-    commands.extend(["quit"] * len(current))
-    return commands
+    return bgp_resource.view_commands(ops, ("bgp ", "route-policy "), lambda view: "quit")
 
 
 # --- sessions -----------------------------------------------------------------

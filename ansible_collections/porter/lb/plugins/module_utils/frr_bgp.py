@@ -36,6 +36,8 @@ import dataclasses
 import ipaddress
 import re
 
+from ansible_collections.porter.lb.plugins.module_utils import bgp_resource
+
 __all__ = [
     "AF",
     "PREFIX_LIST",
@@ -60,17 +62,10 @@ ROUTE_MAP_OUT = "PORTER-LB-DENY-OUT"
 AF = "address-family ipv4 unicast"
 MAX_ASN = 4294967295
 MAX_PATHS = 64  # Debian's FRR 8.4 is built with MULTIPATH_NUM 64
-MASK = "********"
 
 
-class FrrBgpConfigError(ValueError):
+class FrrBgpConfigError(bgp_resource.BgpOptionError):
     """An option breaks a rule; the message names the option, the value and the rule."""
-
-    def __init__(self, field, value, rule):
-        self.field = field
-        self.value = value
-        self.rule = rule
-        super().__init__("%s %r: %s" % (field, value, rule))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,9 +83,7 @@ class Neighbor:
     listen_ranges: tuple[str, ...] = ()
 
     def to_dict(self):
-        data = dataclasses.asdict(self)
-        data["listen_ranges"] = list(self.listen_ranges)
-        return data
+        return bgp_resource.as_plain_dict(self)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,63 +106,29 @@ class BgpConfig:
     neighbors: tuple[Neighbor, ...] = ()
 
     def to_dict(self):
-        data = dataclasses.asdict(self)
-        data["pools"] = list(self.pools)
-        data["neighbors"] = [n.to_dict() for n in self.neighbors]
-        return data
-
-
-def _sort_key(neighbor):
-    # FRR writes peer groups first, then neighbours in address order.
-    if neighbor.peer_group:
-        return (0, 0, neighbor.address)
-    address = ipaddress.ip_address(neighbor.address)
-    return (1, address.version, address.packed)
+        return bgp_resource.as_plain_dict(self)
 
 
 # --- validation -------------------------------------------------------------
 
 
 def _int(field, value, low, high):
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        try:
-            value = int(str(value), 10)
-        except ValueError:
-            raise FrrBgpConfigError(field, value, "must be an integer") from None
-    if not low <= value <= high:
-        raise FrrBgpConfigError(field, value, "must be between %d and %d" % (low, high))
-    return value
+    return bgp_resource.integer(FrrBgpConfigError, field, value, low, high)
 
 
 def _timers(field, keepalive, hold_time):
-    keepalive = _int(field + ".keepalive", keepalive, 0, 65535)
-    hold_time = _int(field + ".hold_time", hold_time, 0, 65535)
-    if (keepalive is None) != (hold_time is None):
-        raise FrrBgpConfigError(
-            field, {"keepalive": keepalive, "hold_time": hold_time}, "set both or neither"
-        )
-    if hold_time is not None and hold_time != 0 and hold_time < 3:
-        raise FrrBgpConfigError(field + ".hold_time", hold_time, "must be 0 or at least 3")
-    return keepalive, hold_time
+    return bgp_resource.timers(FrrBgpConfigError, field, keepalive, hold_time)
 
 
 def _text(field, value):
-    if value is None:
-        return None
-    value = str(value)
-    # splitlines(): "\r", "\x85", "\u2028" ... end a line too, and would split the statement
-    if not value.strip() or value.splitlines() != [value] or value != value.strip():
-        raise FrrBgpConfigError(field, value, "must be one line without surrounding spaces")
-    return value
+    return bgp_resource.one_line(FrrBgpConfigError, field, value)
 
 
 def _password(field, value):
     """FRR takes a neighbour's password as one word (``password LINE``: one token)."""
     value = _text(field, value)
     if value is not None and len(value.split()) != 1:
-        raise FrrBgpConfigError(field, MASK, "must be one word (no spaces)")
+        raise FrrBgpConfigError(field, bgp_resource.MASK, "must be one word (no spaces)")
     return value
 
 
@@ -227,13 +186,6 @@ def _neighbor(index, data):
     )
 
 
-def wants_multipath_relax(neighbors):
-    """True when the neighbours may differ in AS: FRR then needs ``as-path multipath-relax``
-    to use them together for ECMP."""
-    asns = {n.remote_as for n in neighbors}
-    return len(asns) > 1 or any(n.peer_group and n.remote_as == "external" for n in neighbors)
-
-
 def config_from_dict(data, whole=True):
     """Validate module options (snake_case, as in the module's ``config``) into a BgpConfig.
 
@@ -244,21 +196,10 @@ def config_from_dict(data, whole=True):
     asn = _int("asn", data.get("asn"), 1, MAX_ASN)
     if asn is None:
         raise FrrBgpConfigError("asn", None, "is required")
-    router_id = data.get("router_id")
-    if router_id is not None:
-        try:
-            router_id = str(ipaddress.IPv4Address(str(router_id)))
-        except ValueError:
-            raise FrrBgpConfigError("router_id", router_id, "must be an IPv4 address") from None
+    router_id = bgp_resource.ipv4_router_id(FrrBgpConfigError, data.get("router_id"))
     keepalive, hold_time = _timers("timers", data.get("keepalive"), data.get("hold_time"))
     neighbors = tuple(_neighbor(i, n) for i, n in enumerate(data.get("neighbors") or ()))
-    seen = set()
-    for index, neighbor in enumerate(neighbors):
-        if neighbor.address in seen:
-            raise FrrBgpConfigError(
-                "neighbors[%d].address" % index, neighbor.address, "appears twice"
-            )
-        seen.add(neighbor.address)
+    bgp_resource.unique_addresses(FrrBgpConfigError, neighbors)
     pools = []
     for pool in data.get("pools") or ():
         try:
@@ -287,10 +228,12 @@ def config_from_dict(data, whole=True):
         keepalive=keepalive,
         hold_time=hold_time,
         ebgp_requires_policy=requires_policy,
-        multipath_relax=wants_multipath_relax(neighbors) if relax is None else bool(relax),
+        multipath_relax=bgp_resource.wants_multipath_relax(neighbors)
+        if relax is None
+        else bool(relax),
         maximum_paths=_int("maximum_paths", data.get("maximum_paths"), 1, MAX_PATHS),
         pools=tuple(pools),
-        neighbors=tuple(sorted(neighbors, key=_sort_key)),
+        neighbors=tuple(sorted(neighbors, key=bgp_resource.neighbor_order)),
     )
 
 
@@ -305,7 +248,9 @@ def _neighbor_lines(n, mask):
     if n.description is not None:
         lines.append("neighbor %s description %s" % (n.address, n.description))
     if n.password is not None:
-        lines.append("neighbor %s password %s" % (n.address, MASK if mask else n.password))
+        lines.append(
+            "neighbor %s password %s" % (n.address, bgp_resource.MASK if mask else n.password)
+        )
     if n.keepalive is not None:
         lines.append("neighbor %s timers %d %d" % (n.address, n.keepalive, n.hold_time))
     if n.connect_retry is not None:
@@ -361,23 +306,11 @@ def config_statements(config, mask=False):
 
 def statements_text(statements):
     """FRR configuration text for statements, laid out as ``show running-config`` does."""
-    blocks = []  # (header or None, [lines], [af lines])
-    by_header = {}
-    for context, line in statements:
-        if not context:
-            if line.startswith(("router bgp ", "route-map ")):
-                block = (line, [], [])
-                by_header[line] = block
-                blocks.append(block)
-            else:
-                blocks.append((None, [line], []))
-        elif len(context) == 1:
-            by_header[context[0]][1].append(line)
-        else:
-            by_header[context[0]][2].append(line)
     text = []
     previous_plain = False
-    for header, lines, af_lines in blocks:
+    for header, lines, af_lines in bgp_resource.statement_blocks(
+        statements, ("router bgp ", "route-map ")
+    ):
         if header is None:
             text.append(lines[0])
             previous_plain = True
@@ -556,7 +489,7 @@ def parse_config(text):
                 "is neither an IP address nor a peer group ('neighbor %s peer-group')" % name,
             )
     fields["neighbors"] = tuple(
-        sorted((Neighbor(**entry) for entry in neighbors.values()), key=_sort_key)
+        sorted((Neighbor(**entry) for entry in neighbors.values()), key=bgp_resource.neighbor_order)
     )
     return BgpConfig(**fields)
 
@@ -674,19 +607,8 @@ def diff_statements(before, after):
 def commands_for(ops):
     """vtysh commands (after ``configure terminal``) for operations, entering and leaving
     each context as needed."""
-    commands = []
-    current = ()
-    for context, line in ops:
-        common = 0
-        while common < min(len(current), len(context)) and current[common] == context[common]:
-            common += 1
-        for level in reversed(current[common:]):
-            commands.append("exit-address-family" if level.startswith("address-family") else "exit")
-        commands.extend(context[common:])
-        commands.append(line)
-        current = context
-        if not context and line.startswith(("router bgp ", "route-map ")):
-            current = (line,)
-    for level in reversed(current):
-        commands.append("exit-address-family" if level.startswith("address-family") else "exit")
-    return commands
+    return bgp_resource.view_commands(ops, ("router bgp ", "route-map "), _leave)
+
+
+def _leave(view):
+    return "exit-address-family" if view.startswith("address-family") else "exit"

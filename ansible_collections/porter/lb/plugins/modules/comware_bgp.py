@@ -258,6 +258,11 @@ import re
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.connection import Connection, ConnectionError
 
+from ansible_collections.porter.lb.plugins.module_utils.bgp_resource import (
+    config_options,
+    neighbor_options,
+    returned_config,
+)
 from ansible_collections.porter.lb.plugins.module_utils.comware_bgp import (
     ComwareBgpConfigError,
     commands_for,
@@ -280,31 +285,16 @@ from ansible_collections.porter.lb.plugins.module_utils.network_resource import 
     state_argument_spec,
 )
 
-NEIGHBOR_SPEC = dict(
-    address=dict(type="str", required=True),
-    peer_group=dict(type="bool", default=False),
-    remote_as=dict(type="str"),
-    description=dict(type="str"),
-    password=dict(type="str", no_log=True),
-    keepalive=dict(type="int"),
-    hold_time=dict(type="int"),
+NEIGHBOR_SPEC = neighbor_options(
     connect_interface=dict(type="str"),
     ebgp_max_hop=dict(type="int"),
     additional_paths_receive=dict(type="bool"),
-    listen_ranges=dict(type="list", elements="str"),
 )
 
-CONFIG_SPEC = dict(
-    asn=dict(type="int"),
-    router_id=dict(type="str"),
-    keepalive=dict(type="int"),
-    hold_time=dict(type="int"),
+CONFIG_SPEC = config_options(
+    NEIGHBOR_SPEC,
     graceful_restart=dict(type="bool"),
-    maximum_paths=dict(type="int"),
     maximum_paths_for=dict(type="str", choices=["ebgp", "ibgp", "eibgp"]),
-    multipath_relax=dict(type="bool"),
-    pools=dict(type="list", elements="str"),
-    neighbors=dict(type="list", elements="dict", options=NEIGHBOR_SPEC),
 )
 
 # `undo bgp` asks "Undo BGP process? [Y/N]:" before removing the whole view.
@@ -334,16 +324,6 @@ def desired(module, state, have):
         module.fail_json(msg=f"config.{exc}")
 
 
-def as_dict(config):
-    if config is None:
-        return None
-    data = config.to_dict()
-    for neighbor in data["neighbors"]:
-        if neighbor["password"] is not None:
-            neighbor["password"] = "********"
-    return data
-
-
 def edit(connection, commands):
     """Send commands through the cliconf plugin (which enters system-view and returns)."""
     candidate = [
@@ -369,7 +349,7 @@ def main():
         module.exit_json(changed=False, rendered=config_text(desired(module, state, None)))
     if state == "parsed":
         module.exit_json(
-            changed=False, parsed=as_dict(parse_config(module.params["running_config"]))
+            changed=False, parsed=returned_config(parse_config(module.params["running_config"]))
         )
 
     if not module._socket_path:
@@ -382,7 +362,7 @@ def main():
         running = connection.get_config(source="running")
         have = parse_config(running)
         if state == "gathered":
-            gathered = as_dict(have) or {}
+            gathered = returned_config(have) or {}
             gathered["sessions"] = parse_peer_states(connection.get("display bgp peer ipv4"))
             module.exit_json(changed=False, gathered=gathered)
 
@@ -394,14 +374,18 @@ def main():
         # With update_password=always a plain-text password never equals the running cipher
         # text, so it is sent again.
         ops = diff_statements(before_statements, after_statements)
-        result = dict(changed=False, before=as_dict(have), after=as_dict(after), commands=[])
+        result = dict(
+            changed=False, before=returned_config(have), after=returned_config(after), commands=[]
+        )
         if ops:
             commands = commands_for(ops)
             result["commands"] = [masked(c) for c in commands]
             result["changed"] = True
             if not module.check_mode:
                 edit(connection, commands)
-                result["after"] = as_dict(parse_config(connection.get_config(source="running")))
+                result["after"] = returned_config(
+                    parse_config(connection.get_config(source="running"))
+                )
     except ConnectionError as exc:
         module.fail_json(msg=masked(f"Comware: {exc}"), code=getattr(exc, "code", None))
     if module._diff:

@@ -217,6 +217,12 @@ import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.porter.lb.plugins.module_utils.bgp_resource import (
+    config_options,
+    neighbor_options,
+    returned_config,
+    wants_multipath_relax,
+)
 from ansible_collections.porter.lb.plugins.module_utils.frr_bgp import (
     FrrBgpConfigError,
     commands_for,
@@ -227,36 +233,15 @@ from ansible_collections.porter.lb.plugins.module_utils.frr_bgp import (
     owned_statements,
     parse_config,
     statements_text,
-    wants_multipath_relax,
 )
 from ansible_collections.porter.lb.plugins.module_utils.network_resource import (
     REQUIRED_IF,
     state_argument_spec,
 )
 
-NEIGHBOR_SPEC = dict(
-    address=dict(type="str", required=True),
-    peer_group=dict(type="bool", default=False),
-    remote_as=dict(type="str"),
-    description=dict(type="str"),
-    password=dict(type="str", no_log=True),
-    keepalive=dict(type="int"),
-    hold_time=dict(type="int"),
-    connect_retry=dict(type="int"),
-    listen_ranges=dict(type="list", elements="str"),
-)
+NEIGHBOR_SPEC = neighbor_options(connect_retry=dict(type="int"))
 
-CONFIG_SPEC = dict(
-    asn=dict(type="int"),
-    router_id=dict(type="str"),
-    keepalive=dict(type="int"),
-    hold_time=dict(type="int"),
-    maximum_paths=dict(type="int"),
-    multipath_relax=dict(type="bool"),
-    ebgp_requires_policy=dict(type="bool", default=True),
-    pools=dict(type="list", elements="str"),
-    neighbors=dict(type="list", elements="dict", options=NEIGHBOR_SPEC),
-)
+CONFIG_SPEC = config_options(NEIGHBOR_SPEC, ebgp_requires_policy=dict(type="bool", default=True))
 
 
 class Vtysh:
@@ -380,16 +365,6 @@ def desired(module, state, have):
     return want
 
 
-def as_dict(config):
-    if config is None:
-        return None
-    data = config.to_dict()
-    for neighbor in data["neighbors"]:
-        if neighbor["password"] is not None:
-            neighbor["password"] = "********"
-    return data
-
-
 def masked(text):
     """`text` (commands or configuration) with every neighbour password hidden."""
     return re.sub(r"^(\s*(?:no )?neighbor \S+ password ).*$", r"\1********", text, flags=re.M)
@@ -439,13 +414,13 @@ def main():
         module.exit_json(changed=False, rendered=config_text(want))
     if state == "parsed":
         config = parsed(module, module.params["running_config"], "running_config")
-        module.exit_json(changed=False, parsed=as_dict(config))
+        module.exit_json(changed=False, parsed=returned_config(config))
 
     vtysh = Vtysh(module)
     running = vtysh.running_config()
     have = parsed(module, running, where="FRR's running configuration")
     if state == "gathered":
-        gathered = as_dict(have) or {}
+        gathered = returned_config(have) or {}
         gathered["sessions"] = sessions(vtysh)
         module.exit_json(changed=False, gathered=gathered)
 
@@ -456,13 +431,15 @@ def main():
         masked(command)
         for command in commands_for(diff_statements(before_statements, after_statements))
     ]
-    result = dict(changed=False, before=as_dict(have), after=as_dict(after), commands=[])
+    result = dict(
+        changed=False, before=returned_config(have), after=returned_config(after), commands=[]
+    )
     if set(before_statements) != set(after_statements):
         result["commands"] = masked_commands
         if not module.check_mode:
             apply(module, vtysh, before_statements, after_statements)
             now = owned_statements(vtysh.running_config())
-            result["after"] = as_dict(parse_config(statements_text(now)))
+            result["after"] = returned_config(parse_config(statements_text(now)))
             result["changed"] = set(now) != set(before_statements)
         else:
             result["changed"] = True
