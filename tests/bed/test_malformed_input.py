@@ -16,15 +16,13 @@ import pytest
 from kubernetes import client
 
 from porter_lab import objects
-from porter_lab.speakers import Gobgpd
+from porter_lab.speakers import CentralSpeaker, Gobgpd
 from porter_lab.topology import NODE_ASN, ROUTER_ASN, Topology, run_id
 from porter_lab.waiting import wait_for
-from porter_lb import agent
 from porter_lb.controller import AllocationController
 from porter_lb.events import EventRecorder
 from porter_lb.informers import GROUP_PATH, Informers
 from porter_lb.kubeapi import KubeAPI, KubeError, Obj
-from porter_lb.speaker import SPEAKER_KINDS
 
 REQUESTED_IP = "eip.openelb.kubesphere.io/v1alpha1"
 REQUESTED_POOL = "eip.openelb.kubesphere.io/v1alpha2"
@@ -371,22 +369,7 @@ def test_the_speaker_reports_bad_bgp_objects_and_keeps_serving(
             "stringData": {"other": "x"},
         },
     )
-    stop = threading.Event()
-    informers = Informers(api, SPEAKER_KINDS, secret_namespace=SECRET_NAMESPACE)
-    speaker = threading.Thread(
-        target=agent.run_central,
-        kwargs={
-            "api": api,
-            "informers": informers,
-            "gobgp_target": gobgpd.target,
-            "stop": stop,
-            "identity": "bed-malformed",
-            "namespace": SECRET_NAMESPACE,
-        },
-        daemon=True,
-    )
-    speaker.start()
-    informers.start()
+    speaker = CentralSpeaker(api, gobgpd.target, "bed-malformed", SECRET_NAMESPACE).start()
     try:
         message = cluster_warning(api, "BgpConf", "default", "InvalidBgpConf")
         assert "spec.routerId" in message and "is needed" in message, message
@@ -432,16 +415,14 @@ def test_the_speaker_reports_bad_bgp_objects_and_keeps_serving(
             15,
             f"the central speaker to report BgpPeer {good}",
         )
-        assert speaker.is_alive()
+        assert speaker.running()
         for name in bad:
             status = api.get(f"{objects.BGP_PEERS}/{name}").get("status") or {}
             assert "central" not in (status.get("nodesPeerStatus") or {}), name
     finally:
-        stop.set()
-        speaker.join(10)
-        informers.stop()
+        speaker.stop()
         for path in reversed(made):
             objects.delete_if_present(api, path)
-    assert not speaker.is_alive(), "the central speaker did not stop"
+    assert not speaker.running(), "the central speaker did not stop"
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
     assert not errors, [f"{r.name}: {r.getMessage()}" for r in errors]

@@ -23,13 +23,10 @@ from porter_lab.agents import Agent
 from porter_lab.controlplane import ControlPlane
 from porter_lab.netns import CommandFailed
 from porter_lab.routers import Bird, Frr, Neighbor, Router, RouterSpec, established
-from porter_lab.speakers import Gobgpd
+from porter_lab.speakers import CentralSpeaker, Gobgpd
 from porter_lab.topology import EIP_POOL, NODE_ASN, ROUTER_ASN, Topology, run_id
 from porter_lab.waiting import wait_for
-from porter_lb import agent
-from porter_lb.informers import Informers
 from porter_lb.kubeapi import KubeAPI, KubeError
-from porter_lb.speaker import SPEAKER_KINDS
 
 SECRET_NAMESPACE = "porter-lb-system"
 BGP_POOL = "203.0.113.192/27"  # inside the router's accepted EIP_POOL
@@ -368,43 +365,6 @@ def central_router(
         instance.stop()
 
 
-class CentralSpeaker:
-    """`agent.run_central` in a thread of this process, with its own informers."""
-
-    def __init__(self, api: KubeAPI, target: str) -> None:
-        self.api, self.target = api, target
-        self.stop_event = threading.Event()
-        self.informers: Informers | None = None
-        self.thread: threading.Thread | None = None
-
-    def start(self) -> CentralSpeaker:
-        self.stop_event = threading.Event()
-        self.informers = Informers(self.api, SPEAKER_KINDS, secret_namespace=SECRET_NAMESPACE)
-        self.thread = threading.Thread(
-            target=agent.run_central,
-            kwargs={
-                "api": self.api,
-                "informers": self.informers,
-                "gobgp_target": self.target,
-                "stop": self.stop_event,
-                "identity": "bed-controller",
-                "namespace": SECRET_NAMESPACE,
-            },
-            daemon=True,
-        )
-        self.thread.start()  # subscribes while the informers start: it must cope
-        self.informers.start()
-        return self
-
-    def stop(self) -> None:
-        self.stop_event.set()
-        if self.thread is not None:
-            self.thread.join(10)
-            assert not self.thread.is_alive(), "the central speaker did not stop"
-        if self.informers is not None:
-            self.informers.stop()
-
-
 def test_central_speaker_follows_the_cluster(
     cluster: Cluster,
     topology: Topology,
@@ -416,14 +376,17 @@ def test_central_speaker_follows_the_cluster(
         cluster.add_node(node.name, node.address)
     cluster.add_bgppeer("tor", topology.router_address)
     gobgpd = start_gobgpd(topology.nodes[0].netns)
-    speaker = CentralSpeaker(cluster.api, gobgpd.target).start()
+    speaker = CentralSpeaker(cluster.api, gobgpd.target, "bed-controller", SECRET_NAMESPACE)
+    speaker.start()
     try:
         established(central_router)
 
         def restart() -> None:
             speaker.stop()
+            assert not speaker.running(), "the central speaker did not stop"
             speaker.start()
 
         scenario(cluster, topology, central_router, restart, lambda _node: "central")
     finally:
         speaker.stop()
+        assert not speaker.running(), "the central speaker did not stop"

@@ -1,12 +1,18 @@
-"""gobgpd processes in a node's network namespace, driven over gRPC on a unix socket."""
+"""gobgpd processes in a node's network namespace, driven over gRPC on a unix socket, and the
+central speaker (`porter_lb.agent.run_central`) in a thread of the calling process."""
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from porter_lab.processes import Daemon
+from porter_lb import agent
 from porter_lb.gobgp import GoBGP
+from porter_lb.informers import Informers
+from porter_lb.kubeapi import KubeAPI
+from porter_lb.speaker import SPEAKER_KINDS
 
 
 @dataclass
@@ -57,3 +63,48 @@ class Gobgpd:
             self.client.close()
         if self.daemon is not None:
             self.daemon.stop()
+
+
+class CentralSpeaker:
+    """`agent.run_central` in a daemon thread of this process, feeding the gobgpd at `target`,
+    with informers of its own (SPEAKER_KINDS, Secrets of `namespace`). Restartable: `start`
+    after `stop` runs a fresh thread with fresh informers."""
+
+    def __init__(
+        self, api: KubeAPI, target: str, identity: str, namespace: str = "porter-lb-system"
+    ) -> None:
+        self.api, self.target, self.identity, self.namespace = api, target, identity, namespace
+        self.stop_event = threading.Event()
+        self.informers: Informers | None = None
+        self.thread: threading.Thread | None = None
+
+    def start(self) -> CentralSpeaker:
+        self.stop_event = threading.Event()
+        self.informers = Informers(self.api, SPEAKER_KINDS, secret_namespace=self.namespace)
+        self.thread = threading.Thread(
+            target=agent.run_central,
+            kwargs={
+                "api": self.api,
+                "informers": self.informers,
+                "gobgp_target": self.target,
+                "stop": self.stop_event,
+                "identity": self.identity,
+                "namespace": self.namespace,
+            },
+            daemon=True,
+        )
+        self.thread.start()  # subscribes while the informers start: it must cope
+        self.informers.start()
+        return self
+
+    def stop(self) -> None:
+        """Ask the speaker to stop, wait up to 10 s for its thread, stop its informers. Whether
+        the thread ended is `running()`'s to say; callers assert it where it matters."""
+        self.stop_event.set()
+        if self.thread is not None:
+            self.thread.join(10)
+        if self.informers is not None:
+            self.informers.stop()
+
+    def running(self) -> bool:
+        return self.thread is not None and self.thread.is_alive()
