@@ -21,6 +21,7 @@ __all__ = [
     "MASK",
     "BgpOptionError",
     "as_plain_dict",
+    "changing_result",
     "config_options",
     "integer",
     "ipv4_router_id",
@@ -29,6 +30,7 @@ __all__ = [
     "one_line",
     "returned_config",
     "statement_blocks",
+    "statements_diff",
     "timers",
     "unique_addresses",
     "view_commands",
@@ -150,6 +152,23 @@ def returned_config(config):
         if neighbor["password"] is not None:
             neighbor["password"] = MASK
     return data
+
+
+def changing_result(have, after):
+    """A changing state's result before any command is sent: ``before`` and ``after`` as
+    returned, nothing changed yet."""
+    return dict(
+        changed=False,
+        before=returned_config(have),
+        after=returned_config(after),
+        commands=[],
+    )
+
+
+def statements_diff(before, after, statements_text, masked):
+    """The ``diff`` a module returns in diff mode: the owned configuration text before and
+    after, laid out by the router's `statements_text`, passwords hidden by its `masked`."""
+    return dict(before=masked(statements_text(before)), after=masked(statements_text(after)))
 
 
 # --- argument spec ----------------------------------------------------------

@@ -258,11 +258,7 @@ import re
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.connection import Connection, ConnectionError
 
-from ansible_collections.porter.lb.plugins.module_utils.bgp_resource import (
-    config_options,
-    neighbor_options,
-    returned_config,
-)
+from ansible_collections.porter.lb.plugins.module_utils import bgp_resource
 from ansible_collections.porter.lb.plugins.module_utils.comware_bgp import (
     ComwareBgpConfigError,
     commands_for,
@@ -285,13 +281,13 @@ from ansible_collections.porter.lb.plugins.module_utils.network_resource import 
     state_argument_spec,
 )
 
-NEIGHBOR_SPEC = neighbor_options(
+NEIGHBOR_SPEC = bgp_resource.neighbor_options(
     connect_interface=dict(type="str"),
     ebgp_max_hop=dict(type="int"),
     additional_paths_receive=dict(type="bool"),
 )
 
-CONFIG_SPEC = config_options(
+CONFIG_SPEC = bgp_resource.config_options(
     NEIGHBOR_SPEC,
     graceful_restart=dict(type="bool"),
     maximum_paths_for=dict(type="str", choices=["ebgp", "ibgp", "eibgp"]),
@@ -349,7 +345,8 @@ def main():
         module.exit_json(changed=False, rendered=config_text(desired(module, state, None)))
     if state == "parsed":
         module.exit_json(
-            changed=False, parsed=returned_config(parse_config(module.params["running_config"]))
+            changed=False,
+            parsed=bgp_resource.returned_config(parse_config(module.params["running_config"])),
         )
 
     if not module._socket_path:
@@ -362,7 +359,7 @@ def main():
         running = connection.get_config(source="running")
         have = parse_config(running)
         if state == "gathered":
-            gathered = returned_config(have) or {}
+            gathered = bgp_resource.returned_config(have) or {}
             gathered["sessions"] = parse_peer_states(connection.get("display bgp peer ipv4"))
             module.exit_json(changed=False, gathered=gathered)
 
@@ -374,24 +371,21 @@ def main():
         # With update_password=always a plain-text password never equals the running cipher
         # text, so it is sent again.
         ops = diff_statements(before_statements, after_statements)
-        result = dict(
-            changed=False, before=returned_config(have), after=returned_config(after), commands=[]
-        )
+        result = bgp_resource.changing_result(have, after)
         if ops:
             commands = commands_for(ops)
             result["commands"] = [masked(c) for c in commands]
             result["changed"] = True
             if not module.check_mode:
                 edit(connection, commands)
-                result["after"] = returned_config(
+                result["after"] = bgp_resource.returned_config(
                     parse_config(connection.get_config(source="running"))
                 )
     except ConnectionError as exc:
         module.fail_json(msg=masked(f"Comware: {exc}"), code=getattr(exc, "code", None))
     if module._diff:
-        result["diff"] = dict(
-            before=masked(statements_text(before_statements)),
-            after=masked(statements_text(after_statements)),
+        result["diff"] = bgp_resource.statements_diff(
+            before_statements, after_statements, statements_text, masked
         )
     module.exit_json(**result)
 

@@ -217,12 +217,7 @@ import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.porter.lb.plugins.module_utils.bgp_resource import (
-    config_options,
-    neighbor_options,
-    returned_config,
-    wants_multipath_relax,
-)
+from ansible_collections.porter.lb.plugins.module_utils import bgp_resource
 from ansible_collections.porter.lb.plugins.module_utils.frr_bgp import (
     FrrBgpConfigError,
     commands_for,
@@ -239,9 +234,11 @@ from ansible_collections.porter.lb.plugins.module_utils.network_resource import 
     state_argument_spec,
 )
 
-NEIGHBOR_SPEC = neighbor_options(connect_retry=dict(type="int"))
+NEIGHBOR_SPEC = bgp_resource.neighbor_options(connect_retry=dict(type="int"))
 
-CONFIG_SPEC = config_options(NEIGHBOR_SPEC, ebgp_requires_policy=dict(type="bool", default=True))
+CONFIG_SPEC = bgp_resource.config_options(
+    NEIGHBOR_SPEC, ebgp_requires_policy=dict(type="bool", default=True)
+)
 
 
 class Vtysh:
@@ -329,7 +326,9 @@ def normalised(config, neighbors):
     """Validate the result of a merge again (rules span fields) through the same function."""
     data = config.to_dict()
     data["neighbors"] = [n.to_dict() for n in neighbors]
-    data["multipath_relax"] = config.multipath_relax or wants_multipath_relax(neighbors)
+    data["multipath_relax"] = config.multipath_relax or bgp_resource.wants_multipath_relax(
+        neighbors
+    )
     return config_from_dict(data)
 
 
@@ -414,13 +413,13 @@ def main():
         module.exit_json(changed=False, rendered=config_text(want))
     if state == "parsed":
         config = parsed(module, module.params["running_config"], "running_config")
-        module.exit_json(changed=False, parsed=returned_config(config))
+        module.exit_json(changed=False, parsed=bgp_resource.returned_config(config))
 
     vtysh = Vtysh(module)
     running = vtysh.running_config()
     have = parsed(module, running, where="FRR's running configuration")
     if state == "gathered":
-        gathered = returned_config(have) or {}
+        gathered = bgp_resource.returned_config(have) or {}
         gathered["sessions"] = sessions(vtysh)
         module.exit_json(changed=False, gathered=gathered)
 
@@ -431,22 +430,19 @@ def main():
         masked(command)
         for command in commands_for(diff_statements(before_statements, after_statements))
     ]
-    result = dict(
-        changed=False, before=returned_config(have), after=returned_config(after), commands=[]
-    )
+    result = bgp_resource.changing_result(have, after)
     if set(before_statements) != set(after_statements):
         result["commands"] = masked_commands
         if not module.check_mode:
             apply(module, vtysh, before_statements, after_statements)
             now = owned_statements(vtysh.running_config())
-            result["after"] = returned_config(parse_config(statements_text(now)))
+            result["after"] = bgp_resource.returned_config(parse_config(statements_text(now)))
             result["changed"] = set(now) != set(before_statements)
         else:
             result["changed"] = True
     if module._diff:
-        result["diff"] = dict(
-            before=masked(statements_text(before_statements)),
-            after=masked(statements_text(after_statements)),
+        result["diff"] = bgp_resource.statements_diff(
+            before_statements, after_statements, statements_text, masked
         )
     module.exit_json(**result)
 
