@@ -20,6 +20,7 @@ import ipaddress
 __all__ = [
     "MASK",
     "BgpOptionError",
+    "PlainData",
     "as_plain_dict",
     "changing_result",
     "config_options",
@@ -140,6 +141,13 @@ def as_plain_dict(instance):
     """A model dataclass as plain data: nested dataclasses as dictionaries, tuples as lists
     (the shape of the modules' ``config`` option, which config_from_dict reads back)."""
     return _lists(dataclasses.asdict(instance))
+
+
+class PlainData:
+    """Mixin for the model dataclasses (Neighbor, BgpConfig): ``to_dict()`` as plain data."""
+
+    def to_dict(self):
+        return as_plain_dict(self)
 
 
 def returned_config(config):

@@ -83,7 +83,7 @@ class ComwareBgpConfigError(bgp_resource.BgpOptionError):
 
 
 @dataclasses.dataclass(frozen=True)
-class Neighbor:
+class Neighbor(bgp_resource.PlainData):
     """A BGP peer (an IPv4 address) or a peer group (a name) with its dynamic peer ranges.
 
     ``password`` is the plain text given to the module, or, when parsed from the switch,
@@ -102,12 +102,9 @@ class Neighbor:
     additional_paths_receive: bool = False
     listen_ranges: tuple[str, ...] = ()
 
-    def to_dict(self):
-        return bgp_resource.as_plain_dict(self)
-
 
 @dataclasses.dataclass(frozen=True)
-class BgpConfig:
+class BgpConfig(bgp_resource.PlainData):
     """The owned part of ``bgp <asn>`` and its policies.
 
     ``maximum_paths`` is ``balance``'s number, ``maximum_paths_for`` its keyword (None: plain
@@ -125,9 +122,6 @@ class BgpConfig:
     maximum_paths_for: str | None = None
     pools: tuple[str, ...] = ()
     neighbors: tuple[Neighbor, ...] = ()
-
-    def to_dict(self):
-        return bgp_resource.as_plain_dict(self)
 
 
 # --- validation -------------------------------------------------------------

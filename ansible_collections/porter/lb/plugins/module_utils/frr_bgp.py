@@ -69,7 +69,7 @@ class FrrBgpConfigError(bgp_resource.BgpOptionError):
 
 
 @dataclasses.dataclass(frozen=True)
-class Neighbor:
+class Neighbor(bgp_resource.PlainData):
     """A BGP neighbour (an IP address) or a peer group (a name) with its listen ranges."""
 
     address: str
@@ -82,12 +82,9 @@ class Neighbor:
     connect_retry: int | None = None
     listen_ranges: tuple[str, ...] = ()
 
-    def to_dict(self):
-        return bgp_resource.as_plain_dict(self)
-
 
 @dataclasses.dataclass(frozen=True)
-class BgpConfig:
+class BgpConfig(bgp_resource.PlainData):
     """The owned part of ``router bgp <asn>`` and its policies.
 
     ``pools`` non-empty means explicit policies: every neighbour gets
@@ -104,9 +101,6 @@ class BgpConfig:
     maximum_paths: int | None = None
     pools: tuple[str, ...] = ()
     neighbors: tuple[Neighbor, ...] = ()
-
-    def to_dict(self):
-        return bgp_resource.as_plain_dict(self)
 
 
 # --- validation -------------------------------------------------------------
