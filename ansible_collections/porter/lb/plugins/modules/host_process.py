@@ -109,14 +109,14 @@ log_file:
   sample: /var/log/porter-lb/agent-node1.log
 """
 
-# Ansible modules: imports follow DOCUMENTATION.
-import json  # noqa: E402
-import os  # noqa: E402
-import signal  # noqa: E402
-import subprocess  # noqa: E402
-import time  # noqa: E402
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import time
 
-from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible.module_utils.basic import AnsibleModule
 
 
 def start_time(pid):
@@ -171,10 +171,8 @@ def log_tail(path, lines=20):
 
 def remove(pid_file):
     for path in (pid_file, pid_file + ".json"):
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
-        except FileNotFoundError:
-            pass
 
 
 def main():
@@ -194,13 +192,15 @@ def main():
     )
     params = module.params
     pid_file = params["pid_file"]
-    log_file = params["log_file"] or (
-        pid_file[: -len(".pid")] if pid_file.endswith(".pid") else pid_file
-    ) + ".log"
+    log_file = (
+        params["log_file"]
+        or (pid_file[: -len(".pid")] if pid_file.endswith(".pid") else pid_file) + ".log"
+    )
     environment = {str(k): str(v) for k, v in params["environment"].items()}
     current = recorded(pid_file)
-    result = dict(changed=False, pid=current["pid"] if current else None, restarted=False,
-                  log_file=log_file)
+    result = dict(
+        changed=False, pid=current["pid"] if current else None, restarted=False, log_file=log_file
+    )
 
     if params["state"] == "stopped":
         if current is not None:
@@ -214,7 +214,11 @@ def main():
     argv = params["argv"]
     if not argv:
         module.fail_json(msg="argv: empty; a command is needed with state=started")
-    if current is not None and current.get("argv") == argv and current.get("environment") == environment:
+    if (
+        current is not None
+        and current.get("argv") == argv
+        and current.get("environment") == environment
+    ):
         module.exit_json(**result)
 
     result.update(changed=True, restarted=current is not None, pid=None)
@@ -238,8 +242,9 @@ def main():
             )
     except OSError as error:
         module.fail_json(msg=f"argv: cannot start {argv[0]!r}: {error}", **result)
-    record = dict(pid=process.pid, start_time=start_time(process.pid), argv=argv,
-                  environment=environment)
+    record = dict(
+        pid=process.pid, start_time=start_time(process.pid), argv=argv, environment=environment
+    )
     with open(pid_file + ".json", "w") as handle:
         json.dump(record, handle)
     with open(pid_file, "w") as handle:
