@@ -23,7 +23,6 @@ Per router, one story (BIRD with `--host-rules table`, FRR with `--host-rules lo
 
 from __future__ import annotations
 
-import json
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -41,6 +40,7 @@ from porter_lab.processes import Daemon
 from porter_lab.routers import Bird, Frr, Neighbor, Router, RouterSpec, established
 from porter_lab.speakers import Gobgpd
 from porter_lab.topology import NODE_ASN, ROUTER_ASN, Topology, run_id
+from porter_lab.traffic import count_answers, serve_node_name
 from porter_lab.waiting import wait_for
 from porter_lb.hostrules import DEFAULT_PRIORITY, DEFAULT_PROTOCOL, DEFAULT_TABLE
 from porter_lb.kubeapi import KubeAPI, KubeError
@@ -50,63 +50,6 @@ SYSTEM_NAMESPACE = "porter-lb-system"
 CONNECTIONS = 120
 MIN_SHARE = 0.20
 STALE_IP, FOREIGN_IP = "203.0.113.159", "203.0.113.158"  # never allocated: .144/28 has room
-
-# One connection per source port, bounded in count (argv) and in time (a deadline and a
-# per-connection timeout); prints {answer: count}.
-CLIENT = r"""
-import json, socket, sys, time
-eip, source, first, count, budget = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:6])
-deadline = time.monotonic() + budget
-answers = {}
-for port in range(first, first + count):
-    if time.monotonic() > deadline:
-        answers["error: deadline"] = answers.get("error: deadline", 0) + 1
-        continue
-    conn = socket.socket()
-    conn.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    conn.settimeout(2)
-    try:
-        conn.bind((source, port))
-        conn.connect((eip, 80))
-        conn.sendall(b"GET / HTTP/1.0\r\nHost: eip\r\n\r\n")
-        reply = b""
-        while chunk := conn.recv(4096):
-            reply += chunk
-        answer = reply.partition(b"\r\n\r\n")[2].decode().strip() or "error: empty"
-    except OSError as error:
-        answer = f"error: {type(error).__name__}"
-    finally:
-        conn.close()
-    answers[answer] = answers.get(answer, 0) + 1
-print(json.dumps(answers))
-"""
-
-
-# Each node's HTTP server: answers every GET with the node's name.
-SERVER = r"""
-import http.server, socket, socketserver, sys
-name, transparent = sys.argv[1], sys.argv[2] == "transparent"
-
-class Server(http.server.ThreadingHTTPServer):
-    def server_bind(self):
-        if transparent:  # may answer from an address that is not local (IP_TRANSPARENT)
-            self.socket.setsockopt(socket.SOL_IP, getattr(socket, "IP_TRANSPARENT", 19), 1)
-        socketserver.TCPServer.server_bind(self)  # no reverse DNS of 0.0.0.0
-        self.server_name, self.server_port = name, 80
-
-class Answer(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = name.encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-Server(("0.0.0.0", 80), Answer).serve_forever()
-"""
 
 
 @dataclass
@@ -281,21 +224,7 @@ class DataPath:
     def connections(self, ip: str) -> Counter[str]:
         """CONNECTIONS connections from the client, each from its own source port."""
         first, self.next_port = self.next_port, self.next_port + CONNECTIONS
-        out = netns.run(
-            [
-                sys.executable,
-                "-c",
-                CLIENT,
-                ip,
-                self.topology.client_address,
-                str(first),
-                str(CONNECTIONS),
-                "20",
-            ],
-            netns=self.topology.client_ns,
-            timeout=40,
-        )
-        return Counter(json.loads(out))
+        return count_answers(self.topology, ip, first, CONNECTIONS, budget=20, timeout=40)
 
     def stop(self) -> None:
         for daemon in self.daemons:
@@ -316,19 +245,6 @@ class DataPath:
                 self.api.merge_patch(path, {"metadata": {"finalizers": None}})
             except KubeError as error:
                 assert error.status == 404
-
-
-def serve_node_name(node_netns: str, name: str, workdir: Path, *, transparent: bool) -> Daemon:
-    """HTTP on 0.0.0.0:80 in the node, answering its name. It gets a packet for an EIP only
-    when the node's host rules accept the EIP. A reply from an EIP that is not a local address
-    (mode `table`: the EIP is routed to the host, not assigned) needs a transparent socket,
-    as TPROXY-style proxies use; in mode `local` any socket can answer."""
-    return Daemon(
-        f"http-{name}",
-        [sys.executable, "-c", SERVER, name, "transparent" if transparent else "plain"],
-        workdir / f"http-{name}.log",
-        netns=node_netns,
-    ).start()
 
 
 def kernel_entries(ns: str) -> list[str]:

@@ -17,6 +17,7 @@ also written to `<lab dir>/demo-summary.json`. `porter-lab down` removes it all.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import random
@@ -28,9 +29,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from porter_lab import cli, netns, objects
+from porter_lab import cli, netns, objects, traffic
 from porter_lab.paths import REPO, lab_state_dir
-from porter_lab.processes import Daemon
 from porter_lab.topology import CLIENT_NET, Topology
 from porter_lab.waiting import wait_for
 
@@ -40,60 +40,6 @@ ENDPOINT_NODES = ["node1", "node2"]
 REQUESTS = 100
 STEPS = 5
 BIN = Path(sys.executable).parent
-
-# One HTTP request per source port, each bounded by a 2 s timeout, all by a deadline; prints
-# {answer: count}.
-CLIENT = r"""
-import json, socket, sys, time
-eip, source, first, count, budget = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:6])
-deadline = time.monotonic() + budget
-answers = {}
-for port in range(first, first + count):
-    if time.monotonic() > deadline:
-        answers["error: deadline"] = answers.get("error: deadline", 0) + 1
-        continue
-    conn = socket.socket()
-    conn.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    conn.settimeout(2)
-    try:
-        conn.bind((source, port))
-        conn.connect((eip, 80))
-        conn.sendall(b"GET / HTTP/1.0\r\nHost: demo\r\n\r\n")
-        reply = b""
-        while chunk := conn.recv(4096):
-            reply += chunk
-        answer = reply.partition(b"\r\n\r\n")[2].decode().strip() or "error: empty"
-    except OSError as error:
-        answer = f"error: {type(error).__name__}"
-    finally:
-        conn.close()
-    answers[answer] = answers.get(answer, 0) + 1
-print(json.dumps(answers))
-"""
-
-# The HTTP server of a node: answers every GET with the node's name, on 0.0.0.0:80.
-SERVER = r"""
-import http.server, socketserver, sys
-name = sys.argv[1]
-
-class Server(http.server.ThreadingHTTPServer):
-    def server_bind(self):
-        socketserver.TCPServer.server_bind(self)  # no reverse DNS of 0.0.0.0
-        self.server_name, self.server_port = name, 80
-
-class Answer(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = name.encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-Server(("0.0.0.0", 80), Answer).serve_forever()
-"""
 
 
 class Progress:
@@ -168,7 +114,7 @@ def main(args: argparse.Namespace) -> int:
     audits = json.loads(report.read_text())
     progress.done()
 
-    summary = {
+    summary: dict[str, Any] = {
         "eip": ip,
         "pool": POOL_RANGE,
         "route": route,
@@ -245,17 +191,12 @@ def serve_node_names(topo: Topology, state: dict[str, Any]) -> None:
     for node in topo.nodes:
         if netns.run(["ss", "-Htln", "sport", "= :80"], netns=node.netns).strip():
             continue
-        daemon = Daemon(
-            f"http-{node.name}",
-            [sys.executable, "-c", SERVER, node.name],
-            lab_state_dir() / f"http-{node.name}.log",
-            netns=node.netns,
-        ).start()
+        daemon = traffic.serve_node_name(node.netns, node.name, lab_state_dir())
         state["pids"][daemon.name] = daemon.pid
         cli._save(state)
     for node in topo.nodes:
         wait_for(
-            lambda ns=node.netns: netns.run(["ss", "-Htln", "sport", "= :80"], netns=ns),
+            functools.partial(netns.run, ["ss", "-Htln", "sport", "= :80"], netns=node.netns),
             10,
             f"HTTP listening in {node.netns}",
         )
@@ -293,12 +234,7 @@ def requests(topo: Topology, ip: str) -> Counter[str]:
     """REQUESTS connections from the client namespace, each from its own source port (a fresh
     random block each run, so no port is still in TIME_WAIT from the last)."""
     first = random.randrange(20000, 60000 - REQUESTS)
-    out = netns.run(
-        [sys.executable, "-c", CLIENT, ip, f"{CLIENT_NET}.10", str(first), str(REQUESTS), "30"],
-        netns=topo.client_ns,
-        timeout=45,
-    )
-    return Counter(json.loads(out))
+    return traffic.count_answers(topo, ip, first, REQUESTS, budget=30, timeout=45)
 
 
 def print_summary(summary: dict[str, Any], topo: Topology) -> None:
