@@ -15,7 +15,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from porter_lab import netns
+from porter_lab.ansible_run import recaps
 from porter_lab.topology import PREFIX_ROOT, run_id
 from porter_lab.waiting import wait_for
 
@@ -99,10 +99,10 @@ def test_demo_end_to_end_then_site_again_changes_nothing(demo_lab: dict[str, str
         cwd=REPO, capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip
     assert second.returncode == 0, f"site.yml again:\n{second.stdout}\n{second.stderr}"
-    recap = re.findall(r"^(\S+)\s+:\s+ok=\d+\s+changed=(\d+)", second.stdout, re.MULTILINE)
-    assert recap, second.stdout
-    changed = {host: int(n) for host, n in recap}
-    assert set(changed) == {"lab-router", "localhost"}, recap
+    counters = recaps(second.stdout)
+    assert counters, second.stdout
+    changed = {host: n["changed"] for host, n in counters.items()}
+    assert set(changed) == {"lab-router", "localhost"}, counters
     assert all(n == 0 for n in changed.values()), (
         f"site.yml changed something the second time: {changed}\n"
         + "\n".join(

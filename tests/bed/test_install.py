@@ -32,6 +32,7 @@ from kubernetes.dynamic.exceptions import NotFoundError
 
 from porter_lab import objects
 from porter_lab.agents import Agent
+from porter_lab.ansible_run import recap
 from porter_lab.controlplane import ControlPlane
 from porter_lab.helm import helm_binary
 from porter_lab.kube import load_manifests
@@ -214,9 +215,7 @@ def playbook(
         assert fails_with in " ".join(result.stdout.split()), result.stdout
     else:
         assert result.returncode == 0, f"ansible-playbook failed:\n{result.stdout}\n{result.stderr}"
-    match = re.search(r"^localhost\s+:\s+(.*)$", result.stdout, re.MULTILINE)
-    assert match, result.stdout
-    return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", match.group(1))}
+    return recap(result.stdout)
 
 
 def comparable(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:

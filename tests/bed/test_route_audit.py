@@ -8,10 +8,8 @@ only every 300 s) show up as missing, stale or wrong next hops; `porter.lb.route
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,21 +19,17 @@ from kubernetes import client
 
 from porter_lab import objects
 from porter_lab.agents import Agent
+from porter_lab.ansible_run import environment, run_task
 from porter_lab.controlplane import ControlPlane
 from porter_lab.netns import CommandFailed
 from porter_lab.routers import Bird, Router, established
-from porter_lab.speakers import Gobgpd
+from porter_lab.speakers import CentralSpeaker, Gobgpd
 from porter_lab.topology import NODE_ASN, Topology, run_id
 from porter_lab.waiting import wait_for
-from porter_lb import agent
 from porter_lb.gobgp import GoBGP, Route
-from porter_lb.informers import Informers
 from porter_lb.kubeapi import KubeAPI
 from porter_lb.routes import path_identifier
-from porter_lb.speaker import SPEAKER_KINDS
 
-REPO = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
 SECRET_NAMESPACE = "porter-lb-system"
 BGP_POOL = "203.0.113.192/27"  # inside the router's accepted EIP_POOL
 IP_WEB, IP_LOCAL, IP_STALE = "203.0.113.193", "203.0.113.194", "203.0.113.200"
@@ -127,38 +121,9 @@ def audit_cli(kubeconfig: Path, args: list[str]) -> tuple[int, dict[str, Any], s
 def play(tmp_path: Path, kubeconfig: Path, args: dict[str, Any], *, check: bool = False):
     """porter.lb.route_audit through ansible-playbook (kubeconfig from K8S_AUTH_KUBECONFIG,
     as AWX's Kubernetes credential provides it): the registered result."""
-    out = tmp_path / "result.json"
-    out.unlink(missing_ok=True)
-    tasks = [
-        {"porter.lb.route_audit": args, "register": "result", "ignore_errors": True},
-        {
-            "ansible.builtin.copy": {"content": "{{ result | to_json }}", "dest": str(out)},
-            "check_mode": False,
-        },
-    ]
-    playbook = tmp_path / "audit.yml"
-    playbook.write_text(json.dumps([{"hosts": "localhost", "gather_facts": False, "tasks": tasks}]))
-    command = [
-        str(BIN / "ansible-playbook"),
-        "-i",
-        "localhost,",
-        "-c",
-        "local",
-        "-e",
-        f"ansible_python_interpreter={sys.executable}",
-        str(playbook),
-    ] + ["--check"] * check
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANSIBLE_", "K8S_AUTH_"))}
-    env |= {
-        "ANSIBLE_COLLECTIONS_PATH": str(REPO),
-        "ANSIBLE_NOCOLOR": "1",
-        "K8S_AUTH_KUBECONFIG": str(kubeconfig),
-    }
-    run = subprocess.run(
-        command, capture_output=True, text=True, timeout=180, env=env, check=False, cwd=tmp_path
-    )
-    assert run.returncode == 0, f"{run.stdout}\n{run.stderr}"
-    return json.loads(out.read_text())
+    env = environment(drop=("ANSIBLE_", "K8S_AUTH_")) | {"K8S_AUTH_KUBECONFIG": str(kubeconfig)}
+    result, _ = run_task("porter.lb.route_audit", args, tmp_path, check=check, env=env, timeout=180)
+    return result
 
 
 def rib(router: Router, prefix: str) -> set[str]:
@@ -294,22 +259,7 @@ def test_audit_central_speaker_gobgpd(
     n1, n2 = (n.address for n in topology.nodes)
     gobgpd = start_gobgpd(topology.nodes[0].netns)
     assert gobgpd.client is not None
-    stop = threading.Event()
-    informers = Informers(cluster.api, SPEAKER_KINDS, secret_namespace=SECRET_NAMESPACE)
-    thread = threading.Thread(
-        target=agent.run_central,
-        kwargs={
-            "api": cluster.api,
-            "informers": informers,
-            "gobgp_target": gobgpd.target,
-            "stop": stop,
-            "identity": "audit-bed",
-            "namespace": SECRET_NAMESPACE,
-        },
-        daemon=True,
-    )
-    thread.start()
-    informers.start()
+    speaker = CentralSpeaker(cluster.api, gobgpd.target, "audit-bed", SECRET_NAMESPACE).start()
     try:
         cluster.service("web", IP_WEB)
         args = ["--router", "gobgp", "--gobgp", gobgpd.target, "--mode", "central"]
@@ -327,6 +277,4 @@ def test_audit_central_speaker_gobgpd(
             (host(IP_WEB), [n1], [n1, n2])
         ]
     finally:
-        stop.set()
-        thread.join(10)
-        informers.stop()
+        speaker.stop()

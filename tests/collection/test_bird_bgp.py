@@ -7,85 +7,36 @@ checkout, and checks what the daemon and the owned file show afterwards.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
+from porter_lab.ansible_run import run_task
 from porter_lab.bird_include import IncludingBird
+from porter_lab.paths import REPO
 from porter_lab.speakers import Gobgpd
 from porter_lab.topology import EIP_POOL, NODE_ASN, ROUTER_ASN, Topology, run_id
 from porter_lab.waiting import wait_for
 
-REPO = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
 
-
-def play(task: dict[str, Any], *flags: str) -> tuple[int, dict[str, Any]]:
+def play(
+    task: dict[str, Any], *, check: bool = False, diff: bool = False
+) -> tuple[int, dict[str, Any]]:
     """Run one porter.lb.bird_bgp task; return 1 if it failed (else 0) and its result."""
     workdir = Path(tempfile.mkdtemp(prefix="bird_bgp_play_"))
-    book, out = workdir / "play.yml", workdir / "result.json"
-    book.write_text(
-        yaml.safe_dump(
-            [
-                {
-                    "hosts": "localhost",
-                    "gather_facts": False,
-                    "tasks": [
-                        {
-                            "name": "bird_bgp",
-                            "porter.lb.bird_bgp": task,
-                            "register": "result",
-                            "ignore_errors": True,
-                        },
-                        {
-                            "name": "keep the result",
-                            "ansible.builtin.copy": {
-                                "content": "{{ result | to_json }}",
-                                "dest": str(out),
-                            },
-                            "check_mode": False,
-                            "diff": False,
-                        },
-                    ],
-                }
-            ]
-        )
-    )
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")},
-        "ANSIBLE_COLLECTIONS_PATH": str(REPO),
-        "ANSIBLE_NOCOLOR": "1",
-    }
     try:
-        run = subprocess.run(
-            [
-                str(BIN / "ansible-playbook"),
-                "-i",
-                "localhost,",
-                "-c",
-                "local",
-                "-e",
-                f"ansible_python_interpreter={sys.executable}",
-                *flags,
-                str(book),
-            ],
+        result, _ = run_task(
+            "porter.lb.bird_bgp",
+            task,
+            workdir,
+            check=check,
+            diff=diff,
             cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
         )
-        assert run.returncode == 0, f"ansible-playbook:\n{run.stdout}\n{run.stderr}"
-        result: dict[str, Any] = json.loads(out.read_text())
     finally:
         shutil.rmtree(workdir)
     return (1 if result.get("failed") else 0), result
@@ -136,13 +87,13 @@ def test_apply_is_idempotent_checked_diffed_and_the_session_comes_up(
     bird, files, config = lab["bird"], lab["files"], lab["config"]
     empty = Path(files["path"]).read_text()
 
-    rc, checked = play({**files, "config": config}, "--check", "--diff")
+    rc, checked = play({**files, "config": config}, check=True, diff=True)
     assert rc == 0 and checked["changed"] is True, checked
     assert "neighbor 198.51.100.11 as 65001" in checked["diff"]["after"]
     assert Path(files["path"]).read_text() == empty, "check mode changed the file"
     assert bgp_state(bird, "node1") == ""
 
-    rc, first = play({**files, "config": config}, "--diff")
+    rc, first = play({**files, "config": config}, diff=True)
     assert rc == 0 and first["changed"] is True, first
     assert first["diff"]["before"] == empty
     assert "Reconfigured" in first["birdc"]

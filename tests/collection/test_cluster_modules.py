@@ -6,9 +6,6 @@ the option, deletion, and `wait` on a real allocation controller and a real BGP 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -19,6 +16,7 @@ import pytest
 from kubernetes import client
 
 from porter_lab import objects
+from porter_lab.ansible_run import environment, run_task
 from porter_lab.controlplane import ControlPlane
 from porter_lab.routers import Bird, Neighbor, Router, RouterSpec, established
 from porter_lab.speakers import Gobgpd
@@ -31,8 +29,6 @@ from porter_lb.informers import Informers
 from porter_lb.kubeapi import KubeAPI
 from porter_lb.speaker import SPEAKER_KINDS
 
-REPO = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
 PASSWORD = "s3cret-md5-pw"  # must never appear in any output
 SECRET_NAMESPACE = "porter-lb-system"
 
@@ -73,54 +69,29 @@ class Bed:
         K8S_AUTH_KUBECONFIG as AWX's Kubernetes credential passes it; with `auth_by_group` in
         the play's module_defaults for the action group porter.lb.cluster.
         """
-        out = self.tmp_path / "result.json"
-        out.unlink(missing_ok=True)
-        play: dict[str, Any] = {"hosts": "localhost", "gather_facts": False}
+        play: dict[str, Any] = {}
         if auth_by_group:
             play["module_defaults"] = {
                 "group/porter.lb.cluster": {"kubeconfig": str(self.kubeconfig)}
             }
         elif not auth_by_env:
             args = {"kubeconfig": str(self.kubeconfig), **args}
-        tasks = [
-            {f"porter.lb.{module}": args, "register": "result", "ignore_errors": True},
-            {
-                "ansible.builtin.copy": {"content": "{{ result | to_json }}", "dest": str(out)},
-                "check_mode": False,
-                "diff": False,
-            },
-        ]
-        playbook = self.tmp_path / "play.yml"
-        playbook.write_text(json.dumps([{**play, "tasks": tasks}]))
-        command = [
-            str(BIN / "ansible-playbook"),
-            "-i",
-            "localhost,",
-            "-c",
-            "local",
-            "-e",
-            f"ansible_python_interpreter={sys.executable}",
-            str(playbook),
-        ]
-        command += ["--check"] * check + ["--diff"] * diff
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("ANSIBLE_", "K8S_AUTH_"))}
-        env |= {"ANSIBLE_COLLECTIONS_PATH": str(REPO), "ANSIBLE_NOCOLOR": "1"}
+        env = environment(drop=("ANSIBLE_", "K8S_AUTH_"))
         if auth_by_env:
             env["K8S_AUTH_KUBECONFIG"] = str(self.kubeconfig)
-        run = subprocess.run(
-            command,
-            capture_output=True,
-            text=True,
-            timeout=300,
+        result, done = run_task(
+            f"porter.lb.{module}",
+            args,
+            self.tmp_path,
+            check=check,
+            diff=diff,
+            play=play,
             env=env,
-            check=False,
-            cwd=self.tmp_path,
+            timeout=300,
         )
-        assert run.returncode == 0, f"{run.stdout}\n{run.stderr}"
-        assert PASSWORD not in run.stdout + run.stderr
-        text = out.read_text()
-        assert PASSWORD not in text
-        return json.loads(text), run.stdout
+        assert PASSWORD not in done.stdout + done.stderr
+        assert PASSWORD not in json.dumps(result)
+        return result, done.stdout
 
     def cleanup(self) -> None:
         for path in reversed(self.paths):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -12,6 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from porter_lab.ansible_run import environment, playbook_command, recap
 
 REPO = Path(__file__).resolve().parents[2]
 COLLECTION = REPO / "ansible_collections/porter/lb"
@@ -37,12 +38,6 @@ def ansible(tool: str, *args: str, cwd: Path, env: dict[str, str] | None = None)
     )
     assert result.returncode == 0, f"{tool} {' '.join(args)}:\n{result.stdout}\n{result.stderr}"
     return result.stdout
-
-
-def recap(output: str) -> dict[str, int]:
-    match = re.search(r"^localhost\s+:\s+(.*)$", output, re.MULTILINE)
-    assert match, output
-    return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", match.group(1))}
 
 
 @pytest.fixture(scope="module")
@@ -114,21 +109,8 @@ def test_installed_role_applies_and_is_idempotent(
         "    - role: porter.lb.node_sysctl\n"
         f"      node_sysctl_file: {tmp_path / '90-porter-lb.conf'}\n"
     )
-    command = [
-        "ip",
-        "netns",
-        "exec",
-        scratch_netns,
-        str(BIN / "ansible-playbook"),
-        "-i",
-        "localhost,",
-        "-c",
-        "local",
-        "-e",
-        f"ansible_python_interpreter={sys.executable}",
-        str(play),
-    ]
-    env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(installed), "ANSIBLE_NOCOLOR": "1"}
+    command = ["ip", "netns", "exec", scratch_netns, *playbook_command(play)]
+    env = environment(collections=installed)
 
     def run() -> dict[str, int]:
         result = subprocess.run(

@@ -8,83 +8,24 @@ plugin (see docs/comware.md)."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
+from porter_lab.ansible_run import BIN, environment, run_task
+from porter_lab.paths import REPO
+
 FIXTURES = REPO / "ansible_collections/porter/lb/tests/unit/plugins/fixtures/comware"
-
-
-def environment() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
-    return env | {"ANSIBLE_COLLECTIONS_PATH": str(REPO), "ANSIBLE_NOCOLOR": "1"}
 
 
 def play(tmp_path: Path, args: dict[str, Any]) -> dict[str, Any]:
     """Run porter.lb.comware_bgp from the checkout as one local task; its registered result."""
-    out = tmp_path / "result.json"
-    out.unlink(missing_ok=True)
-    tasks = [
-        {"porter.lb.comware_bgp": args, "register": "result", "ignore_errors": True},
-        {"ansible.builtin.copy": {"content": "{{ result | to_json }}", "dest": str(out)}},
-    ]
-    playbook = tmp_path / "play.yml"
-    playbook.write_text(json.dumps([{"hosts": "localhost", "gather_facts": False, "tasks": tasks}]))
-    command = [
-        str(BIN / "ansible-playbook"),
-        "-i",
-        "localhost,",
-        "-c",
-        "local",
-        "-e",
-        f"ansible_python_interpreter={sys.executable}",
-        str(playbook),
-    ]
-    run = subprocess.run(
-        command,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=environment(),
-        check=False,
-        cwd=tmp_path,
-    )
-    assert run.returncode == 0, f"{run.stdout}\n{run.stderr}"
-    assert "s3cret" not in run.stdout
-    return json.loads(out.read_text())
+    result, done = run_task("porter.lb.comware_bgp", args, tmp_path)
+    assert "s3cret" not in done.stdout
+    return result
 
 
-NODES = {
-    "asn": 65000,
-    "router_id": "198.51.100.1",
-    "keepalive": 3,
-    "hold_time": 9,
-    "graceful_restart": True,
-    "maximum_paths": 8,
-    "maximum_paths_for": "ebgp",
-    "pools": ["203.0.113.0/24"],
-    "neighbors": [
-        {
-            "address": "198.51.100.99",
-            "remote_as": "65099",
-            "description": "central speaker",
-            "ebgp_max_hop": 2,
-        },
-        {
-            "address": "NODES",
-            "peer_group": True,
-            "remote_as": "65001",
-            "connect_interface": "Vlan-interface100",
-            "password": "s3cret",
-            "additional_paths_receive": True,
-            "listen_ranges": ["198.51.100.0/24"],
-        },
-    ],
-}
+NODES = json.loads((FIXTURES / "nodes.json").read_text())
 
 
 def test_rendered_is_the_golden_text_and_parsed_reads_a_running_config(tmp_path: Path) -> None:

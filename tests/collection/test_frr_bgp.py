@@ -4,58 +4,25 @@ namespace, with a gobgpd on a node as the cluster's side of the session."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from porter_lab.ansible_run import run_task
 from porter_lab.routers import Frr, RouterSpec
 from porter_lab.speakers import Gobgpd
 from porter_lab.topology import EIP_POOL, NODE_ASN, ROUTER_ASN, Topology, run_id
 from porter_lab.waiting import wait_for
-
-REPO = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
 
 
 def play(
     tmp_path: Path, args: dict[str, Any], *, check: bool = False, diff: bool = False
 ) -> tuple[dict[str, Any], str]:
     """Run porter.lb.frr_bgp from the checkout as one task; its registered result and stdout."""
-    out = tmp_path / "result.json"
-    out.unlink(missing_ok=True)
-    tasks = [
-        {"porter.lb.frr_bgp": args, "register": "result", "ignore_errors": True},
-        {
-            "ansible.builtin.copy": {"content": "{{ result | to_json }}", "dest": str(out)},
-            "check_mode": False,
-            "diff": False,
-        },
-    ]
-    playbook = tmp_path / "play.yml"
-    playbook.write_text(json.dumps([{"hosts": "localhost", "gather_facts": False, "tasks": tasks}]))
-    command = [
-        str(BIN / "ansible-playbook"),
-        "-i",
-        "localhost,",
-        "-c",
-        "local",
-        "-e",
-        f"ansible_python_interpreter={sys.executable}",
-        str(playbook),
-    ]
-    command += ["--check"] * check + ["--diff"] * diff
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
-    env |= {"ANSIBLE_COLLECTIONS_PATH": str(REPO), "ANSIBLE_NOCOLOR": "1"}
-    run = subprocess.run(
-        command, capture_output=True, text=True, timeout=120, env=env, check=False, cwd=tmp_path
-    )
-    assert run.returncode == 0, f"{run.stdout}\n{run.stderr}"
-    return json.loads(out.read_text()), run.stdout
+    result, done = run_task("porter.lb.frr_bgp", args, tmp_path, check=check, diff=diff)
+    return result, done.stdout
 
 
 def test_rendered_and_parsed_need_no_daemon(tmp_path: Path) -> None:

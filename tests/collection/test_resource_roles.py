@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
 import subprocess
 import sys
@@ -23,21 +22,17 @@ import pytest
 from kubernetes import client
 
 from porter_lab import objects
+from porter_lab.ansible_run import BIN, environment, recap, run_playbook
 from porter_lab.controlplane import ControlPlane
+from porter_lab.paths import REPO
 from porter_lab.topology import run_id
 from porter_lb.kubeapi import KubeAPI
 
-REPO = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
 PASSWORD = "r0le-md5-pw"  # must never appear in any output
 SECRET_NAMESPACE = "porter-lb-system"
 SECRETS = f"{objects.NAMESPACES}/{SECRET_NAMESPACE}/secrets"
 COMWARE_FIXTURES = REPO / "ansible_collections/porter/lb/tests/unit/plugins/fixtures/comware"
-RECAP = re.compile(
-    r"^localhost\s*:\s*ok=(?P<ok>\d+)\s+changed=(?P<changed>\d+)\s+unreachable=\d+\s+"
-    r"failed=(?P<failed>\d+)",
-    re.MULTILINE,
-)
+OUTSIDE_SETTINGS = ("ANSIBLE_", "K8S_AUTH_")  # the caller's, dropped from the environment
 
 
 @dataclass
@@ -48,41 +43,16 @@ class Run:
 
     @property
     def changed(self) -> int:
-        return int(self.recap()["changed"])
-
-    def recap(self) -> dict[str, str]:
-        match = RECAP.search(self.stdout)
-        assert match, f"no PLAY RECAP for localhost:\n{self.stdout}\n{self.stderr}"
-        return match.groupdict()
-
-
-def environment() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANSIBLE_", "K8S_AUTH_"))}
-    return env | {"ANSIBLE_COLLECTIONS_PATH": str(REPO), "ANSIBLE_NOCOLOR": "1"}
+        return recap(self.stdout)["changed"]
 
 
 def run_play(tmp_path: Path, play: dict[str, Any], *, check: bool = False) -> Run:
     """ansible-playbook on localhost (connection local) with one play; never a leaked password."""
-    playbook = tmp_path / "play.yml"
-    playbook.write_text(json.dumps([{"hosts": "localhost", "gather_facts": False, **play}]))
-    command = [
-        str(BIN / "ansible-playbook"),
-        "-i",
-        "localhost,",
-        "-c",
-        "local",
-        "-e",
-        f"ansible_python_interpreter={sys.executable}",
-        str(playbook),
-    ] + ["--check"] * check
-    done = subprocess.run(
-        command,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=environment(),
-        check=False,
-        cwd=tmp_path,
+    done = run_playbook(
+        [{"hosts": "localhost", "gather_facts": False, **play}],
+        tmp_path,
+        *(["--check"] * check),
+        env=environment(drop=OUTSIDE_SETTINGS),
     )
     assert PASSWORD not in done.stdout + done.stderr
     return Run(done.returncode, done.stdout, done.stderr)
@@ -132,7 +102,7 @@ def bed(
 
 def succeeded(run: Run) -> Run:
     assert run.returncode == 0, f"{run.stdout}\n{run.stderr}"
-    assert run.recap()["failed"] == "0"
+    assert recap(run.stdout)["failed"] == 0, run.stderr
     return run
 
 
@@ -372,33 +342,7 @@ def test_bgp_refusal_by_the_api_server_names_the_field(bed: Bed) -> None:
 
 # --- comware_switch (no device) -----------------------------------------------------------------
 
-NODES = {
-    "asn": 65000,
-    "router_id": "198.51.100.1",
-    "keepalive": 3,
-    "hold_time": 9,
-    "graceful_restart": True,
-    "maximum_paths": 8,
-    "maximum_paths_for": "ebgp",
-    "pools": ["203.0.113.0/24"],
-    "neighbors": [
-        {
-            "address": "198.51.100.99",
-            "remote_as": "65099",
-            "description": "central speaker",
-            "ebgp_max_hop": 2,
-        },
-        {
-            "address": "NODES",
-            "peer_group": True,
-            "remote_as": "65001",
-            "connect_interface": "Vlan-interface100",
-            "password": "s3cret",
-            "additional_paths_receive": True,
-            "listen_ranges": ["198.51.100.0/24"],
-        },
-    ],
-}
+NODES = json.loads((COMWARE_FIXTURES / "nodes.json").read_text())
 
 
 def test_comware_switch_rendered_needs_no_switch_and_saves_nothing(tmp_path: Path) -> None:
@@ -456,7 +400,7 @@ def test_ansible_doc_renders_the_role(role: str) -> None:
         capture_output=True,
         text=True,
         timeout=120,
-        env=environment(),
+        env=environment(drop=OUTSIDE_SETTINGS),
         check=False,
     )
     assert done.returncode == 0, done.stderr
@@ -499,7 +443,7 @@ def test_awx_add_pool_template_drives_pools_playbook_with_the_credentials_enviro
         "@survey.json",
         str(REPO / template["playbook"]),
     ]
-    env = environment() | {"K8S_AUTH_KUBECONFIG": str(bed.kubeconfig)}
+    env = environment(drop=OUTSIDE_SETTINGS) | {"K8S_AUTH_KUBECONFIG": str(bed.kubeconfig)}
 
     def launch() -> Run:
         done = subprocess.run(
