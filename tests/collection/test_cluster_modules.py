@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,39 +19,24 @@ from porter_lab import objects
 from porter_lab.ansible_run import environment, run_task
 from porter_lab.controlplane import ControlPlane
 from porter_lab.routers import Bird, Neighbor, Router, RouterSpec, established
-from porter_lab.speakers import Gobgpd
+from porter_lab.speakers import CentralSpeaker, Gobgpd
 from porter_lab.topology import EIP_POOL, NODE_ASN, ROUTER_ASN, Topology, run_id
 from porter_lab.waiting import wait_for
-from porter_lb import agent
 from porter_lb.controller import AllocationController
 from porter_lb.events import EventRecorder
 from porter_lb.informers import Informers
 from porter_lb.kubeapi import KubeAPI
-from porter_lb.speaker import SPEAKER_KINDS
 
 PASSWORD = "s3cret-md5-pw"  # must never appear in any output
 SECRET_NAMESPACE = "porter-lb-system"
 
 
-@dataclass
-class Bed:
+@dataclass(kw_only=True)
+class Bed(objects.OwnedObjects):
     """The API server, a unique prefix for this test's objects, and what to remove after."""
 
-    api: KubeAPI
     kubeconfig: Path
     tmp_path: Path
-    tag: str
-    paths: list[str] = field(default_factory=list)
-
-    def own(self, collection: str, suffix: str) -> str:
-        """A unique name for an object of `collection`, deleted after the test if it exists."""
-        name = f"cm-{self.tag}-{suffix}"
-        self.paths.append(f"{collection}/{name}")
-        return name
-
-    def get(self, collection: str, name: str) -> dict[str, Any] | None:
-        items = self.api.get(collection).get("items", [])
-        return next((o for o in items if o["metadata"]["name"] == name), None)
 
     def play(
         self,
@@ -93,16 +78,18 @@ class Bed:
         assert PASSWORD not in json.dumps(result)
         return result, done.stdout
 
-    def cleanup(self) -> None:
-        for path in reversed(self.paths):
-            objects.delete_if_present(self.api, path)
-
 
 @pytest.fixture
 def bed(
     control_plane: ControlPlane, api_client: client.ApiClient, crds: list[str], tmp_path: Path
 ) -> Iterator[Bed]:
-    made = Bed(KubeAPI(api_client), control_plane.kubeconfig, tmp_path, run_id())
+    made = Bed(
+        KubeAPI(api_client),
+        run_id(),
+        "cm",
+        kubeconfig=control_plane.kubeconfig,
+        tmp_path=tmp_path,
+    )
     try:
         yield made
     finally:
@@ -416,35 +403,6 @@ def test_bgp_peer_hides_its_password_and_refuses_bad_input(bed: Bed) -> None:
     assert gone_again["changed"] is False
 
 
-class CentralSpeaker:
-    """`agent.run_central` in a thread of this process (as tests/bed/test_speaker_scenarios.py)."""
-
-    def __init__(self, api: KubeAPI, target: str) -> None:
-        objects.ensure_namespace(api, SECRET_NAMESPACE)
-        self.stop_event = threading.Event()
-        self.informers = Informers(api, SPEAKER_KINDS, secret_namespace=SECRET_NAMESPACE)
-        self.thread = threading.Thread(
-            target=agent.run_central,
-            kwargs={
-                "api": api,
-                "informers": self.informers,
-                "gobgp_target": target,
-                "stop": self.stop_event,
-                "identity": "cluster-modules-test",
-                "namespace": SECRET_NAMESPACE,
-            },
-            daemon=True,
-        )
-        self.thread.start()
-        self.informers.start()
-
-    def stop(self) -> None:
-        self.stop_event.set()
-        self.thread.join(10)
-        self.informers.stop()
-        assert not self.thread.is_alive(), "the central speaker did not stop"
-
-
 @pytest.fixture
 def central_router(topology: Topology, tmp_path: Path) -> Iterator[Router]:
     """BIRD in the router namespace, with the central speaker (node1) as its one neighbour."""
@@ -475,7 +433,10 @@ def test_bgp_peer_wait_until_the_session_is_established(
     )
     assert made["changed"]
     gobgpd = start_gobgpd(node.netns)
-    speaker = CentralSpeaker(bed.api, gobgpd.target)
+    objects.ensure_namespace(bed.api, SECRET_NAMESPACE)
+    speaker = CentralSpeaker(
+        bed.api, gobgpd.target, "cluster-modules-test", SECRET_NAMESPACE
+    ).start()
     try:
         peer = bed.own(objects.BGP_PEERS, "router")
         up, _ = bed.play(
@@ -503,3 +464,4 @@ def test_bgp_peer_wait_until_the_session_is_established(
         )
     finally:
         speaker.stop()
+        assert not speaker.running(), "the central speaker did not stop"

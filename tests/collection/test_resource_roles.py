@@ -14,7 +14,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -58,23 +58,10 @@ def run_play(tmp_path: Path, play: dict[str, Any], *, check: bool = False) -> Ru
     return Run(done.returncode, done.stdout, done.stderr)
 
 
-@dataclass
-class Bed:
-    api: KubeAPI
+@dataclass(kw_only=True)
+class Bed(objects.OwnedObjects):
     kubeconfig: Path
     tmp_path: Path
-    tag: str
-    paths: list[str] = field(default_factory=list)
-
-    def own(self, collection: str, suffix: str) -> str:
-        """A unique name for an object of `collection`, deleted after the test if it exists."""
-        name = f"rr-{self.tag}-{suffix}"
-        self.paths.append(f"{collection}/{name}")
-        return name
-
-    def get(self, collection: str, name: str) -> dict[str, Any] | None:
-        items = self.api.get(collection).get("items", [])
-        return next((o for o in items if o["metadata"]["name"] == name), None)
 
     def role(self, role: str, role_vars: dict[str, Any], *, check: bool = False) -> Run:
         """Run `role` with `role_vars`, authenticated by the play's module_defaults."""
@@ -84,16 +71,18 @@ class Bed:
         }
         return run_play(self.tmp_path, play, check=check)
 
-    def cleanup(self) -> None:
-        for path in reversed(self.paths):
-            objects.delete_if_present(self.api, path)
-
 
 @pytest.fixture
 def bed(
     control_plane: ControlPlane, api_client: client.ApiClient, crds: list[str], tmp_path: Path
 ) -> Iterator[Bed]:
-    made = Bed(KubeAPI(api_client), control_plane.kubeconfig, tmp_path, run_id())
+    made = Bed(
+        KubeAPI(api_client),
+        run_id(),
+        "rr",
+        kubeconfig=control_plane.kubeconfig,
+        tmp_path=tmp_path,
+    )
     try:
         yield made
     finally:

@@ -7,6 +7,7 @@ Node's status (the bed has no kubelet to write it), a delete that may find nothi
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from porter_lab.topology import ROUTER_ASN
@@ -193,3 +194,27 @@ def delete_if_present(api: KubeAPI, path: str) -> None:
     except KubeError as error:
         if error.status != 404:
             raise
+
+
+@dataclass
+class OwnedObjects:
+    """The objects one test creates, under names unique to it, deleted afterwards (newest first)."""
+
+    api: KubeAPI
+    tag: str  # unique to the test, e.g. porter_lab.topology.run_id()
+    prefix: str = "t"
+    paths: list[str] = field(default_factory=list)
+
+    def own(self, collection: str, suffix: str) -> str:
+        """A unique name for an object of `collection`, deleted after the test if it exists."""
+        name = f"{self.prefix}-{self.tag}-{suffix}"
+        self.paths.append(f"{collection}/{name}")
+        return name
+
+    def get(self, collection: str, name: str) -> Obj | None:
+        items = self.api.get(collection).get("items", [])
+        return next((o for o in items if o["metadata"]["name"] == name), None)
+
+    def cleanup(self) -> None:
+        for path in reversed(self.paths):
+            delete_if_present(self.api, path)
