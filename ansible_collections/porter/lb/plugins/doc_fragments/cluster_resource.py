@@ -108,3 +108,48 @@ notes:
   - Authentication is kubernetes.core's (the K8S_AUTH_* environment variables work, as with AWX's
     Kubernetes credential).
 """
+
+    # The graceful_restart option of bgp_conf and bgp_peer (module_utils.cluster_resource
+    # GRACEFUL_RESTART_OPTIONS): the same GoBGP settings on both objects.
+    GRACEFUL_RESTART = r"""
+options:
+  graceful_restart:
+    description:
+      - BGP graceful restart (C(spec.gracefulRestart)), GoBGP's settings, for every session
+        (BgpConf) or for this one (BgpPeer).
+    type: dict
+    suboptions:
+      enabled:
+        description: Enable graceful restart (C(enabled)).
+        type: bool
+      restart_time:
+        description: Restart time in seconds (C(restartTime)).
+        type: int
+      helper_only:
+        description: Only help the peers restart (C(helperOnly)).
+        type: bool
+      deferral_time:
+        description: Deferral time in seconds (C(deferralTime)).
+        type: int
+      notification_enabled:
+        description: Graceful restart also on NOTIFICATION (C(notificationEnabled), RFC 8538).
+        type: bool
+      longlived_enabled:
+        description: Long-lived graceful restart (C(longlivedEnabled)).
+        type: bool
+      stale_routes_time:
+        description: Stale routes time in seconds (C(staleRoutesTime)).
+        type: int
+      peer_restart_time:
+        description: The peer's restart time in seconds (C(peerRestartTime)).
+        type: int
+      peer_restarting:
+        description: C(peerRestarting), as GoBGP.
+        type: bool
+      local_restarting:
+        description: C(localRestarting), as GoBGP.
+        type: bool
+      mode:
+        description: C(mode), as GoBGP.
+        type: str
+"""

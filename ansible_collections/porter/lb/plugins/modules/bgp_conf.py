@@ -51,47 +51,10 @@ options:
     description:
       - Use multiple paths (C(spec.useMultiplePaths)).
     type: bool
-  graceful_restart:
-    description:
-      - BGP graceful restart (C(spec.gracefulRestart)), GoBGP's settings.
-    type: dict
-    suboptions:
-      enabled:
-        description: Enable graceful restart (C(enabled)).
-        type: bool
-      restart_time:
-        description: Restart time in seconds (C(restartTime)).
-        type: int
-      helper_only:
-        description: Only help peers restart (C(helperOnly)).
-        type: bool
-      deferral_time:
-        description: Deferral time in seconds (C(deferralTime)).
-        type: int
-      notification_enabled:
-        description: Graceful restart also on NOTIFICATION (C(notificationEnabled), RFC 8538).
-        type: bool
-      longlived_enabled:
-        description: Long-lived graceful restart (C(longlivedEnabled)).
-        type: bool
-      stale_routes_time:
-        description: Stale routes time in seconds (C(staleRoutesTime)).
-        type: int
-      peer_restart_time:
-        description: The peer's restart time in seconds (C(peerRestartTime)).
-        type: int
-      peer_restarting:
-        description: C(peerRestarting), as GoBGP.
-        type: bool
-      local_restarting:
-        description: C(localRestarting), as GoBGP.
-        type: bool
-      mode:
-        description: C(mode), as GoBGP.
-        type: str
 extends_documentation_fragment:
   - kubernetes.core.k8s_auth_options
   - porter.lb.cluster_resource
+  - porter.lb.cluster_resource.graceful_restart
 seealso:
   - module: porter.lb.bgp_peer
 """

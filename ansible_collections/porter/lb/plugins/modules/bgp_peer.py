@@ -155,44 +155,6 @@ options:
       multihop_ttl:
         description: The TTL (C(multihopTtl), 1 to 255).
         type: int
-  graceful_restart:
-    description:
-      - BGP graceful restart for this session (C(spec.gracefulRestart)), GoBGP's settings.
-    type: dict
-    suboptions:
-      enabled:
-        description: Enable graceful restart (C(enabled)).
-        type: bool
-      restart_time:
-        description: Restart time in seconds (C(restartTime)).
-        type: int
-      helper_only:
-        description: Only help the peer restart (C(helperOnly)).
-        type: bool
-      deferral_time:
-        description: Deferral time in seconds (C(deferralTime)).
-        type: int
-      notification_enabled:
-        description: Graceful restart also on NOTIFICATION (C(notificationEnabled), RFC 8538).
-        type: bool
-      longlived_enabled:
-        description: Long-lived graceful restart (C(longlivedEnabled)).
-        type: bool
-      stale_routes_time:
-        description: Stale routes time in seconds (C(staleRoutesTime)).
-        type: int
-      peer_restart_time:
-        description: The peer's restart time in seconds (C(peerRestartTime)).
-        type: int
-      peer_restarting:
-        description: C(peerRestarting), as GoBGP.
-        type: bool
-      local_restarting:
-        description: C(localRestarting), as GoBGP.
-        type: bool
-      mode:
-        description: C(mode), as GoBGP.
-        type: str
   timers:
     description:
       - Session timers (C(spec.timers)), as GoBGP, in seconds written as strings.
@@ -266,6 +228,7 @@ options:
 extends_documentation_fragment:
   - kubernetes.core.k8s_auth_options
   - porter.lb.cluster_resource
+  - porter.lb.cluster_resource.graceful_restart
   - porter.lb.cluster_resource.wait
 seealso:
   - module: porter.lb.bgp_peer_info
