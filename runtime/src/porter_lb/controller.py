@@ -133,6 +133,7 @@ class AllocationController:
     _pool: ThreadPoolExecutor | None = None
     reconciles: int = 0
     conflicts: int = 0
+    caught_up: threading.Event = field(default_factory=threading.Event)  # first pass done
 
     # -- watching -------------------------------------------------------------------------
 
@@ -272,15 +273,34 @@ class AllocationController:
         self._queue_all_services()
 
     def run(self, stop: threading.Event) -> None:
-        """Process batches until `stop` is set; the caches must have synced."""
+        """Process batches until `stop` is set; the caches must have synced.
+
+        May be called again after it returned (a new leadership term): each run rebuilds
+        the allocations from the caches first, as a freshly started process would.
+        """
         self._pool = ThreadPoolExecutor(self.writers, thread_name_prefix="writer")
+        started = time.monotonic()
+        reconciles = self.reconciles
+        caught_up = False
         try:
             self.start()
             while not stop.is_set() and not self._stop.is_set():
                 keys = self._take_batch(timeout=0.5)
                 if keys:
                     self.process(keys)
+                if not caught_up and not len(self.queue):
+                    caught_up = True
+                    self.caught_up.set()
+                    log.info(
+                        "caught up",
+                        extra={
+                            "seconds": round(time.monotonic() - started, 3),
+                            "keys": self.reconciles - reconciles,
+                            "allocated": len(self.allocations.keys()),
+                        },
+                    )
         finally:
+            self.caught_up.clear()
             self._pool.shutdown(wait=True)
             self._pool = None
 

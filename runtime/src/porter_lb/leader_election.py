@@ -39,6 +39,9 @@ class LeaderElector:
     _observed_at: float = 0.0  # monotonic time it was first seen
     _stop: threading.Event = field(default_factory=threading.Event)
     leading: threading.Event = field(default_factory=threading.Event)
+    # Called (on the elector's thread) with the holder's identity whenever a Lease read shows
+    # a holder other than this process that it had not seen before (client-go's OnNewLeader).
+    on_new_leader: Callable[[str], None] | None = None
 
     @property
     def _path(self) -> str:
@@ -81,6 +84,8 @@ class LeaderElector:
         holder = spec.get("holderIdentity") or ""
         record = (holder, str(spec.get("renewTime", "")))
         if record != self._observed:
+            if holder and holder not in (self.identity, self._observed[0]) and self.on_new_leader:
+                self.on_new_leader(holder)
             self._observed, self._observed_at = record, time.monotonic()
         expired = time.monotonic() - self._observed_at >= float(
             spec.get("leaseDurationSeconds") or self.lease_duration
@@ -114,9 +119,9 @@ class LeaderElector:
     ) -> None:
         """Campaign until elected, then renew; returns when leadership is lost or stop() called.
 
-        A leader that cannot renew within `renew_deadline` stops leading (on_stopped_leading) —
-        the caller should then exit, as client-go's users do, rather than campaign again with
-        state that may be stale.
+        A leader that cannot renew within `renew_deadline` stops leading (on_stopped_leading)
+        and `run` returns; the caller may call `run` again to campaign anew, provided that it
+        rebuilds its state from fresh caches when elected again (porter-lb's manager does).
         """
         while not self._stop.is_set():
             if self._attempt():

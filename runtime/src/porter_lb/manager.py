@@ -2,10 +2,13 @@
 mode, the cluster's one BGP speaker).
 
 Every replica lists and watches the cluster from the start, so a standby's caches are warm;
-only the holder of the Lease allocates. A replica that loses the Lease exits (status 1) and
-is restarted as a standby, as client-go's leader election advises: its in-memory allocations
-may be stale. SIGTERM releases the Lease at once, so a rolling update hands over in about one
-retry period instead of a whole lease duration.
+only the holder of the Lease allocates. A replica that cannot renew the Lease (the API server
+is down, or unreachable from it) stops allocating and campaigns again in the same process;
+elected again, it rebuilds its allocations from its caches, so no state of the lost term is
+trusted (see `_lead_while_elected`). Staying up rather than exiting is what lets it resync
+within seconds of the API server's return, instead of after a container restart's back-off.
+SIGTERM releases the Lease at once, so a rolling update hands over in about one retry period
+instead of a whole lease duration.
 """
 
 from __future__ import annotations
@@ -91,110 +94,178 @@ def run(args: argparse.Namespace) -> int:
     recorder = EventRecorder(api, host=args.identity)
     controller = AllocationController(api, informers, recorder, class_name=args.load_balancer_class)
     controller.register()
-    speaker_threads: list[threading.Thread] = []
+    central = _CentralSpeaker(api, informers, args) if args.speaker == "central" else None
     informers.start()
     log.info("waiting for caches to sync", extra={"kinds": kinds})
     while not informers.wait_synced(1.0):
         if stop.is_set():
             informers.stop()
+            if central is not None:
+                central.close()
             return 0
     log.info("caches synced")
 
-    lost = threading.Event()
     if not args.leader_elect:
         log.warning("leader election is off: run one replica only")
         metrics.LEADER.set(1)
-        if args.speaker == "central":
-            speaker_threads.append(_start_central_speaker(api, informers, args, stop))
+        if central is not None:
+            central.start_term(stop)
         controller.run(stop)
     else:
-        elector = LeaderElector(
-            api,
-            args.namespace,
-            args.lease_name,
-            args.identity,
-            lease_duration=args.lease_duration,
-            renew_deadline=args.renew_deadline,
-            retry_period=args.retry_period,
-        )
-        worker: list[threading.Thread] = []
-
-        def started() -> None:
-            log.info("became leader", extra={"lease": args.lease_name})
-            metrics.LEADER.set(1)
-
-            def lead() -> None:
-                # One central speaker in the cluster: the leader's (its status key is shared).
-                # Never block the elector's thread: it must keep renewing the Lease.
-                if args.speaker == "central":
-                    speaker_threads.append(_start_central_speaker(api, informers, args, stop))
-                controller.run(stop)
-
-            thread = threading.Thread(target=lead, name="allocator")
-            thread.start()
-            worker.append(thread)
-
-        def stopped() -> None:
-            metrics.LEADER.set(0)
-            if not stop.is_set():
-                log.error("lost the leader Lease; exiting so a fresh standby takes over")
-                lost.set()
-                stop.set()
-
-        election = threading.Thread(
-            target=elector.run, args=(started, stopped), name="leader-election", daemon=True
-        )
-        election.start()
-        stop.wait()
-        controller.stop()
-        for thread in worker:
-            thread.join(30)
-        elector.stop()
-        election.join(args.retry_period + 5)  # run() releases the Lease as it returns
+        _lead_while_elected(api, args, controller, central, stop)
     controller.stop()
     informers.stop()
-    for thread in speaker_threads:
-        thread.join(10)
+    if central is not None:
+        central.close()
     log.info("stopped")
-    return 1 if lost.is_set() else 0
+    return 0
 
 
-def _start_central_speaker(
-    api: KubeAPI, informers: Informers, args: argparse.Namespace, stop: threading.Event
-) -> threading.Thread:
-    """Start the central speaker; return once it has announced what the cluster holds.
+def _lead_while_elected(
+    api: KubeAPI,
+    args: argparse.Namespace,
+    controller: AllocationController,
+    central: _CentralSpeaker | None,
+    stop: threading.Event,
+) -> None:
+    """Campaign for the Lease and allocate (and speak) while holding it, until `stop`.
 
-    A restarting controller brings the routes back first and only then runs its allocation
-    pass (which changes nothing after a restart): both are CPU-bound in one process, and the
-    routes are what traffic waits for. The wait is bounded: a speaker that cannot reach
-    gobgpd must not hold allocation up.
+    A term ends when the Lease cannot be renewed for `--renew-deadline` (the API server is
+    unreachable, or this replica is partitioned from it): the allocator and the central
+    speaker stop, gobgpd keeps what it announces, and the replica campaigns again. Elected
+    again, it rebuilds the allocations from its caches and re-reads gobgpd's RIB, exactly as a
+    freshly started process would, but without a restart's delay: when the API server comes
+    back, the same replica usually renews at its first attempt. A replica that sees another
+    one take the Lease withdraws what its own gobgpd still announces (central mode), so a
+    stale standby never keeps routes the leader no longer wants.
     """
-    from porter_lb import agent
-    from porter_lb.gobgp import GoBGP
-
-    gobgp = GoBGP(args.gobgp)
-    speaker = agent.central_speaker(
-        api=api,
-        informers=informers,
-        gobgp=gobgp,
-        identity=args.identity,
-        namespace=args.namespace,
-        router_id=args.router_id,
-        recorder=EventRecorder(api, host=args.identity),
+    elector = LeaderElector(
+        api,
+        args.namespace,
+        args.lease_name,
+        args.identity,
+        lease_duration=args.lease_duration,
+        renew_deadline=args.renew_deadline,
+        retry_period=args.retry_period,
+        on_new_leader=central.another_leads if central is not None else None,
     )
+    term = threading.Event()
+    worker: list[threading.Thread] = []
 
-    def run() -> None:
-        try:
-            speaker.run(stop)
-        finally:
-            gobgp.close()
+    def started() -> None:
+        if stop.is_set():
+            return  # elected as the process stops: the Lease is released on the way out
+        log.info("became leader", extra={"lease": args.lease_name})
+        metrics.LEADER.set(1)
 
-    thread = threading.Thread(target=run, name="central-speaker", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + CENTRAL_FIRST_SYNC_WAIT
-    while speaker.reconciles < 1 and time.monotonic() < deadline and not stop.is_set():
-        stop.wait(0.05)
-    return thread
+        def lead() -> None:
+            # Never block the elector's thread: it must keep renewing the Lease.
+            if central is not None:
+                central.start_term(term)
+            controller.run(term)
+
+        thread = threading.Thread(target=lead, name="allocator")
+        thread.start()
+        worker.append(thread)
+
+    def stopped() -> None:
+        metrics.LEADER.set(0)
+        term.set()
+
+    def campaign() -> None:
+        nonlocal term
+        while not stop.is_set():
+            elector.run(started, stopped)
+            term.set()
+            for thread in worker:
+                thread.join()
+            worker.clear()
+            if central is not None:
+                central.end_term()
+            if not stop.is_set():
+                log.error(
+                    "lost the leader Lease: stopped allocating; campaigning again",
+                    extra={"lease": args.lease_name},
+                )
+                term = threading.Event()
+
+    election = threading.Thread(target=campaign, name="leader-election", daemon=True)
+    election.start()
+    stop.wait()
+    term.set()  # the batch in hand finishes; nothing is written after the Lease is released
+    for thread in list(worker):
+        thread.join(30)
+    elector.stop()  # run() releases the Lease as it returns
+    election.join(args.retry_period + 35)
+
+
+class _CentralSpeaker:
+    """The central speaker (`--speaker central`): built once, run for each leadership term.
+
+    Only the leader drives gobgpd. Between terms nothing is withdrawn (the API server may just
+    be unreachable: traffic keeps flowing on what gobgpd announces), until another replica is
+    seen holding the Lease: then this replica's gobgpd is emptied, the new leader's announces.
+    """
+
+    def __init__(self, api: KubeAPI, informers: Informers, args: argparse.Namespace) -> None:
+        from porter_lb import agent
+        from porter_lb.gobgp import GoBGP
+
+        self.gobgp = GoBGP(args.gobgp)
+        self.speaker = agent.central_speaker(
+            api=api,
+            informers=informers,
+            gobgp=self.gobgp,
+            identity=args.identity,
+            namespace=args.namespace,
+            router_id=args.router_id,
+            class_name=args.load_balancer_class,
+            recorder=EventRecorder(api, host=args.identity),
+        )
+        self.thread: threading.Thread | None = None
+        self.terms = 0
+
+    def start_term(self, stop: threading.Event) -> None:
+        """Run the speaker until `stop`; return once it has announced what the cluster holds.
+
+        A restarting controller brings the routes back first and only then runs its
+        allocation pass (which changes nothing after a restart): both are CPU-bound in one
+        process, and the routes are what traffic waits for. The wait is bounded: a speaker
+        that cannot reach gobgpd must not hold allocation up.
+        """
+        if self.terms:
+            self.speaker.resync()  # gobgpd may have changed hands meanwhile: re-read its RIB
+        self.terms += 1
+        reconciles = self.speaker.reconciles
+        self.thread = threading.Thread(
+            target=self.speaker.run, args=(stop,), name="central-speaker", daemon=True
+        )
+        self.thread.start()
+        deadline = time.monotonic() + CENTRAL_FIRST_SYNC_WAIT
+        while (
+            self.speaker.reconciles == reconciles
+            and time.monotonic() < deadline
+            and not stop.is_set()
+        ):
+            stop.wait(0.05)
+
+    def end_term(self) -> None:
+        if self.thread is not None:
+            self.thread.join(10)
+            self.thread = None
+
+    def another_leads(self, holder: str) -> None:
+        if self.thread is not None and self.thread.is_alive():
+            return  # cannot happen while leading; never empty gobgpd under a running speaker
+        log.warning(
+            "%s holds the leader Lease: withdrawing what this replica's gobgpd announces",
+            holder,
+        )
+        self.speaker.withdraw_all()
+
+    def close(self) -> None:
+        self.end_term()
+        self.gobgp.close()
 
 
 CENTRAL_FIRST_SYNC_WAIT = 30.0
