@@ -25,6 +25,9 @@ class Neighbor:
     address: str
     asn: int
     name: str  # a protocol-safe name, e.g. "node1"
+    # TCP MD5 password of the session (RFC 2385); empty: none. Not in repr: tests look for
+    # it in logs.
+    password: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True)
@@ -98,9 +101,10 @@ def bird_config(spec: RouterSpec, log: Path) -> str:
         "}",
     ]
     for neighbor in spec.neighbors:
+        password = f' password "{neighbor.password}";' if neighbor.password else ""
         lines.append(
             f"protocol bgp {neighbor.name} from cluster_nodes "
-            f"{{ neighbor {neighbor.address} as {neighbor.asn}; }}"
+            f"{{ neighbor {neighbor.address} as {neighbor.asn};{password} }}"
         )
     return "\n".join(line for line in lines if line) + "\n"
 
@@ -145,6 +149,15 @@ class Bird:
 
     def processes(self) -> list[Daemon]:
         return [self.daemon] if self.daemon else []
+
+    def reconfigure(self, spec: RouterSpec) -> None:
+        """Run with `spec` from now on (`birdc configure`; changed neighbours restart)."""
+        config = self.workdir / "bird.conf"
+        config.write_text(bird_config(spec, self.workdir / "bird.log"))
+        answer = self.birdc("configure")
+        if "Reconfigured" not in answer and "Reconfiguration in progress" not in answer:
+            raise RuntimeError(f"BIRD did not take {config}: {answer.strip()}")
+        self.spec = spec
 
     def _ready(self) -> bool:
         assert self.daemon is not None
@@ -198,6 +211,8 @@ def frr_bgpd_config(spec: RouterSpec, log: Path) -> str:
             f" neighbor {n.address} remote-as {n.asn}",
             f" neighbor {n.address} timers connect 1",
         ]
+        if n.password:
+            lines.append(f" neighbor {n.address} password {n.password}")
     lines += [" address-family ipv4 unicast", f"  maximum-paths {spec.max_paths}"]
     for n in spec.neighbors:
         lines += [
