@@ -47,12 +47,23 @@ class Route:
     identifier: int = 0  # ADD-PATH path identifier; distinct values keep distinct paths
 
 
+DEFAULT_DEFERRAL_TIME = 360
+"""gobgpd's own default Selection_Deferral_Timer (RFC 4724 4.1), in seconds."""
+
+
 @dataclass(frozen=True)
 class GracefulRestart:
-    """RFC 4724 graceful restart: peers keep our routes `restart_time` s while we restart."""
+    """RFC 4724 graceful restart: peers keep our routes `restart_time` s while we restart.
+
+    Give a peer's values in full, as gobgpd reports them back: gobgpd fills a 0 restart time
+    (with the hold time) and deferral time (360 s) itself, and a PeerConfig that differs from
+    what ListPeer reports makes the speaker call UpdatePeer, which resets the session when the
+    graceful-restart settings differ. `deferral_time` bounds how long a restarting gobgpd
+    waits for a peer's End-of-RIB before sending its own routes."""
 
     enabled: bool = False
-    restart_time: int = 0  # seconds; 0 lets gobgpd choose
+    restart_time: int = 0  # seconds; 0 lets gobgpd choose (the hold time)
+    deferral_time: int = DEFAULT_DEFERRAL_TIME
 
 
 @dataclass(frozen=True)
@@ -92,6 +103,19 @@ class PeerConfig:
 
 class GoBGPError(RuntimeError):
     """A gobgpd call failed; the message names the call and the gRPC status."""
+
+
+CHANNEL_OPTIONS = (
+    # gRPC backs off reconnecting up to 120 s by default: a gobgpd back after a long outage
+    # would wait that long to be seen. gobgpd is local (a unix socket or loopback), so a
+    # connection attempt costs next to nothing: retry every 0.1-0.5 s.
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 500),
+    # Our own subchannels, not ones shared with other channels to the same target, which
+    # would bring their back-off state along.
+    ("grpc.use_local_subchannel_pool", 1),
+)
 
 
 @functools.lru_cache(maxsize=4)
@@ -180,6 +204,7 @@ def _api_peer(config: PeerConfig) -> gobgp_pb2.Peer:
     if config.graceful_restart.enabled:
         peer.graceful_restart.enabled = True
         peer.graceful_restart.restart_time = config.graceful_restart.restart_time
+        peer.graceful_restart.deferral_time = config.graceful_restart.deferral_time
     return peer
 
 
@@ -208,7 +233,9 @@ def _peer_config(peer: gobgp_pb2.Peer) -> PeerConfig:
         families=tuple(families),
         add_paths_send_max=send_max,
         graceful_restart=(
-            GracefulRestart(True, peer.graceful_restart.restart_time)
+            GracefulRestart(
+                True, peer.graceful_restart.restart_time, peer.graceful_restart.deferral_time
+            )
             if peer.graceful_restart.enabled
             else GracefulRestart()
         ),
@@ -235,7 +262,7 @@ class GoBGP:
     def __init__(self, target: str, timeout: float = 5.0) -> None:
         self.target = target
         self.timeout = timeout
-        self._channel = grpc.insecure_channel(target)
+        self._channel = grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
         self._stub = gobgp_pb2_grpc.GobgpApiStub(self._channel)
 
     def close(self) -> None:
@@ -343,8 +370,16 @@ class GoBGP:
             )
         )
 
-    def add_peer_config(self, config: PeerConfig) -> None:
-        self._call("AddPeer", gobgp_pb2.AddPeerRequest(peer=_api_peer(config)))
+    def add_peer_config(self, config: PeerConfig, *, restarting: bool = False) -> None:
+        """AddPeer. `restarting` (graceful restart enabled) makes gobgpd open the session as a
+        restarting speaker (RFC 4724 4.1): the Restart State bit set, and the Forwarding State
+        bit of each family, which tells a helper to keep the routes it holds from us until our
+        End-of-RIB. gobgpd then holds its updates until the peer's End-of-RIB (or its deferral
+        time, 360 s unless set) and sends the whole RIB followed by End-of-RIB."""
+        peer = _api_peer(config)
+        if restarting and config.graceful_restart.enabled:
+            peer.graceful_restart.local_restarting = True
+        self._call("AddPeer", gobgp_pb2.AddPeerRequest(peer=peer))
 
     def update_peer(self, config: PeerConfig) -> None:
         """UpdatePeer: gobgpd resets the session when the change needs it (ASN, password,

@@ -45,6 +45,7 @@ from porter_lb import metrics
 from porter_lb.addresses import AddressPool
 from porter_lb.events import EventRecorder
 from porter_lb.gobgp import (
+    DEFAULT_DEFERRAL_TIME,
     GlobalConfig,
     GoBGP,
     GoBGPError,
@@ -119,6 +120,14 @@ DEFAULT_CENTRAL_SEND_MAX = 255
 most. Not the number of nodes: a value that followed the node count would change the peer's
 configuration, and so reset its session, every time a node joined."""
 
+GOBGP_RETRY_MAX = 0.5
+"""Longest wait (s) between attempts while gobgpd does not answer. gobgpd is local: a failed
+call costs nothing, and a gobgpd back from a crash must be re-programmed at once (its whole
+RIB within 2 s of it answering again), so its back-off stays short whatever the outage."""
+
+OTHER_RETRY_MAX = 5.0
+"""Longest wait (s) after any other reconcile failure (a bug, the node's host rules)."""
+
 DEFAULT_HOLD_TIME = 90
 DEFAULT_KEEPALIVE = 30
 DEFAULT_CONNECT_RETRY = 5  # GoBGP's own default, 120 s, leaves a peer down long after a restart
@@ -175,15 +184,20 @@ def _int_field(
 
 
 def _graceful_restart(
-    spec: Mapping[str, Any], kind: str, name: str, field_name: str
+    spec: Mapping[str, Any], kind: str, name: str, field_name: str, hold_time: int = 0
 ) -> GracefulRestart:
+    """`spec.gracefulRestart`: `restartTime` (default `hold_time`, as gobgpd itself chooses
+    for a peer) and `deferralTime` (default gobgpd's 360 s)."""
     settings = _mapping(spec.get("gracefulRestart"))
     if settings.get("enabled") is not True:
         return GracefulRestart()
     restart_time = _int_field(
         settings.get("restartTime"), kind, name, f"{field_name}.restartTime", (0, 4095)
     )
-    return GracefulRestart(True, restart_time or 0)
+    deferral_time = _int_field(
+        settings.get("deferralTime"), kind, name, f"{field_name}.deferralTime", (0, 65535)
+    )
+    return GracefulRestart(True, restart_time or hold_time, deferral_time or DEFAULT_DEFERRAL_TIME)
 
 
 def _ipv4_address(addresses: Sequence[str]) -> str:
@@ -432,7 +446,9 @@ def peer_spec_from_bgppeer(
         connect_retry=connect_retry or DEFAULT_CONNECT_RETRY,
         families=families,
         add_paths_send_max=send_max,
-        graceful_restart=_graceful_restart(spec, "BgpPeer", name, "spec.gracefulRestart"),
+        graceful_restart=_graceful_restart(
+            spec, "BgpPeer", name, "spec.gracefulRestart", hold or DEFAULT_HOLD_TIME
+        ),
     )
     return PeerSpec(name=name, peer=Peer(name, selector), config=config)
 
@@ -682,6 +698,12 @@ def rib_delta(
     return sorted(add, key=order), sorted(withdraw, key=order)
 
 
+def retry_delay(previous: float, ceiling: float) -> float:
+    """The next wait of an exponential back-off: 0.2 s first, then doubling, at most
+    `ceiling` (GOBGP_RETRY_MAX while gobgpd fails, OTHER_RETRY_MAX otherwise)."""
+    return min(max(previous * 2, 0.2), ceiling)
+
+
 # --- shell ----------------------------------------------------------------------------------
 
 
@@ -765,6 +787,7 @@ class Speaker:
         self._peers: list[PeerSpec] = []  # the valid BgpPeers that apply to this speaker
         self._global: GlobalConfig | None = None  # what this process started gobgpd with
         self._held: dict[str, set[Route]] | None = None  # None: read it from gobgpd first
+        self._fresh_instance = False  # started by us, its peers not yet configured
         self._reported: dict[tuple[str, str], str] = {}  # (kind, name) -> last Warning
         self.reconciles = 0  # full + incremental, for tests and logs
 
@@ -859,14 +882,14 @@ class Speaker:
                     next_resync = time.monotonic() + self.resync_interval
                 backoff = 0.0
             except GoBGPError as error:
-                backoff = min(max(backoff * 2, 0.2), 5.0)
+                backoff = retry_delay(backoff, GOBGP_RETRY_MAX)
                 log.warning("gobgpd: %s; retrying in %.1fs", error, backoff)
                 with self._cond:
                     self._full = True
                 self._held = None
                 stop.wait(backoff)
             except Exception:
-                backoff = min(max(backoff * 2, 0.2), 5.0)
+                backoff = retry_delay(backoff, OTHER_RETRY_MAX)
                 log.exception("speaker reconcile failed; retrying in %.1fs", backoff)
                 with self._cond:
                     self._full = True
@@ -985,6 +1008,7 @@ class Speaker:
                 "BGP instance started", extra={"asn": wanted.asn, "router_id": wanted.router_id}
             )
             self._held = {}
+            self._fresh_instance = True
         self._global = wanted
         if self._held is None:
             self._held = self._read_held()
@@ -996,7 +1020,9 @@ class Speaker:
             held.setdefault(route.prefix, set()).add(route)
         return held
 
-    def _reconcile_peers(self, specs: Sequence[PeerSpec]) -> None:
+    def _reconcile_peers(self, specs: Sequence[PeerSpec], *, restarting: bool = False) -> None:
+        """Bring gobgpd's peers to the BgpPeers that apply here; `restarting`: peers are added
+        as to a restarting speaker's (graceful restart, see GoBGP.add_peer_config)."""
         if self._global is None:
             return
         # gobgpd reports an unset local ASN as the instance's: compare (and send) it that way.
@@ -1013,16 +1039,17 @@ class Speaker:
         for address in delete:
             log.info("deleting peer", extra={"neighbor": address})
             self.gobgp.delete_peer(address)
-        for config, call in [(c, self.gobgp.update_peer) for c in update] + [
-            (c, self.gobgp.add_peer_config) for c in add
-        ]:
+        for config, adding in [(c, False) for c in update] + [(c, True) for c in add]:
             spec = by_address[config.neighbor_address]
             log.info(
-                "updating peer" if call == self.gobgp.update_peer else "adding peer",
+                "adding peer" if adding else "updating peer",
                 extra={"bgppeer": spec.name, "neighbor": config.neighbor_address},
             )
             try:
-                call(config)
+                if adding:
+                    self.gobgp.add_peer_config(config, restarting=restarting)
+                else:
+                    self.gobgp.update_peer(config)
             except GoBGPError as error:
                 # Rejected (or gobgpd went away: then the next call fails and says so).
                 obj = self.informers.get("BgpPeer", spec.name) or {"metadata": {"name": spec.name}}
@@ -1081,27 +1108,10 @@ class Speaker:
         if self.accept_prefixes is not None:
             self.accept_prefixes(frozenset(self._held))
 
-    def reconcile_all(self) -> None:
-        """Recompute everything from the caches and bring gobgpd to it."""
-        started = time.monotonic()
-        nodes = self._read_nodes()
-        self._nodes = nodes
-        pools, errors = bgp_pools(self.informers.items("Eip"))
-        for eip, error in errors:
-            self._warn(eip, "Eip", "InvalidEip", str(error))
-        self._pools = pools
-        try:
-            wanted = self._wanted_global(nodes)
-        except ModelError:
-            return  # keep whatever runs; the Warning says why
-        specs = self._read_peers()
-        if not self._ensure_instance(wanted):
-            self._peers = []
-            self._table = RouteTable()
-            if self.accept_prefixes is not None:
-                self.accept_prefixes(frozenset())  # the stopped instance announces nothing
-            return
-        self._reconcile_peers(specs)
+    def _rebuild_table(self) -> None:
+        """The nodes `self._peers` select, the EndpointSlice index and the whole RouteTable,
+        from the caches."""
+        nodes = self._nodes
         if self.mode == "node":
             self._selected = (
                 frozenset({self.node_name})
@@ -1132,7 +1142,45 @@ class Speaker:
                 if share:
                     table.set_service(key, share)
         self._table = table
-        self._apply(self._desired_rib(table.prefixes()), None)
+
+    def reconcile_all(self) -> None:
+        """Recompute everything from the caches and bring gobgpd to it."""
+        started = time.monotonic()
+        nodes = self._read_nodes()
+        self._nodes = nodes
+        pools, errors = bgp_pools(self.informers.items("Eip"))
+        for eip, error in errors:
+            self._warn(eip, "Eip", "InvalidEip", str(error))
+        self._pools = pools
+        try:
+            wanted = self._wanted_global(nodes)
+        except ModelError:
+            return  # keep whatever runs; the Warning says why
+        specs = self._read_peers()
+        if not self._ensure_instance(wanted):
+            self._peers = []
+            self._table = RouteTable()
+            if self.accept_prefixes is not None:
+                self.accept_prefixes(frozenset())  # the stopped instance announces nothing
+            return
+        fresh = self._fresh_instance
+        if fresh:
+            # A new instance (gobgpd restarted, or its first start) gets its paths before any
+            # peer: a session's first UPDATEs, and the End-of-RIB after them, then carry the
+            # whole RIB. A graceful-restart helper drops every stale route that End-of-RIB
+            # did not refresh, so a partial first RIB would take next hops away.
+            self._peers = [s for s in specs if self._applies(s, nodes)]
+        else:
+            self._reconcile_peers(specs)
+        self._rebuild_table()
+        self._apply(self._desired_rib(self._table.prefixes()), None)
+        if fresh:
+            intended = {s.name for s in self._peers}
+            self._reconcile_peers(specs, restarting=True)
+            self._fresh_instance = False
+            if {s.name for s in self._peers} != intended:
+                with self._cond:
+                    self._full = True  # gobgpd refused a peer: recompute without it
         self.reconciles += 1
         metrics.RECONCILE_SECONDS.labels("speaker").observe(time.monotonic() - started)
         log.info(

@@ -1,0 +1,187 @@
+"""The speaker when gobgpd comes back from a crash: how soon it tries again, what it tells a
+graceful-restart helper, and in which order it re-programs a new instance (pure logic and
+fakes; tests/reliability/test_gobgpd_crash.py runs the same against real daemons)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from porter_lab import objects
+from porter_lb.gobgp import (
+    DEFAULT_DEFERRAL_TIME,
+    GlobalConfig,
+    GoBGP,
+    GracefulRestart,
+    PeerConfig,
+    Route,
+    _api_peer,
+    _peer_config,
+)
+from porter_lb.speaker import (
+    GOBGP_RETRY_MAX,
+    OTHER_RETRY_MAX,
+    Speaker,
+    peer_spec_from_bgppeer,
+    retry_delay,
+)
+from porter_lb.watch_cache import object_key
+
+
+@pytest.mark.parametrize(
+    ("previous", "ceiling", "expected"),
+    [
+        (0.0, GOBGP_RETRY_MAX, 0.2),
+        (0.2, GOBGP_RETRY_MAX, 0.4),
+        (0.4, GOBGP_RETRY_MAX, GOBGP_RETRY_MAX),
+        (OTHER_RETRY_MAX, GOBGP_RETRY_MAX, GOBGP_RETRY_MAX),  # after other failures
+        (2.5, OTHER_RETRY_MAX, OTHER_RETRY_MAX),
+    ],
+)
+def test_retry_delay(previous: float, ceiling: float, expected: float) -> None:
+    assert retry_delay(previous, ceiling) == expected
+
+
+def test_a_long_gobgpd_outage_never_waits_longer_than_the_gobgpd_ceiling() -> None:
+    """A gobgpd back after minutes is tried again within GOBGP_RETRY_MAX (the target is its
+    whole RIB within 2 s of it answering; the old 5 s ceiling missed it)."""
+    delay, waits = 0.0, []
+    for _ in range(1000):
+        delay = retry_delay(delay, GOBGP_RETRY_MAX)
+        waits.append(delay)
+    assert max(waits) <= GOBGP_RETRY_MAX <= 1.0
+
+
+def _peer(graceful_restart: dict[str, Any], hold: str = "9") -> PeerConfig:
+    body = objects.bgp_peer("tor", "198.51.100.1", gracefulRestart=graceful_restart)
+    body["spec"]["timers"]["config"]["holdTime"] = hold
+    return peer_spec_from_bgppeer(body, {}).config
+
+
+def test_graceful_restart_defaults_are_the_ones_gobgpd_reports_back() -> None:
+    """gobgpd fills a 0 restart time with the hold time and a 0 deferral time with 360 s; a
+    PeerConfig that left them 0 would differ from ListPeer's forever, and the UpdatePeer that
+    follows resets the session (and the router drops its routes) at every full reconcile."""
+    assert _peer({"enabled": True}).graceful_restart == GracefulRestart(
+        True, 9, DEFAULT_DEFERRAL_TIME
+    )
+    assert _peer({"enabled": True}, hold="30").graceful_restart.restart_time == 30
+    assert _peer(
+        {"enabled": True, "restartTime": 120, "deferralTime": 20}
+    ).graceful_restart == GracefulRestart(True, 120, 20)
+    assert _peer({"enabled": False, "restartTime": 120}).graceful_restart == GracefulRestart()
+    config = _peer({"enabled": True})
+    assert _peer_config(_api_peer(config)) == config
+
+
+def test_a_restarting_peer_is_added_with_the_restart_state_bit() -> None:
+    sent: list[Any] = []
+    gobgp = GoBGP("unix:///nonexistent/gobgp.sock")
+    gobgp._call = lambda name, request, stream=False: sent.append(request)  # type: ignore[method-assign]
+    with_gr = PeerConfig("198.51.100.1", 65000, graceful_restart=GracefulRestart(True, 120))
+    gobgp.add_peer_config(with_gr, restarting=True)
+    gobgp.add_peer_config(with_gr)
+    gobgp.add_peer_config(PeerConfig("198.51.100.1", 65000), restarting=True)
+    gobgp.close()
+    assert [r.peer.graceful_restart.local_restarting for r in sent] == [True, False, False]
+    assert sent[0].peer.afi_safis[0].mp_graceful_restart.config.enabled
+    assert sent[0].peer.graceful_restart.deferral_time == DEFAULT_DEFERRAL_TIME
+
+
+# A whole reconcile against fakes: what a new instance gets, in which order.
+
+NODE = "node1"
+IP = "203.0.113.7"
+
+
+class _Informers:
+    def __init__(self, graceful_restart: bool) -> None:
+        node = objects.node(NODE) | objects.node_status(address="198.51.100.11")
+        service = objects.load_balancer_service("web", "default") | objects.load_balancer_status(IP)
+        peer = objects.bgp_peer("tor", "198.51.100.1")
+        if graceful_restart:
+            peer["spec"]["gracefulRestart"] = {"enabled": True, "restartTime": 120}
+        self.objects = {
+            "Node": [node],
+            "Eip": [objects.eip("pool", "203.0.113.0/24")],
+            "BgpConf": [objects.bgp_conf(65001)],
+            "BgpPeer": [peer],
+            "Service": [service],
+        }
+
+    def subscribe(self, _kind: str, _handler: Any) -> None:
+        pass
+
+    def items(self, kind: str) -> list[Any]:
+        return list(self.objects.get(kind, []))
+
+    def get(self, kind: str, key: str) -> Any:
+        return next((o for o in self.items(kind) if object_key(o) == key), None)
+
+
+class _GoBGP:
+    """gobgpd as the speaker sees it: an instance (or none), peers and paths; calls logged."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.running: GlobalConfig | None = None
+        self.peers: dict[str, PeerConfig] = {}
+        self.paths: set[Route] = set()
+
+    def running_global(self) -> GlobalConfig | None:
+        return self.running
+
+    def start_global(self, config: GlobalConfig) -> None:
+        self.calls.append("start")
+        self.running = config
+
+    def local_routes(self) -> list[Route]:
+        return sorted(self.paths, key=lambda r: r.prefix)
+
+    def peer_configs(self) -> dict[str, PeerConfig]:
+        return dict(self.peers)
+
+    def add_peer_config(self, config: PeerConfig, *, restarting: bool = False) -> None:
+        # As GoBGP.add_peer_config: the Restart State bit only with graceful restart enabled.
+        marked = restarting and config.graceful_restart.enabled
+        self.calls.append(f"add peer{' restarting' if marked else ''}")
+        self.peers[config.neighbor_address] = config
+
+    def add_routes(self, routes: list[Route]) -> None:
+        self.calls.append(f"add {len(routes)} paths")
+        self.paths |= set(routes)
+
+    def crash(self) -> None:
+        self.running, self.peers, self.paths = None, {}, set()
+
+
+def _speaker(gobgp: _GoBGP, graceful_restart: bool = True) -> Speaker:
+    return Speaker(
+        _Informers(graceful_restart),  # type: ignore[arg-type]
+        gobgp,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        node_name=NODE,
+    )
+
+
+@pytest.mark.parametrize("graceful_restart", [True, False])
+def test_a_new_instance_gets_its_paths_before_its_peers(graceful_restart: bool) -> None:
+    """Paths first: a session's first UPDATEs and End-of-RIB carry the whole RIB, so a
+    graceful-restart helper has nothing stale left to drop that is still wanted."""
+    gobgp = _GoBGP()
+    speaker = _speaker(gobgp, graceful_restart)
+    speaker.reconcile_all()
+    restarting = " restarting" if graceful_restart else ""
+    assert gobgp.calls == ["start", "add 1 paths", f"add peer{restarting}"]
+    assert gobgp.paths == {Route(f"{IP}/32", "0.0.0.0")}
+
+    gobgp.calls.clear()
+    speaker.reconcile_all()  # the same instance: nothing to do
+    assert gobgp.calls == []
+
+    gobgp.crash()  # gobgpd restarted empty
+    speaker.resync()
+    speaker.reconcile_all()
+    assert gobgp.calls == ["start", "add 1 paths", f"add peer{restarting}"]
+    assert gobgp.paths == {Route(f"{IP}/32", "0.0.0.0")}
