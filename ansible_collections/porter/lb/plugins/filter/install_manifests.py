@@ -23,12 +23,26 @@ def install_manifests(values, component, certificate=None):
         raise AnsibleFilterError(f"install_manifests: {error}") from error
 
 
-def webhook_certificate_data(stored, namespace, days=3650, renew_days=30):
-    """The webhook Secret's data: `stored` while still good, else a new CA and certificate."""
+def webhook_certificate_data(
+    stored,
+    namespace,
+    days=3650,
+    renew_days=30,
+    *,
+    rotate=False,
+    overlap_minutes=webhook_certificate.OVERLAP_MINUTES,
+):
+    """The webhook Secret's data: `stored` while still good (and no rotation is asked), else a
+    new CA and certificate whose ca.crt also trusts the old CA for a while."""
     names = description.webhook_dns_names(namespace)
     try:
         return webhook_certificate.certificate(
-            dict(stored or {}), names, int(days), int(renew_days)
+            dict(stored or {}),
+            names,
+            int(days),
+            int(renew_days),
+            rotate=bool(rotate),
+            overlap_minutes=int(overlap_minutes),
         )
     except RuntimeError as error:
         raise AnsibleFilterError(f"webhook_certificate: {error}") from error

@@ -5,6 +5,12 @@
 
 Runs on the Ansible control node, where ``cryptography`` is always present (ansible-core
 depends on it), so no community.crypto, openssl binary or in-cluster Job is needed.
+
+Rotation without a request the API server cannot verify: a new certificate's ``ca.crt`` (the
+webhook's caBundle too) holds the new CA *and* the old one, so the API server trusts whichever
+certificate the webhook serves while the kubelet projects the new Secret into its pod and the
+webhook reloads it. Once the new certificate is older than the overlap, a later run drops the
+old CA. The CA's private key is never kept: it signs one serving certificate and is gone.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ else:
     CRYPTOGRAPHY_IMPORT_ERROR = None
 
 KEYS = ("ca.crt", "tls.crt", "tls.key")
+OVERLAP_MINUTES = 15
 
 
 def _b64(data):
@@ -84,7 +91,7 @@ def problem(stored, dns_names, renew_days, now=None):  # noqa: PLR0911 - one rea
     if not stored or any(not stored.get(k) for k in KEYS):
         return "no stored certificate"
     try:
-        ca = x509.load_pem_x509_certificate(base64.b64decode(stored["ca.crt"]))
+        cas = _certificates(stored["ca.crt"])
         cert = x509.load_pem_x509_certificate(base64.b64decode(stored["tls.crt"]))
         key = serialization.load_pem_private_key(base64.b64decode(stored["tls.key"]), None)
     except ValueError as error:
@@ -95,10 +102,9 @@ def problem(stored, dns_names, renew_days, now=None):  # noqa: PLR0911 - one rea
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     ):
         return "tls.key does not belong to tls.crt"
-    try:
-        cert.verify_directly_issued_by(ca)
-    except (ValueError, TypeError, InvalidSignature) as error:
-        return f"tls.crt is not signed by ca.crt: {error or type(error).__name__}"
+    ca = _issuer(cas, cert)
+    if ca is None:
+        return "tls.crt is not signed by ca.crt"
     try:
         names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
         have = set(names.value.get_values_for_type(x509.DNSName))
@@ -112,13 +118,77 @@ def problem(stored, dns_names, renew_days, now=None):  # noqa: PLR0911 - one rea
     return None
 
 
-def certificate(stored, dns_names, days=3650, renew_days=30):
-    """`stored` when it is still good for `dns_names`, else a new CA and certificate."""
+def _certificates(b64_pem):
+    """Every certificate of a base64 PEM bundle (ValueError if none or unreadable)."""
+    return x509.load_pem_x509_certificates(base64.b64decode(b64_pem))
+
+
+def _issuer(cas, cert):
+    """The CA of `cas` that signed `cert`, or None."""
+    for ca in cas:
+        try:
+            cert.verify_directly_issued_by(ca)
+        except (ValueError, TypeError, InvalidSignature):
+            continue
+        return ca
+    return None
+
+
+def _bundle(cas):
+    return _b64(b"".join(ca.public_bytes(serialization.Encoding.PEM) for ca in cas))
+
+
+def _settled(stored, overlap, now):
+    """`stored`, its ca.crt reduced to the CA of tls.crt once tls.crt is older than `overlap`
+    (the old CA a rotation kept trusted is then no longer needed)."""
+    kept = {k: stored[k] for k in KEYS}
+    cas = _certificates(stored["ca.crt"])
+    if len(cas) == 1:
+        return kept
+    cert = x509.load_pem_x509_certificate(base64.b64decode(stored["tls.crt"]))
+    if now - cert.not_valid_before_utc < overlap:
+        return kept
+    return {**kept, "ca.crt": _bundle([_issuer(cas, cert)])}
+
+
+def _still_trusted(stored, now):
+    """The stored CAs worth trusting beside a new one: readable and not expired."""
+    try:
+        cas = _certificates((stored or {}).get("ca.crt") or "")
+    except ValueError:
+        return []
+    return [ca for ca in cas if ca.not_valid_after_utc > now]
+
+
+def certificate(
+    stored,
+    dns_names,
+    days=3650,
+    renew_days=30,
+    *,
+    rotate=False,
+    overlap_minutes=OVERLAP_MINUTES,
+    now=None,
+):
+    """The webhook Secret's data for `dns_names`.
+
+    `stored` is kept while it is good and `rotate` is false (once its new certificate is
+    older than `overlap_minutes`, without the previous CA). Otherwise a new CA and certificate,
+    with ``ca.crt`` = the new CA followed by the stored CA(s) still valid, so the API server
+    trusts the old certificate until the webhook serves the new one.
+    """
     if CRYPTOGRAPHY_IMPORT_ERROR is not None:
         raise RuntimeError(
             f"the webhook certificate needs the Python package cryptography on the control "
             f"node: {CRYPTOGRAPHY_IMPORT_ERROR}"
         )
-    if problem(stored, dns_names, renew_days) is None:
-        return {k: stored[k] for k in KEYS}
-    return new_certificate(list(dns_names), days)
+    now = now or datetime.datetime.now(datetime.UTC)
+    overlap = datetime.timedelta(minutes=overlap_minutes)
+    if not rotate and problem(stored, dns_names, renew_days, now) is None:
+        return _settled(stored, overlap, now)
+    fresh = new_certificate(list(dns_names), days, now)
+    old = _still_trusted(stored, now)
+    if old:
+        new_ca = x509.load_pem_x509_certificate(base64.b64decode(fresh["ca.crt"]))
+        fresh["ca.crt"] = _bundle([new_ca, *old[:1]])
+    return fresh
