@@ -426,8 +426,10 @@ class AllocationController:
                 # keep its IPs and look again shortly.
                 self.queue.add_after_failure(_SERVICE + key)
                 return _Outcome(key, None, None)
-            # Gone for good (its finalizer was removed, by us or by hand): free its IPs.
+            # Gone for good (its finalizer was removed, by us or by hand): free its IPs, and
+            # forget a refusal (deleted before it ever showed a deletionTimestamp to us).
             self._release(key)
+            self._refused.pop(key, None)
             return _Outcome(key, None, None)
         finalizers = service.get("metadata", {}).get("finalizers") or []
         held = self.allocations.ips_of(key)
