@@ -1,5 +1,5 @@
 """The allocation controller forgets what is gone (found by the churn soak, issue 7): a Service
-deleted while refused an IP. In-memory caches and API stand-ins: no server."""
+deleted while refused an IP, an Eip deleted. In-memory caches and API stand-ins: no server."""
 
 from __future__ import annotations
 
@@ -81,3 +81,18 @@ def test_a_service_deleted_while_refused_is_forgotten() -> None:
     made.process(["svc:shop/web"])
     assert made.refused == {}
     assert refused_gauge() == 0
+
+
+def test_a_deleted_eip_leaves_no_metric_series() -> None:
+    made, caches = controller()
+    eip = objects.eip("gone-pool", "192.0.2.0/30")
+    eip["metadata"]["resourceVersion"] = "1"
+    caches.objects["Eip"]["gone-pool"] = eip
+    made.process(["eip:gone-pool"])
+    labels = {"pool": "gone-pool"}
+    assert metrics.REGISTRY.get_sample_value("porter_lb_pool_size", labels) == 4
+
+    del caches.objects["Eip"]["gone-pool"]
+    made.process(["eip:gone-pool"])
+    for name in ("porter_lb_pool_size", "porter_lb_pool_usage", "porter_lb_pool_ready"):
+        assert metrics.REGISTRY.get_sample_value(name, labels) is None, name

@@ -26,6 +26,7 @@ no address and says why in its Ready condition.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime
 import logging
@@ -134,6 +135,7 @@ class AllocationController:
     reconciles: int = 0
     conflicts: int = 0
     caught_up: threading.Event = field(default_factory=threading.Event)  # first pass done
+    _gauged_pools: set[str] = field(default_factory=set)  # Eips with metric series
 
     # -- watching -------------------------------------------------------------------------
 
@@ -639,6 +641,11 @@ class AllocationController:
             self.recorder.normal(eip, "PoolReady", after["message"])
 
     def _update_gauges(self) -> None:
+        for name in self._gauged_pools - self.pools.keys() - self.pool_problems.keys():
+            for gauge in (metrics.POOL_SIZE, metrics.POOL_USAGE, metrics.POOL_READY):
+                with contextlib.suppress(KeyError):
+                    gauge.remove(name)  # the Eip is gone: so is its series
+        self._gauged_pools = set(self.pools) | set(self.pool_problems)
         for name, pool in self.pools.items():
             metrics.POOL_SIZE.labels(name).set(pool.addresses.size)
             metrics.POOL_USAGE.labels(name).set(len(self.allocations._ips_by_pool.get(name, ())))
