@@ -96,3 +96,19 @@ def test_a_deleted_eip_leaves_no_metric_series() -> None:
     made.process(["eip:gone-pool"])
     for name in ("porter_lb_pool_size", "porter_lb_pool_usage", "porter_lb_pool_ready"):
         assert metrics.REGISTRY.get_sample_value(name, labels) is None, name
+
+
+def test_a_deleted_eip_is_forgotten() -> None:
+    made, caches = controller()
+    eip = objects.eip("old-pool", "192.0.2.8/30", default=True)
+    eip["metadata"]["resourceVersion"] = "1"
+    caches.objects["Eip"]["old-pool"] = eip
+    service = objects.load_balancer_service("web", "shop")
+    service["metadata"]["resourceVersion"] = "1"
+    caches.objects["Service"]["shop/web"] = service
+    made.process(["eip:old-pool", "svc:shop/web"])
+    assert "old-pool" in made._written and made._basis["old-pool"] == {"192.0.2.8": "shop/web"}
+
+    del caches.objects["Eip"]["old-pool"]
+    made.process(["eip:old-pool", "svc:shop/web"])
+    assert "old-pool" not in made._written and "old-pool" not in made._basis

@@ -211,6 +211,12 @@ class AllocationController:
             pools.pop(name, None)
         self.pools = pools
         self.pool_problems = problems
+        # An Eip gone from the cache: forget our last write of it and the claims it held (a
+        # leak per deleted Eip otherwise; a later Eip of that name starts from its own status).
+        known = {e["metadata"]["name"] for e in self.informers.items("Eip")}
+        for name in (self._written.keys() | self._basis.keys()) - known:
+            self._written.pop(name, None)
+            self._basis.pop(name, None)
 
     def _requests(self) -> dict[str, ServiceRequest]:
         requests = {}
