@@ -1,0 +1,101 @@
+"""The churn soak's end-state checks (porter_lab.reliability.churn) as tables: each kind of
+leak and each unsettled Service they must catch, and a consistent state they must pass."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from porter_lab import objects
+from porter_lab.reliability.churn import RssSeries, find_leaks, find_unsettled
+from porter_lb.audit import ClusterState
+from porter_lb.model import SHARING_KEY_ANNOTATION
+
+NS = "churn"
+
+
+def service(name: str, ip: str = "", *, sharing: str = "", deleting: bool = False) -> Any:
+    body = objects.load_balancer_service(name, NS)
+    if ip:
+        body["status"] = {"loadBalancer": {"ingress": [{"ip": ip}]}}
+    if sharing:
+        body["metadata"]["annotations"] = {SHARING_KEY_ANNOTATION: sharing}
+        body["spec"]["ports"] = [{"port": 1000 + int(name[1:]), "protocol": "TCP"}]
+        body["spec"]["selector"] = {"app": sharing}
+    if deleting:
+        body["metadata"] |= {"deletionTimestamp": "2026-01-01T00:00:00Z", "finalizers": ["f"]}
+    return body
+
+
+def eip(used: dict[str, str], *, usage: int | None = None, disable: bool = False) -> Any:
+    body = objects.eip("pool", "203.0.113.0/28", default=True)
+    if disable:
+        body["spec"]["disable"] = True
+    body["status"] = {"used": used, "usage": len(used) if usage is None else usage}
+    return body
+
+
+IP1, IP2 = "203.0.113.0", "203.0.113.1"
+
+
+@pytest.mark.parametrize(
+    ("services", "used", "usage", "problem"),
+    [
+        ([service("s1", IP1)], {IP1: f"{NS}/s1"}, None, None),
+        ([service("s1")], {IP1: f"{NS}/s1"}, None, "whose status shows []"),
+        ([], {IP1: f"{NS}/s1"}, None, "does not exist"),  # deleted, still recorded
+        ([service("s1", IP1)], {}, None, "no Eip records"),
+        ([service("s1", IP1)], {IP1: f"{NS}/s1"}, 2, "usage 2"),
+        ([service("s1", "198.51.100.7")], {"198.51.100.7": f"{NS}/s1"}, None, "outside"),
+        (
+            [service("s1", IP1), service("s2", IP1)],
+            {IP1: f"{NS}/s1;{NS}/s2"},
+            None,
+            "without one sharing key",
+        ),
+        (
+            [service("s1", IP1, sharing="k"), service("s2", IP1, sharing="k")],
+            {IP1: f"{NS}/s1;{NS}/s2"},
+            None,
+            None,
+        ),
+        ([service("s1", IP1, deleting=True)], {IP1: f"{NS}/s1"}, None, "being deleted"),
+    ],
+)
+def test_find_leaks(
+    services: list[Any], used: dict[str, str], usage: int | None, problem: str | None
+) -> None:
+    state = ClusterState(services=services, eips=[eip(used, usage=usage)])
+    found = find_leaks(state, NS)
+    if problem is None:
+        assert found == []
+    else:
+        assert any(problem in line for line in found), found
+
+
+@pytest.mark.parametrize(
+    ("services", "used", "disable", "unsettled"),
+    [
+        ([service("s1", IP1), service("s2", IP2)], {IP1: f"{NS}/s1", IP2: f"{NS}/s2"}, False, []),
+        # A free address, and a Service without one: it waits for nothing.
+        ([service("s1", IP1), service("s2")], {IP1: f"{NS}/s1"}, False, ["s2"]),
+        # Disabled: s2 rightly has none, s1 keeps its own.
+        ([service("s1", IP1), service("s2")], {IP1: f"{NS}/s1"}, True, []),
+        # Two Services on one IP without a sharing key: the second must move.
+        ([service("s1", IP1), service("s2", IP1)], {IP1: f"{NS}/s1;{NS}/s2"}, False, ["s2"]),
+    ],
+)
+def test_find_unsettled(
+    services: list[Any], used: dict[str, str], disable: bool, unsettled: list[str]
+) -> None:
+    state = ClusterState(services=services, eips=[eip(used, disable=disable)])
+    found = find_unsettled(state)
+    assert [line.split()[1].split("/")[1].rstrip(":") for line in found] == unsettled, found
+
+
+def test_rss_series_growth_and_slope() -> None:
+    series = RssSeries([(0.0, 0, 100), (1.0, 500, 110), (2.0, 1000, 120)])
+    assert series.at_step(400) == 110
+    assert series.at_step(5000) == 120
+    assert series.slope_kib_per_1000_steps(0) == pytest.approx(20.0)
