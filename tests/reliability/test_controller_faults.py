@@ -41,6 +41,9 @@ def test_leader_crash_hands_over_without_duplicates_or_moves(bed: faults.FaultBe
     assert result.ips_changed == 0
     assert result.duplicate_ips == 0
     assert result.next_hops_lost == 0
+    # Central mode: the crashed replica, back as a standby beside the new leader, emptied its
+    # own gobgpd, so a Service deleted afterwards left no stale route (converged says so too).
+    assert result.stale_paths == 0
 
 
 def test_api_server_gone_for_60s_keeps_routes_then_catches_up(bed: faults.FaultBed) -> None:

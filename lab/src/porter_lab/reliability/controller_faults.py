@@ -1,8 +1,9 @@
 """Faults of the control side: the controller restarting, the leader dying, the API server gone.
 
 The bed (`fault_bed`): its own etcd and kube-apiserver; BIRD in a router namespace; three
-node namespaces, each with gobgpd and a `porter-lb agent` (per-node mode), or one gobgpd on
-node1 driven by the controller (`--speaker central`); `porter-lb controller` processes.
+node namespaces, each with gobgpd and a `porter-lb agent` (per-node mode), or (central
+mode, `--speaker central`) a gobgpd on node1 and one on node2, each the sidecar of one
+controller replica; `porter-lb controller` processes.
 Every porter-lb process reaches the API server through an `APIProxy`, which a scenario cuts
 to make the API server unreachable for porter-lb while the scenario itself still changes the
 cluster. N LoadBalancer Services (externalTrafficPolicy Local, endpoints on two of the three
@@ -56,6 +57,7 @@ SYSTEM_NAMESPACE = "porter-lb-system"
 LEASE = f"/apis/coordination.k8s.io/v1/namespaces/{SYSTEM_NAMESPACE}/leases/porter-lb-controller"
 
 Mode = Literal["node", "central"]
+CENTRAL_REPLICAS = 2  # central mode: a gobgpd on node1 and one on node2, as two pods' sidecars
 
 
 @dataclass(frozen=True)
@@ -168,7 +170,6 @@ class FaultBed:
     agents: list[Agent] = field(default_factory=list)
     controllers: list[Controller] = field(default_factory=list)
     services: dict[str, list[str]] = field(default_factory=dict)  # name -> endpoint nodes
-    central_target: str = ""
 
     def __post_init__(self) -> None:
         self.kubeconfig = self.proxy.kubeconfig(
@@ -184,8 +185,8 @@ class FaultBed:
             self.api.create(objects.NODES, objects.node(node.name))
             objects.set_node_status(self.api, node.name, address=node.address)
         self.api.create(objects.EIPS, objects.eip("faults", POOL, default=True))
-        router_id = self.topology.nodes[0].address if self.mode == "central" else ""
-        self.api.create(objects.BGP_CONFS, objects.bgp_conf(NODE_ASN, router_id))
+        # No router ID: each central replica takes its own from --router-id (as $POD_IP).
+        self.api.create(objects.BGP_CONFS, objects.bgp_conf(NODE_ASN))
         self.api.create(objects.BGP_PEERS, objects.bgp_peer("tor", self.topology.router_address))
 
     def endpoint_nodes(self, index: int) -> list[str]:
@@ -280,10 +281,18 @@ class FaultBed:
 
     # -- porter-lb processes --------------------------------------------------------------
 
-    def start_controller(self, identity: str, timing: LeaseTiming) -> Controller:
+    def start_controller(self, identity: str, timing: LeaseTiming, replica: int = 0) -> Controller:
+        """`replica` picks the central gobgpd (a pod's sidecar): 0 on node1, 1 on node2."""
         extra: tuple[str, ...] = ()
         if self.mode == "central":
-            extra = ("--speaker", "central", "--gobgp", self.central_target)
+            extra = (
+                "--speaker",
+                "central",
+                "--gobgp",
+                self.speakers[replica].target,
+                "--router-id",
+                self.topology.nodes[replica].address,
+            )
         daemon = Daemon(
             f"controller-{identity}",
             [
@@ -302,14 +311,18 @@ class FaultBed:
                 *timing.args(),
                 *extra,
             ],
-            self.workdir / f"controller-{identity}.log",
+            self.workdir / f"controller-{identity}-{len(self.controllers) + 1}.log",
         ).start()
         controller = Controller(identity, daemon)
         self.controllers.append(controller)
         return controller
 
     def start_speakers(self) -> None:
-        nodes = self.topology.nodes[:1] if self.mode == "central" else self.topology.nodes
+        nodes = (
+            self.topology.nodes[:CENTRAL_REPLICAS]
+            if self.mode == "central"
+            else self.topology.nodes
+        )
         for node in nodes:
             speaker = Gobgpd(node.netns, self.workdir / f"gobgpd-{node.name}")
             speaker.start()
@@ -323,8 +336,19 @@ class FaultBed:
                     extra_args=("--log-level", "warning"),
                 )
                 self.agents.append(agent.start())
-        if self.mode == "central":
-            self.central_target = self.speakers[0].target
+
+    def established(self) -> None:
+        """Wait for the BGP sessions of every agent's gobgpd, or (central) of replica 0's: a
+        standby's gobgpd runs no BGP instance."""
+        if self.mode == "node":
+            established(self.router)
+            return
+        address = self.topology.nodes[0].address
+        wait_for(
+            lambda: self.router.sessions().get(address) == "Established",
+            30,
+            f"the BGP session with {address} on the router",
+        )
 
     def check_running(self) -> None:
         for agent in self.agents:
@@ -381,7 +405,7 @@ def fault_bed(mode: Mode, *, workdir: Path | None = None) -> Iterator[FaultBed]:
         api_client = config.new_client_from_config(config_file=str(plane.kubeconfig))
         apply_crds(api_client, sorted(CRD_DIR.glob("*.yaml")))
         topology.create()
-        speakers = topology.nodes[:1] if mode == "central" else topology.nodes
+        speakers = topology.nodes[:CENTRAL_REPLICAS] if mode == "central" else topology.nodes
         spec = RouterSpec(
             asn=ROUTER_ASN,
             router_id=topology.router_address,
@@ -433,7 +457,7 @@ def restart(bed: FaultBed, services: int, timing: LeaseTiming = FAST_TIMING) -> 
     fib = FibLog(bed.topology.router_ns, POOL)
     try:
         first = bed.start_controller("first", timing)
-        established(bed.router)
+        bed.established()
         bed.add_services(services)
         ips = bed.converged(fib, 600)
         wait_for(lambda: first.logged("caught up"), 60, "the first controller caught up")
@@ -489,6 +513,7 @@ class FailoverResult:
     ips_changed: int
     duplicate_ips: int
     next_hops_lost: int
+    stale_paths: int  # central: paths the crashed replica's gobgpd holds once it is a standby
 
 
 def failover(bed: FaultBed, services: int, timing: LeaseTiming) -> FailoverResult:
@@ -497,8 +522,8 @@ def failover(bed: FaultBed, services: int, timing: LeaseTiming) -> FailoverResul
     try:
         leader = bed.start_controller("a", timing)
         wait_for(lambda: bed.lease_holder() == "a", 60, "replica a to lead")
-        standby = bed.start_controller("b", timing)
-        established(bed.router)
+        standby = bed.start_controller("b", timing, replica=1)
+        bed.established()
         bed.add_services(services)
         ips = bed.converged(fib, 600)
         wait_for(lambda: standby.logged("caches synced"), 60, "the standby's caches")
@@ -509,15 +534,29 @@ def failover(bed: FaultBed, services: int, timing: LeaseTiming) -> FailoverResul
         takeover = time.monotonic() - killed
         wait_for(lambda: bed.ips().get("after-kill"), 60, "an IP from the new leader", 0.02)
         new_ip = time.monotonic() - killed
+        bed.converged(fib, 60)
+        lost = fib.lost_next_hops(killed)
+        # The crashed replica comes back (its container restarted, its gobgpd still up with
+        # the routes it had): a standby now, it must not keep announcing them.
+        restarted = bed.start_controller("a", timing)
+        wait_for(lambda: restarted.logged("caches synced"), 60, "a back as a standby")
+        bed.delete_service(sorted(ips)[0])  # one the crashed replica's gobgpd announces
+        bed.add_service("after-restart", bed.endpoint_nodes(2))
         ips_after = bed.converged(fib, 60)
         published = [ip for ip in ips_after.values() if ip]
+        client = bed.speakers[0].client
+        assert client is not None
+        held = client.local_routes() if bed.mode == "central" else []
         return FailoverResult(
+            stale_paths=len(held),
             timing=timing,
             takeover_s=takeover,
             new_service_ip_s=new_ip,
-            ips_changed=sum(1 for name, ip in ips.items() if ips_after.get(name) != ip),
+            ips_changed=sum(
+                1 for name, ip in ips.items() if name in bed.services and ips_after[name] != ip
+            ),
             duplicate_ips=len(published) - len(set(published)),
-            next_hops_lost=len(fib.lost_next_hops(killed)),
+            next_hops_lost=len(lost),
         )
     finally:
         fib.close()
@@ -545,7 +584,7 @@ def outage(
     fib = FibLog(bed.topology.router_ns, POOL)
     try:
         controller = bed.start_controller("only", timing)
-        established(bed.router)
+        bed.established()
         names = bed.add_services(services)
         ips = bed.converged(fib, 600)
         counters = bird_counters(bed.router)
