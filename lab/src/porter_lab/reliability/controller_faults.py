@@ -57,6 +57,11 @@ SYSTEM_NAMESPACE = "porter-lb-system"
 LEASE = f"/apis/coordination.k8s.io/v1/namespaces/{SYSTEM_NAMESPACE}/leases/porter-lb-controller"
 
 Mode = Literal["node", "central"]
+# What porter-lb's processes write, Leases apart (leader election renews one every retry
+# period, agents their heartbeats): the API server's own writes (its Endpoints) are not theirs.
+PORTER_LB_WRITES = frozenset(
+    {"services", "services/status", "eips", "eips/status", "bgppeers/status", "events"}
+)
 CENTRAL_REPLICAS = 2  # central mode: a gobgpd on node1 and one on node2, as two pods' sidecars
 
 
@@ -252,7 +257,7 @@ class FaultBed:
 
     def api_writes(self) -> dict[str, float]:
         """Writes the API server has served (apiserver_request_total, mutating verbs), by
-        resource; Leases apart (leader election renews one every retry period)."""
+        resource (and subresource: "services/status")."""
         configuration = self.api.api_client.configuration
         text = self.api.api_client.call_api("GET", f"{configuration.host}/metrics").response.data
         totals: dict[str, float] = {}
@@ -267,12 +272,12 @@ class FaultBed:
         return totals
 
     def quiet(self, timeout: float = 120) -> None:
-        """Wait until the API server serves no writes but Lease renewals for a second (the
-        Events of a first allocation of N Services are sent by a rate-limited queue)."""
+        """Wait until porter-lb has written nothing for a second (PORTER_LB_WRITES: the Events
+        of a first allocation of N Services go out through a rate-limited queue)."""
         last: list[dict[str, float]] = []
 
         def still() -> bool:
-            now = {k: v for k, v in self.api_writes().items() if k != "leases"}
+            now = {k: v for k, v in self.api_writes().items() if k in PORTER_LB_WRITES}
             same = bool(last) and last[-1] == now
             last.append(now)
             return same
@@ -445,7 +450,7 @@ class RestartResult:
     next_hops_lost: int  # prefixes that lost a next hop at some point
     bgp_updates: int  # BGP updates BIRD received while restarting
     bgp_withdraws: int
-    api_writes: dict[str, float]  # writes the API server served meanwhile, by resource
+    api_writes: dict[str, float]  # porter-lb's writes meanwhile, by resource (PORTER_LB_WRITES)
     caught_up_s: float  # process start -> its first allocation pass has drained the queue
     new_service_ip_s: float  # a Service created once caught up -> its IP
     down_s: float  # SIGTERM -> process exited
@@ -495,7 +500,7 @@ def restart(bed: FaultBed, services: int, timing: LeaseTiming = FAST_TIMING) -> 
             api_writes={
                 k: v - writes.get(k, 0.0)
                 for k, v in after_writes.items()
-                if v != writes.get(k, 0.0) and k != "leases"
+                if v != writes.get(k, 0.0) and k in PORTER_LB_WRITES
             },
             caught_up_s=caught_up,
             new_service_ip_s=new_ip,
