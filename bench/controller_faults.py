@@ -11,9 +11,10 @@ in central mode (the controller drives one gobgpd):
 2. *failover*: two replicas with the default Lease timing (15 s / 10 s / 2 s); SIGKILL the
    leader. Target: the standby leads within lease duration + two retry periods (19 s), and a
    Service created at the kill gets its IP then; 0 duplicates, 0 moved IPs.
-3. *outage*: the API server unreachable for 60 s while Services are created, deleted and
-   moved. Targets: 0 FIB changes meanwhile, all changes applied within 5 s of its return,
-   0 leaked IPs.
+3. *outage-cut*: the API server unreachable from porter-lb for 60 s while Services are
+   created, deleted and moved; *outage-stop*: kube-apiserver stopped for 60 s and started
+   again, the same changes made as it returns. Targets: 0 FIB changes meanwhile, all
+   changes applied within 5 s of its return, 0 leaked IPs.
 
     python bench/controller_faults.py [--services 1000] [--outage 60] [--modes node,central]
 """
@@ -39,7 +40,7 @@ def main() -> int:
     parser.add_argument("--outage", type=float, default=60.0, help="seconds")
     parser.add_argument("--changes", type=int, default=20, help="of each kind, in the outage")
     parser.add_argument("--modes", default="node,central")
-    parser.add_argument("--scenarios", default="restart,failover,outage")
+    parser.add_argument("--scenarios", default="restart,failover,outage-cut,outage-stop")
     args = parser.parse_args()
     rows: list[dict[str, Any]] = []
     raw: dict[str, Any] = {}
@@ -72,23 +73,21 @@ def main() -> int:
                 row(f"failover ({mode}): IPs changed", failover.ips_changed, "", 0),
                 row(f"failover ({mode}): next hops lost", failover.next_hops_lost, "", 0),
             ]
-        if "outage" in scenarios:
+        for how in ("cut", "stop"):
+            if f"outage-{how}" not in scenarios:
+                continue
             with faults.fault_bed(mode) as bed:  # type: ignore[arg-type]
                 outage = faults.outage(
-                    bed, min(args.services, 500), args.outage, args.changes, timing
+                    bed, min(args.services, 500), args.outage, args.changes, timing, how=how
                 )
-            raw[f"outage/{mode}"] = dataclasses.asdict(outage)
+            raw[f"outage-{how}/{mode}"] = dataclasses.asdict(outage)
             print(outage, flush=True)
+            what = f"outage-{how} ({mode})"
             rows += [
-                row(
-                    f"outage {args.outage:g}s ({mode}): FIB changes",
-                    outage.fib_changes_during,
-                    "",
-                    0,
-                ),
-                row(f"outage ({mode}): API back -> all caught up", outage.resync_s, "s", 5.0),
-                row(f"outage ({mode}): leaked IPs", outage.leaked_ips, "", 0),
-                row(f"outage ({mode}): IPs changed", outage.ips_changed, "", 0),
+                row(f"{what}: FIB changes meanwhile", outage.fib_changes_during, "", 0),
+                row(f"{what}: API back -> all caught up", outage.resync_s, "s", 5.0),
+                row(f"{what}: leaked IPs", outage.leaked_ips, "", 0),
+                row(f"{what}: IPs changed", outage.ips_changed, "", 0),
             ]
     report("controller_faults", rows, {"services": args.services, "scenarios": raw})
     return 0

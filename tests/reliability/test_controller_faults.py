@@ -58,3 +58,22 @@ def test_api_server_gone_for_60s_keeps_routes_then_catches_up(bed: faults.FaultB
     # Stepped down when it could not renew, led again in the same process once back.
     assert result.leader_terms == 2 and result.lease_holder == "only"
     assert not [line for c in bed.controllers for line in c.errors()]
+
+
+# Central mode only (the controller is also the speaker there); node mode's agents meet the
+# same watches and Lease code in the "cut" test above, and each of these takes over a minute.
+@pytest.mark.parametrize("bed", ["central"], indirect=True)
+def test_api_server_restarted_after_60s_down_keeps_routes_then_follows(
+    bed: faults.FaultBed,
+) -> None:
+    result = faults.outage(
+        bed, services=200, seconds=60, changes=10, timing=faults.FAST_TIMING, how="stop"
+    )
+    print(result)
+    assert result.processes_alive, "a porter-lb process died while the API server was down"
+    assert result.fib_changes_during == 0
+    assert result.bgp_withdraws_during == 0
+    assert result.ips_changed == 0
+    assert result.leaked_ips == 0
+    assert result.leader_terms == 2 and result.lease_holder == "only"
+    assert not [line for c in bed.controllers for line in c.errors()]

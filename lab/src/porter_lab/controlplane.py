@@ -197,6 +197,7 @@ class ControlPlane:
     port: int = 0
     etcd_url: str = ""
     kubeconfig: Path = field(init=False)
+    _context: ssl.SSLContext | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -319,18 +320,34 @@ class ControlPlane:
             self.workdir / "kube-apiserver.log",
         ).start()
         self._write_kubeconfig(pki)
-        context = ssl.create_default_context(cafile=str(pki["ca"]))
-        context.load_cert_chain(str(pki["admin_cert"]), str(pki["admin_key"]))
+        self._context = ssl.create_default_context(cafile=str(pki["ca"]))
+        self._context.load_cert_chain(str(pki["admin_cert"]), str(pki["admin_key"]))
+        self.wait_ready(timeout)
+        return self
 
+    def wait_ready(self, timeout: float = 120) -> None:
         def ready() -> bool:
             assert self.etcd is not None and self.apiserver is not None
             self.etcd.check_running()
             self.apiserver.check_running()
-            with urllib.request.urlopen(f"{self.url}/readyz", context=context, timeout=2) as r:
-                return bool(r.status == 200)
+            with urllib.request.urlopen(
+                f"{self.url}/readyz", context=self._context, timeout=2
+            ) as answer:
+                return bool(answer.status == 200)
 
-        wait_for(ready, timeout, "kube-apiserver /readyz", interval=0.2)
-        return self
+        wait_for(ready, timeout, "kube-apiserver /readyz", interval=0.1)
+
+    def stop_apiserver(self) -> None:
+        """Stop kube-apiserver alone (SIGTERM); etcd and everything stored stay."""
+        assert self.apiserver is not None
+        self.apiserver.stop(timeout=30)
+
+    def start_apiserver(self, timeout: float = 120) -> None:
+        """Start kube-apiserver again, as it was (same port, same certificates), and wait
+        until it is ready."""
+        assert self.apiserver is not None
+        self.apiserver.start()
+        self.wait_ready(timeout)
 
     def compact_etcd(self) -> int:
         """Compact etcd's history up to its current revision (as the API server does every five

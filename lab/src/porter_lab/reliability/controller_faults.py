@@ -569,12 +569,14 @@ def failover(bed: FaultBed, services: int, timing: LeaseTiming) -> FailoverResul
 
 @dataclass
 class OutageResult:
+    how: str  # "cut" (porter-lb cut off, changes meanwhile) or "stop" (kube-apiserver stopped)
     outage_s: float
     fib_changes_during: int  # changes to pool prefixes at the router while the API was gone
     bgp_withdraws_during: int
     processes_alive: bool
     changes_made: int  # Services created, deleted and moved during the outage
     resync_s: float  # API back -> the FIB shows every change, every new Service has its IP
+    # ("stop": the changes are made when it is back, so this includes making them)
     ips_changed: int  # Services untouched by the changes whose IP changed
     leaked_ips: int  # addresses still claimed in the Eip's status by deleted Services
     leader_terms: int  # terms the one replica led: 2 when it stepped down and led again
@@ -582,10 +584,22 @@ class OutageResult:
 
 
 def outage(
-    bed: FaultBed, services: int, seconds: float, changes: int, timing: LeaseTiming
+    bed: FaultBed,
+    services: int,
+    seconds: float,
+    changes: int,
+    timing: LeaseTiming,
+    *,
+    how: Literal["cut", "stop"] = "cut",
 ) -> OutageResult:
-    """The API server unreachable from every porter-lb process for `seconds`, while
-    `changes` Services are created, `changes` deleted and `changes` moved to other nodes."""
+    """The API server gone for `seconds`, then `changes` Services created, `changes` deleted
+    and `changes` moved to other nodes.
+
+    how="cut": the relay drops porter-lb's connections and refuses new ones, and the changes
+    are made meanwhile (straight to the API server), so porter-lb must catch up with them.
+    how="stop": kube-apiserver itself is stopped and started again (a new process: watches
+    resume or relist against it); the changes are made the moment it is back.
+    """
     fib = FibLog(bed.topology.router_ns, POOL)
     try:
         controller = bed.start_controller("only", timing)
@@ -593,16 +607,23 @@ def outage(
         names = bed.add_services(services)
         ips = bed.converged(fib, 600)
         counters = bird_counters(bed.router)
-        cut = time.monotonic()
-        bed.proxy.cut()
-        # Changes made meanwhile, through the API server porter-lb cannot reach.
         deleted = names[:changes]
         moved = names[changes : 2 * changes]
-        for name in deleted:
-            bed.delete_service(name)
-        for index, name in enumerate(moved):
-            bed.move_endpoints(name, bed.endpoint_nodes(index + 2))
-        created = bed.add_services(changes, prefix="new", start=services)
+        created: list[str] = []
+
+        def make_changes() -> None:
+            for name in deleted:
+                bed.delete_service(name)
+            for index, name in enumerate(moved):
+                bed.move_endpoints(name, bed.endpoint_nodes(index + 2))
+            created.extend(bed.add_services(changes, prefix="new", start=services))
+
+        cut = time.monotonic()
+        if how == "cut":
+            bed.proxy.cut()
+            make_changes()  # through the API server porter-lb cannot reach
+        else:
+            bed.plane.stop_apiserver()
         end = cut + seconds
         pause = threading.Event()
         alive = True
@@ -616,8 +637,13 @@ def outage(
             pause.wait(min(remaining, 1.0))
         during = fib.since(cut)
         withdraws = bird_counters(bed.router)["withdraws"] - counters["withdraws"]
-        back = time.monotonic()
-        bed.proxy.restore()
+        if how == "cut":
+            back = time.monotonic()
+            bed.proxy.restore()
+        else:
+            bed.plane.start_apiserver()
+            back = time.monotonic()
+            make_changes()
         final = bed.converged(fib, 120)
         resync = time.monotonic() - back
         eip = bed.api.get(f"{objects.EIPS}/faults")
@@ -626,6 +652,7 @@ def outage(
         leaked = sum(1 for holders in used.values() if set(str(holders).split(";")) & gone)
         untouched = [n for n in names if n not in deleted]
         return OutageResult(
+            how=how,
             outage_s=back - cut,
             fib_changes_during=len(during),
             bgp_withdraws_during=withdraws,
