@@ -4,11 +4,13 @@ Polling `ip route` costs a process per look (~5 ms); a netlink socket joined to 
 multicast groups hears each change as the kernel makes it. The socket is opened inside the
 namespace (setns on this thread, then back) and read by a thread; pyroute2 only parses.
 Used by the benchmarks: BIRD-installed routes (RTA_MULTIPATH or RTA_GATEWAY); FRR's nexthop
-objects (RTA_NH_ID) are not resolved here.
+objects (RTA_NH_ID) are not resolved here: start FRR with `Frr(kernel_nexthop_groups=False)`.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -69,3 +71,56 @@ class FibWatcher(NetlinkWatcher):
     ) -> float:
         """Block until `predicate(routes)` holds; the monotonic time it did (TimeoutError)."""
         return super().wait_until(lambda: predicate(self.routes), timeout, "FIB condition")
+
+
+Change = tuple[float, str, frozenset[str], frozenset[str]]  # (monotonic time, prefix, old, new)
+
+
+class FibLog(FibWatcher):
+    """The host routes of one namespace, plus a log of every change to a prefix in `pool`:
+    "no next hop lost" becomes a count of events, not a sample."""
+
+    def __init__(self, netns: str, pool: str) -> None:
+        self.pool = ipaddress.ip_network(pool)
+        self.changes: list[Change] = []
+        super().__init__(netns)
+
+    def apply(self, messages: list[Any]) -> None:
+        before = {p: self.routes.get(p, frozenset()) for p in self._prefixes(messages)}
+        super().apply(messages)
+        now = time.monotonic()
+        for prefix, old in before.items():
+            new = self.routes.get(prefix, frozenset())
+            if new != old:
+                self.changes.append((now, prefix, old, new))
+
+    def _prefixes(self, messages: list[Any]) -> set[str]:
+        found = set()
+        for msg in messages:
+            dst = msg.get_attr("RTA_DST")
+            length = msg.get("dst_len")
+            if dst is not None and length in (32, 128) and ipaddress.ip_address(dst) in self.pool:
+                found.add(f"{dst}/{length}")
+        return found
+
+    def since(self, started: float) -> list[Change]:
+        with self.changed:
+            return [c for c in self.changes if c[0] >= started]
+
+    def lost_next_hops(self, started: float, until: float | None = None) -> dict[str, set[str]]:
+        """Prefix -> the next hops it lost (or had when it vanished) at some change in
+        [started, until]."""
+        lost: dict[str, set[str]] = {}
+        for when, prefix, old, new in self.since(started):
+            if (until is None or when <= until) and old - new:
+                lost.setdefault(prefix, set()).update(old - new)
+        return lost
+
+    def snapshot(self) -> dict[str, frozenset[str]]:
+        """The routes of `pool`'s prefixes now."""
+        with self.changed:
+            return {
+                p: h
+                for p, h in self.routes.items()
+                if ipaddress.ip_network(p).subnet_of(self.pool)  # type: ignore[arg-type]
+            }

@@ -38,6 +38,11 @@ class RouterSpec:
     pools: tuple[str, ...]  # EIP pools whose /32s (/128s) are accepted from the neighbours
     max_paths: int = 16
     add_paths_rx: bool = False  # a central speaker sends several next hops per prefix
+    # FRR only, 0 = FRR's default (360 s): how long after a restarting speaker's session went
+    # down its stale routes are kept at most (FRR 8.4 leaves all but one stale ADD-PATH path
+    # of a prefix until then, FRRouting/frr#17372). Both routers are graceful-restart helpers by default (BIRD
+    # `graceful restart aware`, FRR helper mode); the speaker decides whether GR is used.
+    stalepath_time: int = 0
 
 
 class Router(Protocol):
@@ -206,6 +211,8 @@ def frr_bgpd_config(spec: RouterSpec, log: Path) -> str:
         " bgp bestpath as-path multipath-relax",
         " timers bgp 3 9",
     ]
+    if spec.stalepath_time:
+        lines.append(f" bgp graceful-restart stalepath-time {spec.stalepath_time}")
     for n in spec.neighbors:
         lines += [
             f" neighbor {n.address} remote-as {n.asn}",
@@ -241,6 +248,9 @@ class Frr:
     # bgpd.conf to start with instead of the one rendered from `spec` (e.g. no `router bgp` at
     # all, for a test that configures bgpd itself through vtysh)
     bgpd_config: str | None = None
+    # False: zebra installs plain (multipath) routes instead of kernel nexthop objects, so a
+    # netlink reader (porter_lab.fib) sees each route's gateways in the route message itself.
+    kernel_nexthop_groups: bool = True
 
     def __post_init__(self) -> None:
         self.workdir = FRR_RUN_ROOT / self.netns / "frr"
@@ -251,7 +261,10 @@ class Frr:
             directory.chmod(0o755)
         shutil.chown(self.workdir, "frr", "frr")
         zserv = self.workdir / "zserv.api"
-        (self.workdir / "zebra.conf").write_text(f"log file {self.workdir / 'zebra.log'}\n")
+        zebra_conf = f"log file {self.workdir / 'zebra.log'}\n"
+        if not self.kernel_nexthop_groups:
+            zebra_conf += "no zebra nexthop kernel enable\n"
+        (self.workdir / "zebra.conf").write_text(zebra_conf)
         (self.workdir / "bgpd.conf").write_text(
             frr_bgpd_config(self.spec, self.workdir / "bgpd.log")
             if self.bgpd_config is None

@@ -1,0 +1,442 @@
+"""gobgpd crashing (SIGKILL) and coming back, with and without BGP graceful restart.
+
+The bed (`crash_bed`): its own etcd and kube-apiserver; BIRD or FRR in a router namespace;
+three node namespaces. Per-node mode: a gobgpd and a `porter-lb agent` on every node. Central
+mode: one gobgpd on node1 driven by `porter-lb controller --speaker central`. The controller
+allocates in both. N LoadBalancer Services (externalTrafficPolicy Local, endpoints on two of
+the three nodes, so each /32 has its own pair of next hops) come from one pool.
+
+A trial (`crash`): every Service announced and routed; SIGKILL one gobgpd (node1's); wait until
+its speaker has noticed (its log: a failed gobgpd call); keep it down `down_s`, deleting one
+Service meanwhile; start gobgpd again on the same socket (as kubelet restarts the container)
+and time, from "gobgpd answers gRPC again":
+- RIB back: gobgpd's ListPath equals the desired paths of that speaker;
+- FIB back: the router's kernel FIB holds exactly the desired routes (every prefix with its
+  full next-hop set, the deleted Service's prefix gone).
+The router's FIB is read through netlink (porter_lab.fib.FibLog, every change logged), so
+"next hops lost" is a count of events. Without graceful restart the router withdraws the
+crashed speaker's next hops at once (expected: its session closed); with it (BgpPeer and
+BgpConf `gracefulRestart.enabled`; BIRD and FRR are helpers by default) it keeps them,
+stale, until the restarted speaker's End-of-RIB, and then drops only what was not refreshed
+(FRR 8.4 with ADD-PATH keeps one stale path of a prefix the speaker no longer announces until
+its stalepath-time, FRRouting/frr#17372: the bed sets it, see STALEPATH_TIME).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from porter_lab import objects
+from porter_lab.agents import Agent
+from porter_lab.controlplane import ControlPlane
+from porter_lab.fib import FibLog
+from porter_lab.kube import apply_crds
+from porter_lab.paths import CRD_DIR
+from porter_lab.processes import Daemon
+from porter_lab.routers import Bird, Frr, Neighbor, Router, RouterSpec, established
+from porter_lab.speakers import Gobgpd
+from porter_lab.topology import NODE_ASN, ROUTER_ASN, Topology, run_id
+from porter_lab.waiting import wait_for
+from porter_lb.kubeapi import KubeAPI
+
+POOL = "10.201.0.0/22"  # routed only inside the bed's namespaces
+NAMESPACE = "crash"
+SYSTEM_NAMESPACE = "porter-lb-system"
+GR_RESTART_TIME = 120  # what the BgpPeer asks helpers to wait for us
+# FRR: stale paths are dropped this long after the session went down, whatever happens; and
+# the ones End-of-RIB misses (FRRouting/frr#17372) go only then. It must exceed the outage
+# plus gobgpd's first connection attempt (5-10 s after AddPeer; FRR as helper waits for it).
+STALEPATH_TIME = 30
+
+Mode = Literal["node", "central"]
+RouterKind = Literal["bird", "frr"]
+
+
+def _log_lines(path: Path) -> list[dict[str, Any]]:
+    found = []
+    with contextlib.suppress(FileNotFoundError):
+        for line in path.read_text(errors="replace").splitlines():
+            with contextlib.suppress(ValueError):
+                found.append(json.loads(line))
+    return found
+
+
+def _wall(entry: dict[str, Any]) -> float:
+    """A porter-lb JSON log line's time as seconds since the epoch."""
+    stamp = datetime.datetime.strptime(str(entry["ts"]), "%Y-%m-%dT%H:%M:%S.%fZ")
+    return stamp.replace(tzinfo=datetime.UTC).timestamp()
+
+
+def gobgpd_failures(path: Path, since_wall: float) -> list[float]:
+    """Times (epoch s) a speaker logged that gobgpd failed or lost its instance, since
+    `since_wall`."""
+    return [
+        _wall(entry)
+        for entry in _log_lines(path)
+        if str(entry.get("msg", "")).startswith("gobgpd")
+        and entry.get("level") in ("warning", "error")
+        and _wall(entry) >= since_wall
+    ]
+
+
+@dataclass
+class CrashBed:
+    workdir: Path
+    api: KubeAPI
+    topology: Topology
+    router: Router
+    mode: Mode
+    router_kind: RouterKind
+    kubeconfig: Path
+    speakers: list[Gobgpd] = field(default_factory=list)  # central: one, on node1
+    agents: list[Agent] = field(default_factory=list)
+    controller: Daemon | None = None
+    services: dict[str, list[str]] = field(default_factory=dict)  # name -> endpoint nodes
+
+    # -- cluster objects ------------------------------------------------------------------
+
+    def base_objects(self) -> None:
+        for namespace in (NAMESPACE, SYSTEM_NAMESPACE):
+            objects.ensure_namespace(self.api, namespace)
+        for node in self.topology.nodes:
+            self.api.create(objects.NODES, objects.node(node.name))
+            objects.set_node_status(self.api, node.name, address=node.address)
+        self.api.create(objects.EIPS, objects.eip("crash", POOL, default=True))
+        router_id = self.topology.nodes[0].address if self.mode == "central" else ""
+        self.api.create(objects.BGP_CONFS, objects.bgp_conf(NODE_ASN, router_id))
+        self.api.create(objects.BGP_PEERS, objects.bgp_peer("tor", self.topology.router_address))
+
+    def set_graceful_restart(self, enabled: bool) -> None:
+        """BgpConf and BgpPeer `gracefulRestart` on or off. A change resets the sessions
+        (gobgpd re-opens them with the new capability): call it before a trial."""
+        settings = {"enabled": enabled, "restartTime": GR_RESTART_TIME}
+        for collection, name in ((objects.BGP_CONFS, "default"), (objects.BGP_PEERS, "tor")):
+            self.api.merge_patch(f"{collection}/{name}", {"spec": {"gracefulRestart": settings}})
+
+    def endpoint_nodes(self, index: int) -> list[str]:
+        names = [n.name for n in self.topology.nodes]
+        return [names[index % len(names)], names[(index + 1) % len(names)]]
+
+    def add_service(self, name: str, nodes: list[str]) -> None:
+        self.api.create(
+            objects.endpoint_slices(NAMESPACE),
+            objects.endpoint_slice(f"{name}-1", NAMESPACE, name, nodes),
+        )
+        self.api.create(
+            objects.services(NAMESPACE),
+            objects.load_balancer_service(name, NAMESPACE, policy="Local", node_ports=False),
+        )
+        self.services[name] = nodes
+
+    def add_services(self, count: int) -> None:
+        names = [f"s{i:05d}" for i in range(count)]
+        with ThreadPoolExecutor(8) as pool:
+            list(
+                pool.map(
+                    lambda n: self.add_service(n[1], self.endpoint_nodes(n[0])), enumerate(names)
+                )
+            )
+
+    def delete_service(self, name: str) -> None:
+        self.api.delete(f"{objects.services(NAMESPACE)}/{name}")
+        objects.delete_if_present(self.api, f"{objects.endpoint_slices(NAMESPACE)}/{name}-1")
+        self.services.pop(name, None)
+
+    def ips(self) -> dict[str, str]:
+        items, _ = self.api.list(objects.services(NAMESPACE))
+        found = {}
+        for service in items:
+            ingress = (service.get("status") or {}).get("loadBalancer", {}).get("ingress") or []
+            found[service["metadata"]["name"]] = str(ingress[0]["ip"]) if ingress else ""
+        return found
+
+    def desired_fib(self, ips: dict[str, str]) -> dict[str, frozenset[str]]:
+        address = {n.name: n.address for n in self.topology.nodes}
+        return {
+            f"{ips[name]}/32": frozenset(address[n] for n in nodes)
+            for name, nodes in self.services.items()
+            if ips.get(name)
+        }
+
+    def desired_rib(self, speaker: int, ips: dict[str, str]) -> dict[str, frozenset[str]]:
+        """What speaker `speaker`'s gobgpd must hold: prefix -> next hops (node mode: next hop
+        self, 0.0.0.0, for the prefixes its node serves; central: every node's address)."""
+        if self.mode == "central":
+            return self.desired_fib(ips)
+        node = self.topology.nodes[speaker].name
+        return {
+            f"{ips[name]}/32": frozenset({"0.0.0.0"})
+            for name, nodes in self.services.items()
+            if ips.get(name) and node in nodes
+        }
+
+    def held_rib(self, speaker: int) -> dict[str, frozenset[str]]:
+        client = self.speakers[speaker].client
+        assert client is not None
+        held: dict[str, set[str]] = {}
+        for route in client.local_routes():
+            held.setdefault(route.prefix, set()).add(route.next_hop)
+        return {prefix: frozenset(hops) for prefix, hops in held.items()}
+
+    # -- porter-lb processes --------------------------------------------------------------
+
+    def speaker_log(self, speaker: int) -> Path:
+        if self.mode == "central":
+            assert self.controller is not None
+            return self.controller.log
+        return self.agents[speaker].log
+
+    def start(self) -> None:
+        nodes = self.topology.nodes[:1] if self.mode == "central" else self.topology.nodes
+        for node in nodes:
+            speaker = Gobgpd(node.netns, self.workdir / f"gobgpd-{node.name}")
+            speaker.start()
+            self.speakers.append(speaker)
+            if self.mode == "node":
+                agent = Agent(
+                    node.name,
+                    speaker.target,
+                    self.kubeconfig,
+                    self.workdir,
+                    extra_args=("--log-format", "json", "--log-level", "info"),
+                )
+                self.agents.append(agent.start())
+        extra: tuple[str, ...] = ()
+        if self.mode == "central":
+            extra = ("--speaker", "central", "--gobgp", self.speakers[0].target)
+        self.controller = Daemon(
+            "controller",
+            [
+                sys.executable,
+                "-m",
+                "porter_lb",
+                "controller",
+                "--kubeconfig",
+                str(self.kubeconfig),
+                "--namespace",
+                SYSTEM_NAMESPACE,
+                "--identity",
+                "crash",
+                "--retry-period",
+                "0.5",
+                "--log-level",
+                "info",
+                *extra,
+            ],
+            self.workdir / "controller.log",
+        ).start()
+
+    def check_running(self) -> None:
+        for agent in self.agents:
+            agent.check_running()
+        assert self.controller is not None
+        self.controller.check_running()
+
+    def converged(self, fib: FibLog, timeout: float) -> dict[str, str]:
+        """Wait until every Service has an IP and the FIB holds exactly the desired routes."""
+
+        def done() -> dict[str, str] | None:
+            self.check_running()
+            ips = self.ips()
+            if len(ips) != len(self.services) or not all(ips.values()):
+                return None
+            return ips if fib.snapshot() == self.desired_fib(ips) else None
+
+        return wait_for(done, timeout, "every Service allocated and exactly routed", 0.2)
+
+    def stop(self) -> None:
+        if self.controller is not None:
+            self.controller.stop(20)
+        for agent in self.agents:
+            agent.stop()
+        for speaker in self.speakers:
+            speaker.stop()
+
+
+@contextlib.contextmanager
+def crash_bed(
+    mode: Mode,
+    router_kind: RouterKind,
+    *,
+    workdir: Path | None = None,
+    stalepath_time: int = STALEPATH_TIME,
+) -> Iterator[CrashBed]:
+    """A running bed (see the module docstring); everything is stopped and removed after."""
+    own = workdir is None
+    root = workdir or Path(tempfile.mkdtemp(prefix="porter-crash-"))
+    plane = ControlPlane(root / "controlplane")
+    topology = Topology(run_id(), node_count=3)
+    router: Router | None = None
+    bed: CrashBed | None = None
+    try:
+        plane.start()
+        from kubernetes import config
+
+        api_client = config.new_client_from_config(config_file=str(plane.kubeconfig))
+        apply_crds(api_client, sorted(CRD_DIR.glob("*.yaml")))
+        topology.create()
+        speakers = topology.nodes[:1] if mode == "central" else topology.nodes
+        spec = RouterSpec(
+            asn=ROUTER_ASN,
+            router_id=topology.router_address,
+            neighbors=tuple(Neighbor(n.address, NODE_ASN, n.name) for n in speakers),
+            pools=(POOL,),
+            add_paths_rx=mode == "central",
+            stalepath_time=stalepath_time,
+        )
+        router = (
+            Bird(topology.router_ns, spec, root / "bird")
+            if router_kind == "bird"
+            else Frr(topology.router_ns, spec, kernel_nexthop_groups=False)
+        ).start()
+        bed = CrashBed(
+            root, KubeAPI(api_client), topology, router, mode, router_kind, plane.kubeconfig
+        )
+        bed.base_objects()
+        bed.start()
+        yield bed
+    finally:
+        if bed is not None:
+            bed.stop()
+        if router is not None:
+            router.stop()
+        topology.destroy()
+        plane.stop()
+        if own:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+# -- the scenario ------------------------------------------------------------------------------
+
+
+@dataclass
+class CrashResult:
+    mode: Mode
+    router: RouterKind
+    graceful_restart: bool
+    services: int
+    down_s: float  # SIGKILL -> gobgpd answering gRPC again
+    detect_s: float  # SIGKILL -> the speaker logged a failed gobgpd call
+    withdrawn_s: float | None  # SIGKILL -> the router dropped every next hop of the dead speaker
+    rib_back_s: float  # gobgpd answering -> its RIB equals the desired paths
+    fib_back_s: float  # gobgpd answering -> every wanted prefix has exactly its next hops
+    stale_gone_s: float  # gobgpd answering -> the prefix deleted meanwhile is out of the FIB
+    prefixes_that_lost_a_next_hop: int  # besides the Service deleted while gobgpd was down
+    deleted_prefix_gone: bool  # the Service deleted while down is out of the FIB at the end
+    fib_exact: bool  # the FIB equals the desired routes at the end
+    ips_changed: int
+    speaker_errors: list[str] = field(default_factory=list)
+
+
+def crash(
+    bed: CrashBed,
+    *,
+    graceful_restart: bool,
+    down_s: float = 2.0,
+    speaker: int = 0,
+    timeout: float = 60.0,
+) -> CrashResult:
+    """One trial (see the module docstring) on a bed whose Services are created already."""
+    fib = FibLog(bed.topology.router_ns, POOL)
+    try:
+        bed.set_graceful_restart(graceful_restart)
+        established(bed.router, 60)
+        ips = bed.converged(fib, 300)
+        # A graceful-restart change re-opens the sessions: wait for the routes to settle.
+        wait_for(lambda: bed.held_rib(speaker) == bed.desired_rib(speaker, ips), 60, "RIB settled")
+        victim = bed.speakers[speaker]
+        node = bed.topology.nodes[speaker]
+        assert victim.daemon is not None
+        # The Service deleted while gobgpd is down: one the dead speaker announces.
+        doomed = next(name for name, nodes in sorted(bed.services.items()) if node.name in nodes)
+        doomed_prefix = f"{ips[doomed]}/32"
+        dead_hops = {
+            prefix: hops & {node.address} if bed.mode == "node" else hops
+            for prefix, hops in bed.desired_fib(ips).items()
+        }
+
+        killed_wall, killed = time.time(), time.monotonic()
+        victim.daemon.kill()
+        log = bed.speaker_log(speaker)
+        detected = wait_for(
+            lambda: gobgpd_failures(log, killed_wall - 0.002), 30, "the speaker to notice"
+        )
+        detect = min(detected) - killed_wall
+        bed.delete_service(doomed)
+        withdrawn: float | None = None
+        if not graceful_restart:
+            fib.wait_until(
+                lambda routes: all(
+                    not (routes.get(p, frozenset()) & hops) for p, hops in dead_hops.items()
+                ),
+                timeout,
+            )
+            # When the last of them went, from the change log (the wait may start late).
+            withdrawn = (
+                max(
+                    when
+                    for when, prefix, old, new in fib.since(killed)
+                    if (old - new) & dead_hops.get(prefix, frozenset())
+                )
+                - killed
+            )
+        remaining = down_s - (time.monotonic() - killed)
+        if remaining > 0:
+            time.sleep(remaining)  # the outage itself, not a synchronisation
+        if victim.client is not None:
+            victim.client.close()
+        victim.start()  # returns once gobgpd answers gRPC
+        back = time.monotonic()
+        desired_rib = bed.desired_rib(speaker, ips)  # without the deleted Service
+        wait_for(lambda: bed.held_rib(speaker) == desired_rib, timeout, "gobgpd's RIB back", 0.01)
+        rib_back = time.monotonic() - back
+        desired_fib = bed.desired_fib(ips)
+        fib_back = fib.wait_until(
+            lambda routes: all(routes.get(p) == hops for p, hops in desired_fib.items()), timeout
+        )
+        stale_gone = fib.wait_until(lambda _routes: fib.snapshot() == desired_fib, timeout)
+        lost = fib.lost_next_hops(killed)
+        lost.pop(doomed_prefix, None)
+        ips_after = bed.ips()
+        final = fib.snapshot()
+        return CrashResult(
+            mode=bed.mode,
+            router=bed.router_kind,
+            graceful_restart=graceful_restart,
+            services=len(bed.services) + 1,
+            down_s=back - killed,
+            detect_s=detect,
+            withdrawn_s=withdrawn,
+            rib_back_s=rib_back,
+            fib_back_s=fib_back - back,
+            stale_gone_s=stale_gone - back,
+            prefixes_that_lost_a_next_hop=len(lost),
+            deleted_prefix_gone=doomed_prefix not in final,
+            fib_exact=final == desired_fib,
+            ips_changed=sum(1 for name, ip in ips.items() if ips_after.get(name, ip) != ip),
+            speaker_errors=[
+                json.dumps(line)
+                for line in _log_lines(log)
+                if line.get("level") in ("error", "critical")
+            ],
+        )
+    finally:
+        fib.close()
+
+
+def restore(bed: CrashBed, speaker: int = 0) -> None:
+    """Make sure the speaker's gobgpd runs (after a trial that failed half-way)."""
+    victim = bed.speakers[speaker]
+    if victim.daemon is None or not victim.daemon.running():
+        victim.start()
