@@ -23,7 +23,6 @@ Each scenario returns a dataclass of figures; tests assert the invariants, bench
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import json
 import re
 import shutil
@@ -41,7 +40,7 @@ from porter_lab import objects
 from porter_lab.agents import Agent
 from porter_lab.apiproxy import APIProxy
 from porter_lab.controlplane import ControlPlane
-from porter_lab.fib import FibWatcher
+from porter_lab.fib import FibLog
 from porter_lab.kube import apply_crds
 from porter_lab.paths import CRD_DIR
 from porter_lab.processes import Daemon
@@ -84,52 +83,6 @@ class LeaseTiming:
 
 DEFAULT_TIMING = LeaseTiming()  # the controller's own defaults
 FAST_TIMING = LeaseTiming(4.0, 3.0, 0.5)  # tests: the same behaviour, sooner
-
-
-class FibLog(FibWatcher):
-    """The router's host routes, plus a log of every change to a prefix of `pool`."""
-
-    def __init__(self, router_ns: str, pool: str) -> None:
-        self.pool = ipaddress.ip_network(pool)
-        self.changes: list[tuple[float, str, frozenset[str], frozenset[str]]] = []
-        super().__init__(router_ns)
-
-    def apply(self, messages: list[Any]) -> None:
-        before = {p: self.routes.get(p, frozenset()) for p in self._prefixes(messages)}
-        super().apply(messages)
-        now = time.monotonic()
-        for prefix, old in before.items():
-            new = self.routes.get(prefix, frozenset())
-            if new != old:
-                self.changes.append((now, prefix, old, new))
-
-    def _prefixes(self, messages: list[Any]) -> set[str]:
-        found = set()
-        for msg in messages:
-            dst = msg.get_attr("RTA_DST")
-            if (
-                dst is not None
-                and msg.get("dst_len") == 32
-                and ipaddress.ip_address(dst) in self.pool
-            ):
-                found.add(f"{dst}/32")
-        return found
-
-    def since(self, started: float) -> list[tuple[float, str, frozenset[str], frozenset[str]]]:
-        with self.changed:
-            return [c for c in self.changes if c[0] >= started]
-
-    def lost_next_hops(self, started: float) -> list[str]:
-        """Prefixes that lost a next hop (or vanished) at some change since `started`."""
-        return sorted({p for _, p, old, new in self.since(started) if old - new})
-
-    def snapshot(self) -> dict[str, frozenset[str]]:
-        with self.changed:
-            return {
-                p: h
-                for p, h in self.routes.items()
-                if ipaddress.ip_network(p).subnet_of(self.pool)  # type: ignore[arg-type]
-            }
 
 
 @dataclass
