@@ -300,6 +300,12 @@ def test_bgp_passwords_come_from_secrets_and_are_never_shown(
             30,
             f"a Warning Event on BgpPeer {missing} naming its missing Secret",
         )
+        plain_peer = f"{bed.peer}-plain"
+        wait_for(
+            lambda: any("plain text" in m for m in events_about(bed.api, plain_peer)),
+            30,
+            f"a Warning Event on BgpPeer {plain_peer} about its plain-text password",
+        )
 
         # Rotation, one side at a time: the Secret first (the router still has the old
         # password, so the session must drop), then the router (it must come back).

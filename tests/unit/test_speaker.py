@@ -39,6 +39,7 @@ from porter_lb.speaker import (
     peer_delta,
     peer_spec_from_bgppeer,
     peer_status_entry,
+    plain_text_password_peers,
     rib_delta,
     service_next_hops,
 )
@@ -594,3 +595,19 @@ def test_incremental_route_table_equals_full_recompute_of_routes_module() -> Non
             for prefix, hops in per_peer.items():
                 union.setdefault(prefix, set()).update(hops)
         assert after == {p: frozenset(h) for p, h in sorted(union.items())}
+
+
+@pytest.mark.parametrize(
+    ("conf", "warned"),
+    [
+        ({"authPassword": "s3cret"}, True),  # Porter's plain-text field
+        ({"authPassword": "s3cret", "authPasswordSecretRef": {"name": "p"}}, False),  # the ref wins
+        ({"authPasswordSecretRef": {"name": "p"}}, False),
+        ({"authPassword": ""}, False),
+        ({}, False),
+    ],
+)
+def test_plain_text_passwords_are_found_for_a_warning(conf: dict[str, Any], warned: bool) -> None:
+    peer = {"metadata": {"name": "tor"}, "spec": {"conf": {"neighborAddress": "192.0.2.1", **conf}}}
+    deleted = {**peer, "metadata": {"name": "old", "deletionTimestamp": "2026-01-01T00:00:00Z"}}
+    assert plain_text_password_peers([peer, deleted]) == (["tor"] if warned else [])

@@ -453,6 +453,18 @@ def peer_spec_from_bgppeer(
     return PeerSpec(name=name, peer=Peer(name, selector), config=config)
 
 
+def plain_text_password_peers(bgppeers: Iterable[Obj]) -> list[str]:
+    """Names of the BgpPeers whose password is Porter's plain-text `spec.conf.authPassword`
+    (no Secret reference): still honoured, for Porter's manifests, but warned about."""
+    return sorted(
+        _name(obj)
+        for obj in bgppeers
+        if not _being_deleted(obj)
+        and _mapping(_mapping(obj.get("spec")).get("conf")).get("authPassword")
+        and _mapping(_mapping(obj.get("spec")).get("conf")).get("authPasswordSecretRef") is None
+    )
+
+
 def usable_peer_specs(
     bgppeers: Iterable[Obj],
     secrets: Mapping[str, Obj],
@@ -789,6 +801,7 @@ class Speaker:
         self._held: dict[str, set[Route]] | None = None  # None: read it from gobgpd first
         self._fresh_instance = False  # started by us, its peers not yet configured
         self._reported: dict[tuple[str, str], str] = {}  # (kind, name) -> last Warning
+        self._plain_warned: set[str] = set()  # BgpPeers warned about a plain-text password
         self.reconciles = 0  # full + incremental, for tests and logs
 
         for kind, handler in (
@@ -957,6 +970,23 @@ class Speaker:
             self._warn(obj, "BgpPeer", reason, message)
         for spec in specs:
             self._clear_warning("BgpPeer", spec.name)
+        plain = set(plain_text_password_peers(self.informers.items("BgpPeer")))
+        for name in sorted(plain - self._plain_warned):
+            peer = self.informers.get("BgpPeer", name)
+            if peer is not None and self.recorder is not None:
+                message = (
+                    f"BgpPeer '{name}': spec.conf.authPassword holds the BGP password in plain "
+                    "text, readable by anyone who may read BgpPeers: put it in a Secret in "
+                    f"{self.secret_namespace!r} and name it in "
+                    "spec.conf.authPasswordSecretRef"
+                )
+                log.warning("%s", message, extra={"kind": "BgpPeer"})
+                self.recorder.warning(
+                    {**peer, "kind": "BgpPeer", "apiVersion": _API_VERSIONS["BgpPeer"]},
+                    "PlainTextPassword",
+                    message,
+                )
+        self._plain_warned = plain
         return specs
 
     def _applies(self, spec: PeerSpec, nodes: Mapping[str, Node]) -> bool:
