@@ -41,7 +41,6 @@ import queue
 import random
 import re
 import socket
-import sys
 import threading
 import time
 import urllib.request
@@ -54,6 +53,7 @@ from typing import Any, ClassVar
 
 from porter_lab import netns, objects
 from porter_lab.agents import Agent
+from porter_lab.controllers import start_controller
 from porter_lab.controlplane import ControlPlane
 from porter_lab.kube import apply_crds
 from porter_lab.paths import CRD_DIR
@@ -643,30 +643,21 @@ class ChurnBed:
                 extra_args=("--log-level", "info"),
             )
             self.agents.append(agent.start())
-        self.controller = Daemon(
-            "controller",
-            [
-                sys.executable,
-                "-m",
-                "porter_lb",
-                "controller",
-                "--kubeconfig",
-                str(self.kubeconfig),
-                "--namespace",
-                SYSTEM_NAMESPACE,
-                "--identity",
-                f"churn-{self.tag}",
-                "--retry-period",
-                "0.5",
-                "--log-format",
-                "text",
-                "--log-level",
-                "info",
-                "--metrics-address",
-                self.metrics_address,
-            ],
+        self.controller = start_controller(
+            self.kubeconfig,
             self.workdir / "controller.log",
-        ).start()
+            "--retry-period",
+            "0.5",
+            "--log-format",
+            "text",
+            "--log-level",
+            "info",
+            "--metrics-address",
+            self.metrics_address,
+            identity=f"churn-{self.tag}",
+            namespace=SYSTEM_NAMESPACE,
+            name="controller",
+        )
         established(self.router, timeout=30)
 
     def stop(self) -> None:

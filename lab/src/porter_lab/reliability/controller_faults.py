@@ -1,6 +1,7 @@
 """Faults of the control side: the controller restarting, the leader dying, the API server gone.
 
-The bed (`fault_bed`): its own etcd and kube-apiserver; BIRD in a router namespace; three
+The bed (`fault_bed`, on porter_lab.reliability.bed): its own etcd and kube-apiserver;
+BIRD in a router namespace; three
 node namespaces, each with gobgpd and a `porter-lb agent` (per-node mode), or (central
 mode, `--speaker central`) a gobgpd on node1 and one on node2, each the sidecar of one
 controller replica; `porter-lb controller` processes.
@@ -25,37 +26,27 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import shutil
-import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from porter_lab import objects
-from porter_lab.agents import Agent
 from porter_lab.apiproxy import APIProxy
-from porter_lab.controlplane import ControlPlane
+from porter_lab.controllers import start_controller
 from porter_lab.fib import FibLog
-from porter_lab.kube import apply_crds
-from porter_lab.paths import CRD_DIR
 from porter_lab.processes import Daemon
-from porter_lab.routers import Bird, Neighbor, RouterSpec, established
-from porter_lab.speakers import Gobgpd
-from porter_lab.topology import NODE_ASN, ROUTER_ASN, Topology, run_id
+from porter_lab.reliability.bed import EIP_NAME, SYSTEM_NAMESPACE, Mode, ServiceBed, running_bed
+from porter_lab.routers import Bird, Router, established
 from porter_lab.waiting import wait_for
-from porter_lb.kubeapi import KubeAPI, KubeError
+from porter_lb.kubeapi import KubeError
 
 POOL = "10.200.0.0/21"  # 2,048 addresses, routed only inside the bed's namespaces
 NAMESPACE = "faults"
-SYSTEM_NAMESPACE = "porter-lb-system"
 LEASE = f"/apis/coordination.k8s.io/v1/namespaces/{SYSTEM_NAMESPACE}/leases/porter-lb-controller"
 
-Mode = Literal["node", "central"]
 # What porter-lb's processes write, Leases apart (leader election renews one every retry
 # period, agents their heartbeats): the API server's own writes (its Endpoints) are not theirs.
 PORTER_LB_WRITES = frozenset(
@@ -115,92 +106,11 @@ class Controller:
 
 
 @dataclass
-class FaultBed:
-    workdir: Path
-    plane: ControlPlane
-    api: KubeAPI  # direct to the API server: the scenario's own view, never cut
-    topology: Topology
-    router: Bird
-    proxy: APIProxy
-    mode: Mode
-    kubeconfig: Path = field(init=False)  # through the proxy: porter-lb's view
-    speakers: list[Gobgpd] = field(default_factory=list)
-    agents: list[Agent] = field(default_factory=list)
+class FaultBed(ServiceBed):
+    """The shared bed with porter-lb reaching the API server through `proxy`, and the
+    controller replicas the scenario starts."""
+
     controllers: list[Controller] = field(default_factory=list)
-    services: dict[str, list[str]] = field(default_factory=dict)  # name -> endpoint nodes
-
-    def __post_init__(self) -> None:
-        self.kubeconfig = self.proxy.kubeconfig(
-            self.plane.kubeconfig, self.workdir / "kubeconfig-proxied"
-        )
-
-    # -- cluster objects ------------------------------------------------------------------
-
-    def base_objects(self) -> None:
-        for namespace in (NAMESPACE, SYSTEM_NAMESPACE):
-            objects.ensure_namespace(self.api, namespace)
-        for node in self.topology.nodes:
-            self.api.create(objects.NODES, objects.node(node.name))
-            objects.set_node_status(self.api, node.name, address=node.address)
-        self.api.create(objects.EIPS, objects.eip("faults", POOL, default=True))
-        # No router ID: each central replica takes its own from --router-id (as $POD_IP).
-        self.api.create(objects.BGP_CONFS, objects.bgp_conf(NODE_ASN))
-        self.api.create(objects.BGP_PEERS, objects.bgp_peer("tor", self.topology.router_address))
-
-    def endpoint_nodes(self, index: int) -> list[str]:
-        names = [n.name for n in self.topology.nodes]
-        return [names[index % len(names)], names[(index + 1) % len(names)]]
-
-    def add_service(self, name: str, nodes: list[str]) -> None:
-        self.api.create(
-            objects.endpoint_slices(NAMESPACE),
-            objects.endpoint_slice(f"{name}-1", NAMESPACE, name, nodes),
-        )
-        self.api.create(
-            objects.services(NAMESPACE),
-            objects.load_balancer_service(name, NAMESPACE, policy="Local", node_ports=False),
-        )
-        self.services[name] = nodes
-
-    def add_services(self, count: int, prefix: str = "s", start: int = 0) -> list[str]:
-        names = [f"{prefix}{i:05d}" for i in range(start, start + count)]
-        with ThreadPoolExecutor(16) as pool:
-            list(
-                pool.map(
-                    lambda n: self.add_service(n[1], self.endpoint_nodes(n[0])),
-                    enumerate(names, start),
-                )
-            )
-        return names
-
-    def delete_service(self, name: str) -> None:
-        self.api.delete(f"{objects.services(NAMESPACE)}/{name}")
-        objects.delete_if_present(self.api, f"{objects.endpoint_slices(NAMESPACE)}/{name}-1")
-        self.services.pop(name, None)
-
-    def move_endpoints(self, name: str, nodes: list[str]) -> None:
-        body = objects.endpoint_slice(f"{name}-1", NAMESPACE, name, nodes)
-        self.api.merge_patch(
-            f"{objects.endpoint_slices(NAMESPACE)}/{name}-1", {"endpoints": body["endpoints"]}
-        )
-        self.services[name] = nodes
-
-    def ips(self) -> dict[str, str]:
-        """Service name -> its published IP ("" while it has none), from one list."""
-        items, _ = self.api.list(objects.services(NAMESPACE))
-        found = {}
-        for service in items:
-            ingress = (service.get("status") or {}).get("loadBalancer", {}).get("ingress") or []
-            found[service["metadata"]["name"]] = str(ingress[0]["ip"]) if ingress else ""
-        return found
-
-    def desired_fib(self, ips: dict[str, str]) -> dict[str, frozenset[str]]:
-        address = {n.name: n.address for n in self.topology.nodes}
-        return {
-            f"{ips[name]}/32": frozenset(address[n] for n in nodes)
-            for name, nodes in self.services.items()
-            if ips.get(name)
-        }
 
     def lease_holder(self) -> str:
         try:
@@ -251,49 +161,20 @@ class FaultBed:
                 "--router-id",
                 self.topology.nodes[replica].address,
             )
-        daemon = Daemon(
-            f"controller-{identity}",
-            [
-                sys.executable,
-                "-m",
-                "porter_lb",
-                "controller",
-                "--kubeconfig",
-                str(self.kubeconfig),
-                "--namespace",
-                SYSTEM_NAMESPACE,
-                "--identity",
-                identity,
-                "--log-level",
-                "info",
-                *timing.args(),
-                *extra,
-            ],
+        daemon = start_controller(
+            self.kubeconfig,
             self.workdir / f"controller-{identity}-{len(self.controllers) + 1}.log",
-        ).start()
+            "--log-level",
+            "info",
+            *timing.args(),
+            *extra,
+            identity=identity,
+            namespace=SYSTEM_NAMESPACE,
+            name=f"controller-{identity}",
+        )
         controller = Controller(identity, daemon)
         self.controllers.append(controller)
         return controller
-
-    def start_speakers(self) -> None:
-        nodes = (
-            self.topology.nodes[:CENTRAL_REPLICAS]
-            if self.mode == "central"
-            else self.topology.nodes
-        )
-        for node in nodes:
-            speaker = Gobgpd(node.netns, self.workdir / f"gobgpd-{node.name}")
-            speaker.start()
-            self.speakers.append(speaker)
-            if self.mode == "node":
-                agent = Agent(
-                    node.name,
-                    speaker.target,
-                    self.kubeconfig,
-                    self.workdir,
-                    extra_args=("--log-level", "warning"),
-                )
-                self.agents.append(agent.start())
 
     def established(self) -> None:
         """Wait for the BGP sessions of every agent's gobgpd, or (central) of replica 0's: a
@@ -309,35 +190,25 @@ class FaultBed:
         )
 
     def check_running(self) -> None:
-        for agent in self.agents:
-            agent.check_running()
+        super().check_running()
         for speaker in self.speakers:
             assert speaker.daemon is not None
             speaker.daemon.check_running()
 
-    def converged(self, fib: FibLog, timeout: float) -> dict[str, str]:
-        """Wait until every Service has an IP and the FIB holds exactly the desired routes."""
-
-        def done() -> dict[str, str] | None:
-            self.check_running()
-            ips = self.ips()
-            if len(ips) != len(self.services) or not all(ips.values()):
-                return None
-            return ips if fib.snapshot() == self.desired_fib(ips) else None
-
-        return wait_for(done, timeout, "every Service allocated and exactly routed", 0.2)
-
     def stop(self) -> None:
         for controller in self.controllers:
             controller.daemon.stop(20)
-        for agent in self.agents:
-            agent.stop()
-        for speaker in self.speakers:
-            speaker.stop()
+        super().stop()
+
+    @property
+    def cut_proxy(self) -> APIProxy:
+        assert self.proxy is not None
+        return self.proxy
 
 
-def bird_counters(router: Bird) -> dict[str, int]:
+def bird_counters(router: Router) -> dict[str, int]:
     """BGP updates and withdraws BIRD received from all its neighbours (import counters)."""
+    assert isinstance(router, Bird), "the controller-fault bed runs BIRD"
     totals = {"updates": 0, "withdraws": 0}
     for line in router.birdc("show protocols all").splitlines():
         fields = line.split()
@@ -349,46 +220,19 @@ def bird_counters(router: Bird) -> dict[str, int]:
 @contextlib.contextmanager
 def fault_bed(mode: Mode, *, workdir: Path | None = None) -> Iterator[FaultBed]:
     """A running bed (see the module docstring); everything is stopped and removed after."""
-    own = workdir is None
-    root = workdir or Path(tempfile.mkdtemp(prefix="porter-faults-"))
-    plane = ControlPlane(root / "controlplane")
-    topology = Topology(run_id(), node_count=3)
-    router: Bird | None = None
-    proxy: APIProxy | None = None
-    bed: FaultBed | None = None
-    try:
-        plane.start()
-        from kubernetes import config
-
-        api_client = config.new_client_from_config(config_file=str(plane.kubeconfig))
-        apply_crds(api_client, sorted(CRD_DIR.glob("*.yaml")))
-        topology.create()
-        speakers = topology.nodes[:CENTRAL_REPLICAS] if mode == "central" else topology.nodes
-        spec = RouterSpec(
-            asn=ROUTER_ASN,
-            router_id=topology.router_address,
-            neighbors=tuple(Neighbor(n.address, NODE_ASN, n.name) for n in speakers),
-            pools=(POOL,),
-            add_paths_rx=mode == "central",
-        )
-        router = Bird(topology.router_ns, spec, root / "bird").start()
-        assert plane.port
-        proxy = APIProxy(plane.port).start()
-        bed = FaultBed(root, plane, KubeAPI(api_client), topology, router, proxy, mode)
+    with running_bed(
+        FaultBed,
+        mode,
+        pool=POOL,
+        namespace=NAMESPACE,
+        central_speakers=CENTRAL_REPLICAS,
+        proxy=True,
+        workdir=workdir,
+    ) as bed:
+        # No router ID in the BgpConf: each central replica takes its own (--router-id).
         bed.base_objects()
-        bed.start_speakers()
+        bed.start_speakers(CENTRAL_REPLICAS, ("--log-level", "warning"))
         yield bed
-    finally:
-        if bed is not None:
-            bed.stop()
-        if router is not None:
-            router.stop()
-        if proxy is not None:
-            proxy.close()
-        topology.destroy()
-        plane.stop()
-        if own:
-            shutil.rmtree(root, ignore_errors=True)
 
 
 # -- scenarios ---------------------------------------------------------------------------------
@@ -573,7 +417,7 @@ def outage(
 
         cut = time.monotonic()
         if how == "cut":
-            bed.proxy.cut()
+            bed.cut_proxy.cut()
             make_changes()  # through the API server porter-lb cannot reach
         else:
             bed.plane.stop_apiserver()
@@ -592,14 +436,14 @@ def outage(
         withdraws = bird_counters(bed.router)["withdraws"] - counters["withdraws"]
         if how == "cut":
             back = time.monotonic()
-            bed.proxy.restore()
+            bed.cut_proxy.restore()
         else:
             bed.plane.start_apiserver()
             back = time.monotonic()
             make_changes()
         final = bed.converged(fib, 120)
         resync = time.monotonic() - back
-        eip = bed.api.get(f"{objects.EIPS}/faults")
+        eip = bed.api.get(f"{objects.EIPS}/{EIP_NAME}")
         used = eip.get("status", {}).get("used") or {}
         gone = {f"{NAMESPACE}/{name}" for name in deleted}
         leaked = sum(1 for holders in used.values() if set(str(holders).split(";")) & gone)

@@ -1,6 +1,7 @@
 """gobgpd crashing (SIGKILL) and coming back, with and without BGP graceful restart.
 
-The bed (`crash_bed`): its own etcd and kube-apiserver; BIRD or FRR in a router namespace;
+The bed (`crash_bed`, on porter_lab.reliability.bed): its own etcd and kube-apiserver;
+BIRD or FRR in a router namespace;
 three node namespaces. Per-node mode: a gobgpd and a `porter-lb agent` on every node. Central
 mode: one gobgpd on node1 driven by `porter-lb controller --speaker central`. The controller
 allocates in both. N LoadBalancer Services (externalTrafficPolicy Local, endpoints on two of
@@ -27,40 +28,33 @@ from __future__ import annotations
 import contextlib
 import datetime
 import json
-import shutil
-import sys
-import tempfile
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from porter_lab import objects
-from porter_lab.agents import Agent
-from porter_lab.controlplane import ControlPlane
+from porter_lab.controllers import start_controller
 from porter_lab.fib import FibLog
-from porter_lab.kube import apply_crds
-from porter_lab.paths import CRD_DIR
 from porter_lab.processes import Daemon
-from porter_lab.routers import Bird, Frr, Neighbor, Router, RouterSpec, established
-from porter_lab.speakers import Gobgpd
-from porter_lab.topology import NODE_ASN, ROUTER_ASN, Topology, run_id
+from porter_lab.reliability.bed import (
+    SYSTEM_NAMESPACE,
+    Mode,
+    RouterKind,
+    ServiceBed,
+    running_bed,
+)
+from porter_lab.routers import Frr, established
 from porter_lab.waiting import wait_for
-from porter_lb.kubeapi import KubeAPI
 
 POOL = "10.201.0.0/22"  # routed only inside the bed's namespaces
 NAMESPACE = "crash"
-SYSTEM_NAMESPACE = "porter-lb-system"
 GR_RESTART_TIME = 120  # what the BgpPeer asks helpers to wait for us
 # FRR: stale paths are dropped this long after the session went down, whatever happens; and
 # the ones End-of-RIB misses (FRRouting/frr#17372) go only then. It must exceed the outage
 # plus gobgpd's first connection attempt (5-10 s after AddPeer; FRR as helper waits for it).
 STALEPATH_TIME = 30
-
-Mode = Literal["node", "central"]
-RouterKind = Literal["bird", "frr"]
 
 
 def _log_lines(path: Path) -> list[dict[str, Any]]:
@@ -91,31 +85,14 @@ def gobgpd_failures(path: Path, since_wall: float) -> list[float]:
 
 
 @dataclass
-class CrashBed:
-    workdir: Path
-    api: KubeAPI
-    topology: Topology
-    router: Router
-    mode: Mode
-    router_kind: RouterKind
-    kubeconfig: Path
-    speakers: list[Gobgpd] = field(default_factory=list)  # central: one, on node1
-    agents: list[Agent] = field(default_factory=list)
+class CrashBed(ServiceBed):
+    """The shared bed with one controller (allocating; in central mode also the speaker)."""
+
     controller: Daemon | None = None
-    services: dict[str, list[str]] = field(default_factory=dict)  # name -> endpoint nodes
 
-    # -- cluster objects ------------------------------------------------------------------
-
-    def base_objects(self) -> None:
-        for namespace in (NAMESPACE, SYSTEM_NAMESPACE):
-            objects.ensure_namespace(self.api, namespace)
-        for node in self.topology.nodes:
-            self.api.create(objects.NODES, objects.node(node.name))
-            objects.set_node_status(self.api, node.name, address=node.address)
-        self.api.create(objects.EIPS, objects.eip("crash", POOL, default=True))
-        router_id = self.topology.nodes[0].address if self.mode == "central" else ""
-        self.api.create(objects.BGP_CONFS, objects.bgp_conf(NODE_ASN, router_id))
-        self.api.create(objects.BGP_PEERS, objects.bgp_peer("tor", self.topology.router_address))
+    @property
+    def router_kind(self) -> RouterKind:
+        return "frr" if isinstance(self.router, Frr) else "bird"
 
     def set_graceful_restart(self, enabled: bool) -> None:
         """BgpConf and BgpPeer `gracefulRestart` on or off. A change resets the sessions
@@ -123,51 +100,6 @@ class CrashBed:
         settings = {"enabled": enabled, "restartTime": GR_RESTART_TIME}
         for collection, name in ((objects.BGP_CONFS, "default"), (objects.BGP_PEERS, "tor")):
             self.api.merge_patch(f"{collection}/{name}", {"spec": {"gracefulRestart": settings}})
-
-    def endpoint_nodes(self, index: int) -> list[str]:
-        names = [n.name for n in self.topology.nodes]
-        return [names[index % len(names)], names[(index + 1) % len(names)]]
-
-    def add_service(self, name: str, nodes: list[str]) -> None:
-        self.api.create(
-            objects.endpoint_slices(NAMESPACE),
-            objects.endpoint_slice(f"{name}-1", NAMESPACE, name, nodes),
-        )
-        self.api.create(
-            objects.services(NAMESPACE),
-            objects.load_balancer_service(name, NAMESPACE, policy="Local", node_ports=False),
-        )
-        self.services[name] = nodes
-
-    def add_services(self, count: int) -> None:
-        names = [f"s{i:05d}" for i in range(count)]
-        with ThreadPoolExecutor(8) as pool:
-            list(
-                pool.map(
-                    lambda n: self.add_service(n[1], self.endpoint_nodes(n[0])), enumerate(names)
-                )
-            )
-
-    def delete_service(self, name: str) -> None:
-        self.api.delete(f"{objects.services(NAMESPACE)}/{name}")
-        objects.delete_if_present(self.api, f"{objects.endpoint_slices(NAMESPACE)}/{name}-1")
-        self.services.pop(name, None)
-
-    def ips(self) -> dict[str, str]:
-        items, _ = self.api.list(objects.services(NAMESPACE))
-        found = {}
-        for service in items:
-            ingress = (service.get("status") or {}).get("loadBalancer", {}).get("ingress") or []
-            found[service["metadata"]["name"]] = str(ingress[0]["ip"]) if ingress else ""
-        return found
-
-    def desired_fib(self, ips: dict[str, str]) -> dict[str, frozenset[str]]:
-        address = {n.name: n.address for n in self.topology.nodes}
-        return {
-            f"{ips[name]}/32": frozenset(address[n] for n in nodes)
-            for name, nodes in self.services.items()
-            if ips.get(name)
-        }
 
     def desired_rib(self, speaker: int, ips: dict[str, str]) -> dict[str, frozenset[str]]:
         """What speaker `speaker`'s gobgpd must hold: prefix -> next hops (node mode: next hop
@@ -198,70 +130,32 @@ class CrashBed:
         return self.agents[speaker].log
 
     def start(self) -> None:
-        nodes = self.topology.nodes[:1] if self.mode == "central" else self.topology.nodes
-        for node in nodes:
-            speaker = Gobgpd(node.netns, self.workdir / f"gobgpd-{node.name}")
-            speaker.start()
-            self.speakers.append(speaker)
-            if self.mode == "node":
-                agent = Agent(
-                    node.name,
-                    speaker.target,
-                    self.kubeconfig,
-                    self.workdir,
-                    extra_args=("--log-format", "json", "--log-level", "info"),
-                )
-                self.agents.append(agent.start())
+        self.start_speakers(1, ("--log-format", "json", "--log-level", "info"))
         extra: tuple[str, ...] = ()
         if self.mode == "central":
             extra = ("--speaker", "central", "--gobgp", self.speakers[0].target)
-        self.controller = Daemon(
-            "controller",
-            [
-                sys.executable,
-                "-m",
-                "porter_lb",
-                "controller",
-                "--kubeconfig",
-                str(self.kubeconfig),
-                "--namespace",
-                SYSTEM_NAMESPACE,
-                "--identity",
-                "crash",
-                "--retry-period",
-                "0.5",
-                "--log-level",
-                "info",
-                *extra,
-            ],
+        self.controller = start_controller(
+            self.kubeconfig,
             self.workdir / "controller.log",
-        ).start()
+            "--retry-period",
+            "0.5",
+            "--log-level",
+            "info",
+            *extra,
+            identity="crash",
+            namespace=SYSTEM_NAMESPACE,
+            name="controller",
+        )
 
     def check_running(self) -> None:
-        for agent in self.agents:
-            agent.check_running()
+        super().check_running()
         assert self.controller is not None
         self.controller.check_running()
-
-    def converged(self, fib: FibLog, timeout: float) -> dict[str, str]:
-        """Wait until every Service has an IP and the FIB holds exactly the desired routes."""
-
-        def done() -> dict[str, str] | None:
-            self.check_running()
-            ips = self.ips()
-            if len(ips) != len(self.services) or not all(ips.values()):
-                return None
-            return ips if fib.snapshot() == self.desired_fib(ips) else None
-
-        return wait_for(done, timeout, "every Service allocated and exactly routed", 0.2)
 
     def stop(self) -> None:
         if self.controller is not None:
             self.controller.stop(20)
-        for agent in self.agents:
-            agent.stop()
-        for speaker in self.speakers:
-            speaker.stop()
+        super().stop()
 
 
 @contextlib.contextmanager
@@ -273,48 +167,18 @@ def crash_bed(
     stalepath_time: int = STALEPATH_TIME,
 ) -> Iterator[CrashBed]:
     """A running bed (see the module docstring); everything is stopped and removed after."""
-    own = workdir is None
-    root = workdir or Path(tempfile.mkdtemp(prefix="porter-crash-"))
-    plane = ControlPlane(root / "controlplane")
-    topology = Topology(run_id(), node_count=3)
-    router: Router | None = None
-    bed: CrashBed | None = None
-    try:
-        plane.start()
-        from kubernetes import config
-
-        api_client = config.new_client_from_config(config_file=str(plane.kubeconfig))
-        apply_crds(api_client, sorted(CRD_DIR.glob("*.yaml")))
-        topology.create()
-        speakers = topology.nodes[:1] if mode == "central" else topology.nodes
-        spec = RouterSpec(
-            asn=ROUTER_ASN,
-            router_id=topology.router_address,
-            neighbors=tuple(Neighbor(n.address, NODE_ASN, n.name) for n in speakers),
-            pools=(POOL,),
-            add_paths_rx=mode == "central",
-            stalepath_time=stalepath_time,
-        )
-        router = (
-            Bird(topology.router_ns, spec, root / "bird")
-            if router_kind == "bird"
-            else Frr(topology.router_ns, spec, kernel_nexthop_groups=False)
-        ).start()
-        bed = CrashBed(
-            root, KubeAPI(api_client), topology, router, mode, router_kind, plane.kubeconfig
-        )
-        bed.base_objects()
+    with running_bed(
+        CrashBed,
+        mode,
+        pool=POOL,
+        namespace=NAMESPACE,
+        router_kind=router_kind,
+        stalepath_time=stalepath_time,
+        workdir=workdir,
+    ) as bed:
+        bed.base_objects(bed.topology.nodes[0].address if mode == "central" else "")
         bed.start()
         yield bed
-    finally:
-        if bed is not None:
-            bed.stop()
-        if router is not None:
-            router.stop()
-        topology.destroy()
-        plane.stop()
-        if own:
-            shutil.rmtree(root, ignore_errors=True)
 
 
 # -- the scenario ------------------------------------------------------------------------------
