@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-import re
 import sys
 import threading
 import time
@@ -37,6 +36,7 @@ from common import report
 
 from porter_lab import netns, objects
 from porter_lab.fib import FibWatcher
+from porter_lab.kube import api_writes
 from porter_lab.speakers import Gobgpd
 from porter_lab.topology import NODE_NET
 from porter_lab.waiting import wait_for
@@ -77,22 +77,6 @@ def full(services: int) -> Callable[[dict[str, frozenset[str]]], bool]:
         return count >= services
 
     return check
-
-
-def api_writes(b: Bed) -> dict[str, float]:
-    """The API server's write counters (apiserver_request_total), by verb and resource."""
-    configuration = b.api.api_client.configuration
-    text = b.api.api_client.call_api("GET", f"{configuration.host}/metrics").response.data
-    counts: dict[str, float] = {}
-    for line in text.decode().splitlines():
-        if not line.startswith("apiserver_request_total{"):
-            continue
-        labels, _, value = line.rpartition(" ")
-        fields = dict(re.findall(r'(\w+)="([^"]*)"', labels))
-        if fields.get("verb") in ("POST", "PUT", "PATCH", "DELETE"):
-            key = f"{fields['verb']} {fields.get('resource', '')}/{fields.get('subresource', '')}"
-            counts[key] = counts.get(key, 0) + float(value)
-    return counts
 
 
 class Timeline:
@@ -178,13 +162,15 @@ def main() -> int:
             watcher.close()
             watcher = FibWatcher(router_ns)
             gobgpd.start()
-            writes_before = api_writes(b)
+            writes_before = api_writes(b.api.api_client)
             started = time.monotonic()
             b.start_controller(*central)
             timeline = Timeline(b, watcher, started).start()
             cold = watcher.wait_until(full(args.services), 300) - started
             timeline.stop()
-            writes = {k: v - writes_before.get(k, 0) for k, v in api_writes(b).items()}
+            writes = {
+                k: v - writes_before.get(k, 0) for k, v in api_writes(b.api.api_client).items()
+            }
             writes = {k: v for k, v in writes.items() if v}
             print(f"  API writes during the cold start: {writes or 'none'}", flush=True)
             rss = peak_rss_mb(b.controller.pid)

@@ -31,6 +31,7 @@ from typing import Any
 import pytest
 from cryptography import x509
 
+from porter_lab import objects
 from porter_lab.ansible_run import recap, run_playbook
 from porter_lab.connect_proxy import ConnectProxy
 from porter_lab.controlplane import ControlPlane, free_port
@@ -263,7 +264,9 @@ def test_webhook_rotation_crash_and_uninstall_through_the_role(
         assert not item["metadata"].get("finalizers"), item["metadata"]
     # Everything is created and deleted freely: the Service released, Eips, a Namespace.
     api.delete(f"/api/v1/namespaces/{apps}/services/web")
-    wait_for(lambda: not _exists(api, f"/api/v1/namespaces/{apps}/services/web"), 10, "web gone")
+    wait_for(
+        lambda: not objects.exists(api, f"/api/v1/namespaces/{apps}/services/web"), 10, "web gone"
+    )
     api.create(EIPS, eip(f"{namespace}-c", "198.18.82.0/28"))
     for suffix in ("a", "b", "c"):
         api.delete(f"{EIPS}/{namespace}-{suffix}")
@@ -272,13 +275,3 @@ def test_webhook_rotation_crash_and_uninstall_through_the_role(
     for gone in (f"{namespace}-new", apps):
         api.delete(f"/api/v1/namespaces/{gone}")
     assert proxy.tunnels.count(hook) == calls, "a webhook was still called after uninstall"
-
-
-def _exists(api: KubeAPI, path: str) -> bool:
-    try:
-        api.get(path)
-    except KubeError as error:
-        if error.status == 404:
-            return False
-        raise
-    return True

@@ -45,7 +45,7 @@ from porter_lab.routers import Bird, Neighbor, RouterSpec, established
 from porter_lab.speakers import Gobgpd
 from porter_lab.topology import NODE_ASN, ROUTER_ASN, Topology, run_id
 from porter_lab.waiting import wait_for
-from porter_lb.kubeapi import KubeAPI, KubeError
+from porter_lb.kubeapi import KubeAPI
 
 POOL = "203.0.113.192/29"  # inside the routers' accepted EIP pool, used by no other test
 SECRET_KEY = "password"
@@ -213,22 +213,12 @@ class Bed:
         if controller_up and f"{objects.services(self.apps)}/web" in self.created:
             # Released by the running controller (its finalizer), before it stops.
             objects.delete_if_present(self.api, service)
-            wait_for(lambda: not _exists(self.api, service), 20, "Service web released")
+            wait_for(lambda: not objects.exists(self.api, service), 20, "Service web released")
         for daemon in reversed(self.daemons):
             daemon.stop(10)
         for path in reversed(self.created):
             objects.delete_if_present(self.api, path)
         self.created.clear()
-
-
-def _exists(api: KubeAPI, path: str) -> bool:
-    try:
-        api.get(path)
-    except KubeError as error:
-        if error.status == 404:
-            return False
-        raise
-    return True
 
 
 @pytest.fixture

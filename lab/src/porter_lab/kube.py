@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -74,3 +75,21 @@ def delete(api_client: client.ApiClient, objects: Iterable[dict[str, Any]]) -> N
             namespace = "default"
         with contextlib.suppress(NotFoundError):
             resource.delete(name=obj["metadata"]["name"], namespace=namespace)
+
+
+def api_writes(api_client: client.ApiClient) -> dict[str, float]:
+    """The writes the API server has served since it started (its apiserver_request_total,
+    mutating verbs), keyed "VERB resource" or "VERB resource/subresource"."""
+    configuration = api_client.configuration
+    text = api_client.call_api("GET", f"{configuration.host}/metrics").response.data
+    counts: dict[str, float] = {}
+    for line in text.decode().splitlines():
+        if not line.startswith("apiserver_request_total{"):
+            continue
+        labels, _, value = line.rpartition(" ")
+        fields = dict(re.findall(r'(\w+)="([^"]*)"', labels))
+        if fields.get("verb") in ("POST", "PUT", "PATCH", "DELETE"):
+            resource = "/".join(filter(None, (fields.get("resource"), fields.get("subresource"))))
+            key = f"{fields['verb']} {resource}"
+            counts[key] = counts.get(key, 0.0) + float(value)
+    return counts

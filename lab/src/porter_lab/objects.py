@@ -187,6 +187,17 @@ def set_node_status(
     api.merge_patch(f"{NODES}/{name}/status", node_status(ready=ready, address=address))
 
 
+def exists(api: KubeAPI, path: str) -> bool:
+    """Whether the object at `path` exists (404: no; any other error is raised)."""
+    try:
+        api.get(path)
+    except KubeError as error:
+        if error.status == 404:
+            return False
+        raise
+    return True
+
+
 def delete_if_present(api: KubeAPI, path: str) -> None:
     """Delete the object at `path`; one that is gone already is no error (404)."""
     try:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 import threading
 import time
 from collections.abc import Iterator
@@ -37,6 +36,7 @@ from porter_lab import objects
 from porter_lab.apiproxy import APIProxy
 from porter_lab.controllers import start_controller
 from porter_lab.fib import FibLog
+from porter_lab.kube import api_writes
 from porter_lab.processes import Daemon
 from porter_lab.reliability.bed import EIP_NAME, SYSTEM_NAMESPACE, Mode, ServiceBed, running_bed
 from porter_lab.routers import Bird, Router, established
@@ -119,19 +119,11 @@ class FaultBed(ServiceBed):
             return ""
 
     def api_writes(self) -> dict[str, float]:
-        """Writes the API server has served (apiserver_request_total, mutating verbs), by
-        resource (and subresource: "services/status")."""
-        configuration = self.api.api_client.configuration
-        text = self.api.api_client.call_api("GET", f"{configuration.host}/metrics").response.data
+        """Writes the API server has served, by resource ("services/status"), all verbs."""
         totals: dict[str, float] = {}
-        for line in text.decode().splitlines():
-            if not line.startswith("apiserver_request_total{"):
-                continue
-            labels, _, value = line.rpartition(" ")
-            fields = dict(re.findall(r'(\w+)="([^"]*)"', labels))
-            if fields.get("verb") in ("POST", "PUT", "PATCH", "DELETE"):
-                key = "/".join(filter(None, (fields.get("resource"), fields.get("subresource"))))
-                totals[key] = totals.get(key, 0.0) + float(value)
+        for key, count in api_writes(self.api.api_client).items():
+            resource = key.split(" ", 1)[1]
+            totals[resource] = totals.get(resource, 0.0) + count
         return totals
 
     def quiet(self, timeout: float = 120) -> None:
