@@ -40,8 +40,9 @@ class RouterSpec:
     add_paths_rx: bool = False  # a central speaker sends several next hops per prefix
     # FRR only, 0 = FRR's default (360 s): how long after a restarting speaker's session went
     # down its stale routes are kept at most (FRR 8.4 leaves all but one stale ADD-PATH path
-    # of a prefix until then, FRRouting/frr#17372). Both routers are graceful-restart helpers by default (BIRD
-    # `graceful restart aware`, FRR helper mode); the speaker decides whether GR is used.
+    # of a prefix until then, FRRouting/frr#17372). Both routers are graceful-restart helpers
+    # by default (BIRD `graceful restart aware`, FRR helper mode); the speaker decides whether
+    # GR is used.
     stalepath_time: int = 0
 
 
