@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from porter_lab import netns, objects
-from porter_lab.agents import Agent
+from porter_lab.agents import Agent, start_node_speaker
 from porter_lab.controlplane import ControlPlane
 from porter_lab.kube import apply_crds
 from porter_lab.paths import CRD_DIR
@@ -90,17 +90,12 @@ class Bed:
 
     def start_agents(self) -> None:
         for node in self.topology.nodes:
-            speaker = Gobgpd(node.netns, self.workdir / f"gobgpd-{node.name}")
-            speaker.start()
-            self.speakers.append(speaker)
-            agent = Agent(
-                node.name,
-                speaker.target,
-                self.plane.kubeconfig,
-                self.workdir,
-                extra_args=("--log-level", "warning"),
+            speaker, agent = start_node_speaker(
+                node, self.plane.kubeconfig, self.workdir, agent_args=("--log-level", "warning")
             )
-            self.agents.append(agent.start())
+            self.speakers.append(speaker)
+            assert agent is not None
+            self.agents.append(agent)
         established(self.router, timeout=30)
 
     def stop(self) -> None:

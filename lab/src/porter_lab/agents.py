@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from porter_lab.processes import Daemon
+from porter_lab.speakers import Gobgpd
+from porter_lab.topology import Node
 
 
 @dataclass
@@ -66,3 +68,21 @@ class Agent:
     def kill(self) -> None:
         if self.daemon is not None:
             self.daemon.kill()
+
+
+def start_node_speaker(
+    node: Node,
+    kubeconfig: Path,
+    workdir: Path,
+    *,
+    agent_args: tuple[str, ...] = (),
+    with_agent: bool = True,
+) -> tuple[Gobgpd, Agent | None]:
+    """A node's gobgpd (in its namespace, files under `workdir/gobgpd-NODE`) and, unless
+    `with_agent` is False (a central speaker's), the `porter-lb agent` driving it."""
+    speaker = Gobgpd(node.netns, workdir / f"gobgpd-{node.name}")
+    speaker.start()
+    if not with_agent:
+        return speaker, None
+    agent = Agent(node.name, speaker.target, kubeconfig, workdir, extra_args=agent_args)
+    return speaker, agent.start()

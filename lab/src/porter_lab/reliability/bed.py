@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Literal, TypeVar
 
 from porter_lab import objects
-from porter_lab.agents import Agent
+from porter_lab.agents import Agent, start_node_speaker
 from porter_lab.apiproxy import APIProxy
 from porter_lab.controlplane import ControlPlane
 from porter_lab.fib import FibLog
@@ -134,14 +134,16 @@ class ServiceBed:
         if self.mode == "central":
             nodes = nodes[:central_speakers]
         for node in nodes:
-            speaker = Gobgpd(node.netns, self.workdir / f"gobgpd-{node.name}")
-            speaker.start()
+            speaker, agent = start_node_speaker(
+                node,
+                self.kubeconfig,
+                self.workdir,
+                agent_args=agent_args,
+                with_agent=self.mode == "node",
+            )
             self.speakers.append(speaker)
-            if self.mode == "node":
-                agent = Agent(
-                    node.name, speaker.target, self.kubeconfig, self.workdir, extra_args=agent_args
-                )
-                self.agents.append(agent.start())
+            if agent is not None:
+                self.agents.append(agent)
 
     def check_running(self) -> None:
         """Raise (with the log's tail) if an agent has exited; subclasses add their own."""

@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from porter_lab import netns, objects
-from porter_lab.agents import Agent
+from porter_lab.agents import Agent, start_node_speaker
 from porter_lab.controllers import start_controller
 from porter_lab.controlplane import ControlPlane
 from porter_lab.kube import apply_crds
@@ -632,17 +632,12 @@ class ChurnBed:
         self._create(objects.BGP_CONFS, objects.bgp_conf(NODE_ASN))
         self._create(objects.BGP_PEERS, walk.peer_body())
         for node in self.topology.nodes:
-            speaker = Gobgpd(node.netns, self.workdir / f"gobgpd-{node.name}")
-            speaker.start()
-            self.speakers.append(speaker)
-            agent = Agent(
-                node.name,
-                speaker.target,
-                self.kubeconfig,
-                self.workdir,
-                extra_args=("--log-level", "info"),
+            speaker, agent = start_node_speaker(
+                node, self.kubeconfig, self.workdir, agent_args=("--log-level", "info")
             )
-            self.agents.append(agent.start())
+            self.speakers.append(speaker)
+            assert agent is not None
+            self.agents.append(agent)
         self.controller = start_controller(
             self.kubeconfig,
             self.workdir / "controller.log",
