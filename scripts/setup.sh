@@ -16,7 +16,12 @@ say() { printf '    %s\n' "$*" >&2; }
 [ "$(id -u)" -eq 0 ] || { echo "error: run as root (network namespaces, routing daemons, apt)" >&2; exit 1; }
 
 step "System packages"
-packages=(gobgpd bird2 frr golang-github-osrg-gobgp-dev iproute2 procps git ca-certificates)
+# The real cluster (porter_lab.cluster): containerd, runc and the CNI plugins on its nodes,
+# iptables and conntrack for kube-proxy, socat to reach its API server from this host; the
+# images (porter_lab.images): podman and debootstrap.
+packages=(gobgpd bird2 frr golang-github-osrg-gobgp-dev iproute2 procps git ca-certificates
+          containerd runc containernetworking-plugins iptables conntrack socat
+          podman debootstrap)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

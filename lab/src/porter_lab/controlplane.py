@@ -39,12 +39,18 @@ from porter_lab.waiting import wait_for
 
 @dataclass(frozen=True)
 class Component:
-    name: str  # binary name, and the directory under tools/controlplane/
+    """A Go program built from a module pinned under tools/ (go.mod + go.sum)."""
+
+    name: str  # binary name
     package: str  # Go package of the main program
+    module: str = ""  # directory under tools/controlplane/ holding go.mod (default: `name`)
+    # -X flags stamping the version the program reports (Kubernetes' own build does this; without
+    # it kube-apiserver says v0.0.0-master and kubectl/helm refuse to talk to it).
+    version_variables: tuple[str, ...] = ()
 
     @property
     def module_dir(self) -> Path:
-        return REPO / "tools" / "controlplane" / self.name
+        return REPO / "tools" / "controlplane" / (self.module or self.name)
 
     def version(self) -> str:
         """The pinned version of the component's module, read from its go.mod."""
@@ -55,15 +61,38 @@ class Component:
             raise RuntimeError(f"{self.module_dir}/go.mod: no version pinned for {module}")
         return match.group(1)
 
+    def ldflags(self) -> str:
+        return " ".join(f"-X {variable}={self.version()}" for variable in self.version_variables)
+
     def binary(self) -> Path:
-        """Where the build lands: keyed by version and by go.sum, so any change rebuilds."""
-        digest = hashlib.sha256((self.module_dir / "go.sum").read_bytes()).hexdigest()[:12]
+        """Where the build lands: keyed by version, go.sum and link flags, so any change
+        rebuilds."""
+        recipe = (self.module_dir / "go.sum").read_bytes() + self.ldflags().encode()
+        digest = hashlib.sha256(recipe).hexdigest()[:12]
         return cache_dir() / "bin" / f"{self.name}-{self.version()}-{digest}" / self.name
 
 
+KUBERNETES_VERSION_VARIABLES = ("k8s.io/component-base/version.gitVersion",)
+
+
+def kubernetes_component(name: str) -> Component:
+    """One program of k8s.io/kubernetes, from tools/controlplane/kubernetes (all share one
+    go.mod, so every component is of the same release)."""
+    return Component(
+        name, f"k8s.io/kubernetes/cmd/{name}", "kubernetes", KUBERNETES_VERSION_VARIABLES
+    )
+
+
 ETCD = Component("etcd", "go.etcd.io/etcd/server/v3")
-KUBE_APISERVER = Component("kube-apiserver", "k8s.io/kubernetes/cmd/kube-apiserver")
+KUBE_APISERVER = kubernetes_component("kube-apiserver")
 COMPONENTS = (ETCD, KUBE_APISERVER)
+# The rest of a real cluster (porter_lab.cluster): node agents, controllers and kubectl.
+KUBELET = kubernetes_component("kubelet")
+KUBE_CONTROLLER_MANAGER = kubernetes_component("kube-controller-manager")
+KUBE_SCHEDULER = kubernetes_component("kube-scheduler")
+KUBE_PROXY = kubernetes_component("kube-proxy")
+KUBECTL = kubernetes_component("kubectl")
+CLUSTER_COMPONENTS = (KUBELET, KUBE_CONTROLLER_MANAGER, KUBE_SCHEDULER, KUBE_PROXY, KUBECTL)
 
 
 def build(component: Component, log: Callable[[str], None] = print) -> Path:
@@ -100,8 +129,11 @@ def build(component: Component, log: Callable[[str], None] = print) -> Path:
     partial = target.with_name(target.name + ".partial")
     partial.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
+    argv = [go, "build", "-v", "-o", str(partial)]
+    if component.ldflags():
+        argv += ["-ldflags", component.ldflags()]
     process = subprocess.Popen(
-        [go, "build", "-v", "-o", str(partial), component.package],
+        [*argv, component.package],
         cwd=cwd,
         env=env,
         stderr=subprocess.PIPE,
@@ -196,8 +228,12 @@ class ControlPlane:
     apiserver: Daemon | None = None
     port: int = 0
     etcd_url: str = ""
+    # Where etcd and kube-apiserver run: this host's loopback (the bed), or a network namespace
+    # of their own (porter_lab.cluster.ClusterControlPlane).
+    netns: str | None = None
     kubeconfig: Path = field(init=False)
     _context: ssl.SSLContext | None = field(default=None, init=False, repr=False)
+    _ca: tuple[x509.Name, ec.EllipticCurvePrivateKey] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -207,12 +243,13 @@ class ControlPlane:
     def url(self) -> str:
         return f"https://127.0.0.1:{self.port}"
 
-    def _pki(self) -> dict[str, Path]:
+    def _pki(self, server_names: tuple[str, ...] = ()) -> dict[str, Path]:
         pki = self.workdir / "pki"
         pki.mkdir(exist_ok=True)
         ca_key = ec.generate_private_key(ec.SECP256R1())
         ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "porter-lab-ca")])
         ca = _certificate(ca_name, ca_key, ca_name, ca_key, ca=True)
+        self._ca = (ca_name, ca_key)
         serving_key = ec.generate_private_key(ec.SECP256R1())
         serving = _certificate(
             x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]),
@@ -226,29 +263,16 @@ class ControlPlane:
                 "kubernetes.default",
                 "kubernetes.default.svc",
                 "10.96.0.1",
+                *server_names,
             ),
-        )
-        admin_key = ec.generate_private_key(ec.SECP256R1())
-        admin = _certificate(
-            x509.Name(
-                [
-                    x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:masters"),
-                    x509.NameAttribute(NameOID.COMMON_NAME, "porter-lab-admin"),
-                ]
-            ),
-            admin_key,
-            ca_name,
-            ca_key,
-            client=True,
         )
         sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         pem = serialization.Encoding.PEM
-        return {
+        files = {
             "ca": _write_pem(pki / "ca.crt", ca.public_bytes(pem)),
+            "ca_key": _write_pem(pki / "ca.key", _key_pem(ca_key)),
             "serving_cert": _write_pem(pki / "apiserver.crt", serving.public_bytes(pem)),
             "serving_key": _write_pem(pki / "apiserver.key", _key_pem(serving_key)),
-            "admin_cert": _write_pem(pki / "admin.crt", admin.public_bytes(pem)),
-            "admin_key": _write_pem(pki / "admin.key", _key_pem(admin_key)),
             "sa_key": _write_pem(pki / "sa.key", _key_pem(sa_key)),
             "sa_pub": _write_pem(
                 pki / "sa.pub",
@@ -257,14 +281,58 @@ class ControlPlane:
                 ),
             ),
         }
+        files["admin_cert"], files["admin_key"] = self.issue_client(
+            "admin", "porter-lab-admin", ("system:masters",)
+        )
+        return files
+
+    def issue_client(
+        self, file_name: str, common_name: str, organizations: tuple[str, ...] = ()
+    ) -> tuple[Path, Path]:
+        """A client certificate of the lab's CA (user `common_name`, groups `organizations`),
+        written as pki/<file_name>.crt and .key; returns their paths."""
+        ca_name, ca_key = self._ca
+        key = ec.generate_private_key(ec.SECP256R1())
+        subject = x509.Name(
+            [x509.NameAttribute(NameOID.ORGANIZATION_NAME, org) for org in organizations]
+            + [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
+        )
+        certificate = _certificate(subject, key, ca_name, ca_key, client=True)
+        pki = self.workdir / "pki"
+        pem = serialization.Encoding.PEM
+        return (
+            _write_pem(pki / f"{file_name}.crt", certificate.public_bytes(pem)),
+            _write_pem(pki / f"{file_name}.key", _key_pem(key)),
+        )
 
     def start(self, timeout: float = 120) -> ControlPlane:
         missing = [c for c in COMPONENTS if not c.binary().exists()]
         if missing:
             names = ", ".join(f"{c.name} ({c.binary()})" for c in missing)
             raise RuntimeError(f"control plane not built: {names}; run scripts/setup.sh")
-        pki = self._pki()
-        etcd_port, peer_port, self.port = free_port(), free_port(), free_port()
+        pki = self._pki(self.server_names())
+        self._start_etcd()
+        self.apiserver = Daemon(
+            "kube-apiserver",
+            [str(KUBE_APISERVER.binary()), *self.apiserver_flags(pki)],
+            self.workdir / "kube-apiserver.log",
+            netns=self.netns,
+        ).start()
+        self._write_kubeconfig(pki)
+        self._context = ssl.create_default_context(cafile=str(pki["ca"]))
+        self._context.load_cert_chain(str(pki["admin_cert"]), str(pki["admin_key"]))
+        self.wait_ready(timeout)
+        return self
+
+    def server_names(self) -> tuple[str, ...]:
+        """Names and addresses the serving certificate carries beyond the defaults."""
+        return ()
+
+    def _start_etcd(self) -> None:
+        if self.netns is None:
+            etcd_port, peer_port, self.port = free_port(), free_port(), free_port()
+        else:  # a namespace of its own: the usual ports are free
+            etcd_port, peer_port = 2379, 2380
         self.etcd_url = f"http://127.0.0.1:{etcd_port}"
         self.etcd = Daemon(
             "etcd",
@@ -289,41 +357,35 @@ class ControlPlane:
                 "warn",
             ],
             self.workdir / "etcd.log",
+            netns=self.netns,
         ).start()
-        self.apiserver = Daemon(
-            "kube-apiserver",
-            [
-                str(KUBE_APISERVER.binary()),
-                f"--etcd-servers=http://127.0.0.1:{etcd_port}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
-                f"--secure-port={self.port}",
-                f"--cert-dir={self.workdir / 'pki'}",
-                f"--tls-cert-file={pki['serving_cert']}",
-                f"--tls-private-key-file={pki['serving_key']}",
-                f"--client-ca-file={pki['ca']}",
-                f"--service-account-key-file={pki['sa_pub']}",
-                f"--service-account-signing-key-file={pki['sa_key']}",
-                f"--service-account-issuer=https://127.0.0.1:{self.port}",
-                "--service-cluster-ip-range=10.96.0.0/16",
-                # Room for the health-check NodePorts of 10,000 Local Services (benchmarks).
-                "--service-node-port-range=20000-60000",
-                "--authorization-mode=RBAC",
-                "--allow-privileged=true",
-                # As envtest: no controller-manager mints tokens for pods here.
-                "--disable-admission-plugins=ServiceAccount",
-                # ConfigMaps bypass the watch cache, so a test can make a resourceVersion expire
-                # (compact_etcd) and see 410 Gone; porter-lb itself never watches ConfigMaps.
-                "--watch-cache-sizes=configmaps#0",
-                "--v=1",
-            ],
-            self.workdir / "kube-apiserver.log",
-        ).start()
-        self._write_kubeconfig(pki)
-        self._context = ssl.create_default_context(cafile=str(pki["ca"]))
-        self._context.load_cert_chain(str(pki["admin_cert"]), str(pki["admin_key"]))
-        self.wait_ready(timeout)
-        return self
+
+    def apiserver_flags(self, pki: dict[str, Path]) -> list[str]:
+        """kube-apiserver's flags for the bed: loopback, RBAC, no controller-manager."""
+        return [
+            f"--etcd-servers={self.etcd_url}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            f"--secure-port={self.port}",
+            f"--cert-dir={self.workdir / 'pki'}",
+            f"--tls-cert-file={pki['serving_cert']}",
+            f"--tls-private-key-file={pki['serving_key']}",
+            f"--client-ca-file={pki['ca']}",
+            f"--service-account-key-file={pki['sa_pub']}",
+            f"--service-account-signing-key-file={pki['sa_key']}",
+            f"--service-account-issuer=https://127.0.0.1:{self.port}",
+            "--service-cluster-ip-range=10.96.0.0/16",
+            # Room for the health-check NodePorts of 10,000 Local Services (benchmarks).
+            "--service-node-port-range=20000-60000",
+            "--authorization-mode=RBAC",
+            "--allow-privileged=true",
+            # As envtest: no controller-manager mints tokens for pods here.
+            "--disable-admission-plugins=ServiceAccount",
+            # ConfigMaps bypass the watch cache, so a test can make a resourceVersion expire
+            # (compact_etcd) and see 410 Gone; porter-lb itself never watches ConfigMaps.
+            "--watch-cache-sizes=configmaps#0",
+            "--v=1",
+        ]
 
     def wait_ready(self, timeout: float = 120) -> None:
         def ready() -> bool:
@@ -368,23 +430,7 @@ class ControlPlane:
         return revision
 
     def _write_kubeconfig(self, pki: dict[str, Path]) -> None:
-        import base64
-
-        def b64(path: Path) -> str:
-            return base64.b64encode(path.read_bytes()).decode()
-
-        self.kubeconfig.write_text(
-            "apiVersion: v1\nkind: Config\n"
-            "clusters:\n- name: porter-lab\n  cluster:\n"
-            f"    server: {self.url}\n    certificate-authority-data: {b64(pki['ca'])}\n"
-            "users:\n- name: porter-lab-admin\n  user:\n"
-            f"    client-certificate-data: {b64(pki['admin_cert'])}\n"
-            f"    client-key-data: {b64(pki['admin_key'])}\n"
-            "contexts:\n- name: porter-lab\n"
-            "  context: {cluster: porter-lab, user: porter-lab-admin}\n"
-            "current-context: porter-lab\n"
-        )
-        self.kubeconfig.chmod(0o600)
+        write_kubeconfig(self.kubeconfig, self.url, pki["ca"], pki["admin_cert"], pki["admin_key"])
 
     def stop(self) -> None:
         for daemon in (self.apiserver, self.etcd):
@@ -392,10 +438,34 @@ class ControlPlane:
                 daemon.stop(timeout=10)
 
 
+def write_kubeconfig(
+    path: Path, server: str, ca: Path, cert: Path, key: Path, *, user: str = "porter-lab-admin"
+) -> Path:
+    """A kubeconfig for `server` with a client certificate, every file inlined."""
+    import base64
+
+    def b64(file: Path) -> str:
+        return base64.b64encode(file.read_bytes()).decode()
+
+    path.write_text(
+        "apiVersion: v1\nkind: Config\n"
+        "clusters:\n- name: porter-lab\n  cluster:\n"
+        f"    server: {server}\n    certificate-authority-data: {b64(ca)}\n"
+        f"users:\n- name: {user}\n  user:\n"
+        f"    client-certificate-data: {b64(cert)}\n"
+        f"    client-key-data: {b64(key)}\n"
+        "contexts:\n- name: porter-lab\n"
+        f"  context: {{cluster: porter-lab, user: {user}}}\n"
+        "current-context: porter-lab\n"
+    )
+    path.chmod(0o600)
+    return path
+
+
 def main() -> int:
-    """`python -m porter_lab.controlplane`: build both components with progress."""
-    print("Building the Kubernetes control plane (first time: several minutes) ...", flush=True)
-    for component in COMPONENTS:
+    """`python -m porter_lab.controlplane`: build every component with progress."""
+    print("Building Kubernetes (first time: several minutes) ...", flush=True)
+    for component in (*COMPONENTS, *CLUSTER_COMPONENTS):
         build(component, log=lambda line: print(line, flush=True))
     return 0
 
