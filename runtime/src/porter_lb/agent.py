@@ -32,12 +32,13 @@ import os
 import threading
 from typing import Any
 
-from porter_lb import layer2, metrics
+from porter_lb import layer2
 from porter_lb.events import EventRecorder
 from porter_lb.gobgp import GoBGP
+from porter_lb.health import HEALTH
 from porter_lb.hostrules import HostRulesError, add_host_rule_options, host_rules_from_args
 from porter_lb.informers import Informers
-from porter_lb.kubeapi import KubeAPI, load_api_client
+from porter_lb.kubeapi import KubeAPI
 from porter_lb.model import LOAD_BALANCER_CLASS
 from porter_lb.process import setup_logging, stop_event_on_signals
 from porter_lb.speaker import CENTRAL_STATUS_KEY, SPEAKER_KINDS, Speaker
@@ -87,22 +88,18 @@ def add_command(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from porter_lb.cli import CommandError, kube_api, serve_metrics
+
     setup_logging(args.log_level, args.log_format)
     if not args.node:
-        log.error("--node (or $NODE_NAME) is required")
-        return 2
+        raise CommandError("--node (or $NODE_NAME) is required")
+    api = kube_api(args.kubeconfig)
     try:
         host_rules = host_rules_from_args(args)
     except (ValueError, HostRulesError) as error:
-        log.error("host rules: %s", error)
-        return 2
+        raise CommandError(f"host rules: {error}") from None
     stop = stop_event_on_signals()
-    try:
-        api = KubeAPI(load_api_client(args.kubeconfig))
-    except Exception as error:  # noqa: BLE001 - a clear message, not a traceback
-        log.error("cannot load cluster credentials: %s", error)
-        return 2
-    metrics.serve(args.metrics_address)
+    serve_metrics(args.metrics_address)
     informers = Informers(
         api, SPEAKER_KINDS, secret_namespace=args.namespace, watch_timeout=args.watch_timeout
     )
@@ -123,9 +120,15 @@ def run(args: argparse.Namespace) -> int:
         class_name=args.load_balancer_class,
         accept_prefixes=host_rules.sync if host_rules is not None else None,
     )
+    HEALTH.readiness(
+        "caches", lambda: None if informers.synced else "the watch caches are still listing"
+    )
+    HEALTH.readiness("speaker", lambda: speaker.problem)
+    speaker.heartbeat = HEALTH.heartbeat("speaker-loop", 60.0)
     informers.start()
     if announcer is not None:
         announcer.start(stop)
+        HEALTH.liveness("layer2", announcer.problem)
     log.info("agent started", extra={"node": args.node, "gobgp": args.gobgp})
     try:
         speaker.run(stop)

@@ -2,6 +2,10 @@
 
 Each long-running command lives in its own module and registers itself here with
 `add_command(commands)`; its `run(args)` returns the exit status.
+
+A user never sees a traceback for a mistake of theirs: a bad flag, a missing file, a port that
+cannot be bound or credentials that cannot be loaded end the command with one line naming what
+is wrong (`CommandError`, exit status 2).
 """
 
 from __future__ import annotations
@@ -11,9 +15,50 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, NoReturn
 
-from porter_lb import __version__, agent, audit, manager
+if TYPE_CHECKING:
+    from porter_lb.kubeapi import KubeAPI
+
+from porter_lb import __version__, agent, audit, manager, uninstall
+from porter_lb.metrics import metrics_address
 from porter_lb.model import LOAD_BALANCER_CLASS
+
+
+class CommandError(Exception):
+    """A mistake in how a command was called or set up: printed as one line, exit status 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a bad argument is one line (`porter-lb agent: --node: ...`), no usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def kube_api(kubeconfig: str | None) -> KubeAPI:
+    """The API client for --kubeconfig, or the in-cluster configuration; CommandError when
+    neither can be loaded."""
+    from porter_lb.kubeapi import KubeAPI, load_api_client
+
+    if kubeconfig and not os.path.isfile(kubeconfig):
+        raise CommandError(f"--kubeconfig {kubeconfig}: no such file")
+    try:
+        return KubeAPI(load_api_client(kubeconfig))
+    except Exception as error:  # noqa: BLE001 - the client raises many kinds: say which
+        where = f"--kubeconfig {kubeconfig}" if kubeconfig else "the in-cluster configuration"
+        hint = "" if kubeconfig else " (outside a pod, pass --kubeconfig)"
+        raise CommandError(f"cannot load {where}: {error}{hint}") from None
+
+
+def serve_metrics(address: str) -> None:
+    """Serve /metrics, /healthz and /readyz; CommandError when the address cannot be bound."""
+    from porter_lb import metrics
+
+    try:
+        metrics.serve(address)
+    except OSError as error:
+        raise CommandError(f"--metrics-address {address}: cannot listen: {error}") from None
 
 
 def _speaker_status(args: argparse.Namespace) -> int:
@@ -49,7 +94,9 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--metrics-address",
         default="",
-        help="host:port to serve Prometheus /metrics on (default: off)",
+        type=metrics_address,
+        help="host:port to serve Prometheus /metrics and the /healthz, /readyz probes on"
+        " (default: off)",
     )
 
 
@@ -72,7 +119,7 @@ def add_cluster_watch_options(parser: argparse.ArgumentParser, namespace_holds: 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="porter-lb", description="porter-lb: bare-metal load balancer for Kubernetes"
     )
     parser.add_argument("--version", action="version", version=f"porter-lb {__version__}")
@@ -93,12 +140,17 @@ def build_parser() -> argparse.ArgumentParser:
     __import__("porter_lb.webhook", fromlist=["add_command"]).add_command(commands)
     agent.add_command(commands)
     audit.add_command(commands)
+    uninstall.add_command(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.run(args))
+    try:
+        return int(args.run(args))
+    except CommandError as error:
+        print(f"porter-lb {args.command}: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

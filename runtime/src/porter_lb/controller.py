@@ -49,6 +49,7 @@ from porter_lb.allocator import (
     release,
 )
 from porter_lb.events import EventRecorder
+from porter_lb.health import Heartbeat
 from porter_lb.informers import GROUP_PATH, Informers
 from porter_lb.kubeapi import KubeAPI, KubeError, Obj
 from porter_lb.model import (
@@ -135,6 +136,7 @@ class AllocationController:
     reconciles: int = 0
     conflicts: int = 0
     caught_up: threading.Event = field(default_factory=threading.Event)  # first pass done
+    heartbeat: Heartbeat | None = None  # beaten each time round the work loop (liveness)
     _gauged_pools: set[str] = field(default_factory=set)  # Eips with metric series
 
     # -- watching -------------------------------------------------------------------------
@@ -293,6 +295,8 @@ class AllocationController:
         try:
             self.start()
             while not stop.is_set() and not self._stop.is_set():
+                if self.heartbeat is not None:
+                    self.heartbeat.beat()
                 keys = self._take_batch(timeout=0.5)
                 if keys:
                     self.process(keys)
@@ -308,6 +312,8 @@ class AllocationController:
                         },
                     )
         finally:
+            if self.heartbeat is not None:
+                self.heartbeat.stop()
             self.caught_up.clear()
             self._pool.shutdown(wait=True)
             self._pool = None

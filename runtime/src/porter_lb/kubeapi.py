@@ -67,7 +67,7 @@ class KubeAPI:
         path: str,
         *,
         query: dict[str, Any] | None = None,
-        body: Obj | None = None,
+        body: Obj | list[Obj] | None = None,
         content_type: str = "application/json",
         timeout: float | tuple[float, float] | None = 30,
     ) -> Any:
@@ -95,7 +95,7 @@ class KubeAPI:
         path: str,
         *,
         query: dict[str, Any] | None = None,
-        body: Obj | None = None,
+        body: Obj | list[Obj] | None = None,
         content_type: str = "application/json",
     ) -> Obj:
         response = self._send(method, path, query=query, body=body, content_type=content_type)
@@ -113,6 +113,12 @@ class KubeAPI:
 
     def merge_patch(self, path: str, patch: Obj) -> Obj:
         return self.request("PATCH", path, body=patch, content_type="application/merge-patch+json")
+
+    def json_patch(self, path: str, operations: list[Obj]) -> Obj:
+        """RFC 6902 operations (a failed `test` is a 422: nothing was changed)."""
+        return self.request(
+            "PATCH", path, body=operations, content_type="application/json-patch+json"
+        )
 
     def delete(self, path: str) -> Obj:
         return self.request("DELETE", path)

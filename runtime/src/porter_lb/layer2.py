@@ -458,6 +458,11 @@ class Layer2Announcer:
             thread.start()
             self._threads.append(thread)
 
+    def problem(self) -> str | None:
+        """For the liveness check: which of its threads died, if one did."""
+        dead = [thread.name for thread in self._threads if not thread.is_alive()]
+        return f"layer-2 thread(s) {', '.join(dead)} stopped" if dead else None
+
     def join(self, timeout: float = 5.0) -> None:
         """After `stop` was set: wait for the loop (which stops answering first) and the
         heartbeat (which then releases the Lease)."""

@@ -24,10 +24,12 @@ from typing import Any
 from porter_lb import metrics
 from porter_lb.controller import KINDS, AllocationController
 from porter_lb.events import EventRecorder
+from porter_lb.health import HEALTH, thread_alive
 from porter_lb.informers import Informers
-from porter_lb.kubeapi import KubeAPI, load_api_client
+from porter_lb.kubeapi import KubeAPI
 from porter_lb.leader_election import LeaderElector
 from porter_lb.process import setup_logging, stop_event_on_signals
+from porter_lb.webhook_tls import CertificateKeeper
 
 log = logging.getLogger("porter_lb.controller")
 
@@ -71,18 +73,45 @@ def add_command(commands: Any) -> None:
         default=os.environ.get("POD_IP", ""),
         help="central speaker's BGP router id when the BgpConf sets none (default: $POD_IP)",
     )
+    webhook = parser.add_argument_group(
+        "webhook certificate",
+        "the leader keeps the webhook's serving certificate in a Secret of --namespace and the "
+        "ValidatingWebhookConfiguration's caBundle matching it (porter_lb.webhook_tls)",
+    )
+    webhook.add_argument(
+        "--webhook-secret",
+        default="",
+        metavar="NAME",
+        help="the Secret to keep the certificate in (default: none, the certificate is "
+        "someone else's, e.g. cert-manager's)",
+    )
+    webhook.add_argument("--webhook-configuration", default="porter-lb", metavar="NAME")
+    webhook.add_argument("--webhook-service", default="porter-lb-webhook", metavar="NAME")
+    webhook.add_argument(
+        "--webhook-certificate-days", type=int, default=3650, help="validity of a new one"
+    )
+    webhook.add_argument(
+        "--webhook-certificate-renew-days",
+        type=int,
+        default=30,
+        help="replace it this many days before it expires",
+    )
+    webhook.add_argument(
+        "--webhook-ca-overlap-minutes",
+        type=int,
+        default=15,
+        help="after a new certificate, trust the previous CA too for this long",
+    )
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from porter_lb.cli import kube_api, serve_metrics
+
     setup_logging(args.log_level, args.log_format)
+    api = kube_api(args.kubeconfig)
     stop = stop_event_on_signals()
-    try:
-        api = KubeAPI(load_api_client(args.kubeconfig))
-    except Exception as error:  # noqa: BLE001 - a clear message, not a traceback
-        log.error("cannot load cluster credentials: %s", error)
-        return 2
-    metrics.serve(args.metrics_address)
+    serve_metrics(args.metrics_address)
     kinds: list[str] = list(KINDS)
     if args.speaker == "central":
         from porter_lb.speaker import SPEAKER_KINDS
@@ -95,6 +124,21 @@ def run(args: argparse.Namespace) -> int:
     controller = AllocationController(api, informers, recorder, class_name=args.load_balancer_class)
     controller.register()
     central = _CentralSpeaker(api, informers, args) if args.speaker == "central" else None
+    keeper = (
+        CertificateKeeper(
+            api,
+            args.namespace,
+            args.webhook_secret,
+            args.webhook_configuration,
+            args.webhook_service,
+            days=args.webhook_certificate_days,
+            renew_days=args.webhook_certificate_renew_days,
+            overlap_minutes=args.webhook_ca_overlap_minutes,
+        )
+        if args.webhook_secret
+        else None
+    )
+    _health_checks(informers, controller, central)
     informers.start()
     log.info("waiting for caches to sync", extra={"kinds": kinds})
     while not informers.wait_synced(1.0):
@@ -108,11 +152,14 @@ def run(args: argparse.Namespace) -> int:
     if not args.leader_elect:
         log.warning("leader election is off: run one replica only")
         metrics.LEADER.set(1)
+        LEADING.set()
+        if keeper is not None:
+            _start_keeper(keeper, stop)
         if central is not None:
             central.start_term(stop)
         controller.run(stop)
     else:
-        _lead_while_elected(api, args, controller, central, stop)
+        _lead_while_elected(api, args, controller, central=central, keeper=keeper, stop=stop)
     controller.stop()
     informers.stop()
     if central is not None:
@@ -121,11 +168,53 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+LEADING = threading.Event()
+"""Set while this replica holds the leader Lease (or runs without leader election)."""
+
+
+def _health_checks(
+    informers: Informers, controller: AllocationController, central: _CentralSpeaker | None
+) -> None:
+    """Readiness: the caches are synced; leading, the allocator has caught up; central, the
+    leader's gobgpd answers. A standby is ready (it can take over at once). Liveness: the
+    allocator's loop, and the central speaker's, come round while they run."""
+    HEALTH.readiness(
+        "caches", lambda: None if informers.synced else "the watch caches are still listing"
+    )
+    HEALTH.readiness(
+        "allocator",
+        lambda: (
+            "leading, but the first allocation pass has not finished"
+            if LEADING.is_set() and not controller.caught_up.is_set()
+            else None
+        ),
+    )
+    controller.heartbeat = HEALTH.heartbeat("allocator-loop", LOOP_MAX_AGE)
+    if central is not None:
+        speaker = central.speaker
+        HEALTH.readiness("gobgpd", lambda: speaker.problem if LEADING.is_set() else None)
+        speaker.heartbeat = HEALTH.heartbeat("speaker-loop", LOOP_MAX_AGE)
+
+
+LOOP_MAX_AGE = 60.0
+"""Seconds a work loop may take to come round before the process counts as hung (liveness)."""
+
+
+def _start_keeper(keeper: CertificateKeeper, term: threading.Event) -> threading.Thread:
+    thread = threading.Thread(
+        target=keeper.run, args=(term,), name="webhook-certificate", daemon=True
+    )
+    thread.start()
+    return thread
+
+
 def _lead_while_elected(
     api: KubeAPI,
     args: argparse.Namespace,
     controller: AllocationController,
+    *,
     central: _CentralSpeaker | None,
+    keeper: CertificateKeeper | None,
     stop: threading.Event,
 ) -> None:
     """Campaign for the Lease and allocate (and speak) while holding it, until `stop`.
@@ -157,6 +246,9 @@ def _lead_while_elected(
             return  # elected as the process stops: the Lease is released on the way out
         log.info("became leader", extra={"lease": args.lease_name})
         metrics.LEADER.set(1)
+        LEADING.set()
+        if keeper is not None:
+            _start_keeper(keeper, term)
 
         def lead() -> None:
             # Never block the elector's thread: it must keep renewing the Lease.
@@ -170,6 +262,7 @@ def _lead_while_elected(
 
     def stopped() -> None:
         metrics.LEADER.set(0)
+        LEADING.clear()
         term.set()
 
     def campaign() -> None:
@@ -191,6 +284,7 @@ def _lead_while_elected(
 
     election = threading.Thread(target=campaign, name="leader-election", daemon=True)
     election.start()
+    HEALTH.liveness("leader-election", thread_alive(lambda: election, "the leader election"))
     stop.wait()
     term.set()  # the batch in hand finishes; nothing is written after the Lease is released
     for thread in list(worker):

@@ -1,14 +1,39 @@
 """porter-lb's Prometheus metrics: current values (gauges), not event counts, plus one histogram.
 
-One registry per process, served on `--metrics-address` (host:port; empty disables it). The
-controller sets the pool and allocation gauges, every speaker the BGP session and prefix gauges.
+One registry per process, served on `--metrics-address` (host:port; empty disables it) with the
+process's health checks (/healthz, /readyz: porter_lb.health). The controller sets the pool and
+allocation gauges, every speaker the BGP session and prefix gauges; Prometheus' own process
+(CPU, memory, file descriptors), garbage-collector and platform collectors are registered too.
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Gauge, Histogram, start_http_server
+import argparse
+import ipaddress
+import logging
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+from porter_lb.health import HEALTH, Health
+
+log = logging.getLogger(__name__)
 
 REGISTRY = CollectorRegistry(auto_describe=True)
+for _collector in (PROCESS_COLLECTOR, GC_COLLECTOR, PLATFORM_COLLECTOR):
+    REGISTRY.register(_collector)
 
 POOL_SIZE = Gauge("porter_lb_pool_size", "Addresses in an Eip pool", ["pool"], registry=REGISTRY)
 POOL_USAGE = Gauge(
@@ -71,9 +96,74 @@ HOST_SETTING_OK = Gauge(
 )
 
 
-def serve(address: str) -> None:
-    """Serve /metrics on `address` ("host:port", "" for none) from a background thread."""
+def parse_address(value: str) -> tuple[str, int]:
+    """`host:port` (IPv6 in brackets; an empty host is every address) as (host, port); for
+    argparse, so a bad `--metrics-address` is one line naming it. ValueError otherwise."""
+    host, colon, port = value.rpartition(":")
+    if not colon or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{value!r}: want HOST:PORT with a port number 0-65535, e.g. :7472")
+    host = host.strip("[]")
+    if host:
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ValueError(f"{value!r}: the host must be an IP address or empty") from None
+    return host or "0.0.0.0", int(port)
+
+
+def metrics_address(value: str) -> str:
+    """argparse type of `--metrics-address`: validated, returned as given ("" is off)."""
+    if value:
+        try:
+            parse_address(value)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+    return value
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s " + format, self.address_string(), *args)
+
+    def _reply(self, status: int, body: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        path = self.path.split("?", 1)[0]
+        if path == "/metrics":
+            self._reply(200, generate_latest(REGISTRY), CONTENT_TYPE_LATEST)
+        elif path in ("/healthz", "/readyz"):
+            ok, text = self.server.health.report(path[1:])
+            status = 200 if ok else 500 if path == "/healthz" else 503
+            self._reply(status, text.encode(), "text/plain; charset=utf-8")
+        else:
+            self._reply(404, b"not found\n", "text/plain; charset=utf-8")
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    health: Health
+
+
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
+def serve(address: str, health: Health = HEALTH) -> ThreadingHTTPServer | None:
+    """Serve /metrics, /healthz and /readyz on `address` ("host:port", "" for none) from a
+    background thread. OSError (port in use, address not here) propagates: the caller says
+    what failed in one line."""
     if not address:
-        return
-    host, _, port = address.rpartition(":")
-    start_http_server(int(port), addr=host.strip("[]") or "0.0.0.0", registry=REGISTRY)
+        return None
+    host, port = parse_address(address)
+    server = (_Server6 if ":" in host else _Server)((host, port), _Handler)
+    server.health = health
+    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+    return server

@@ -54,6 +54,7 @@ from porter_lb.gobgp import (
     PeerStatus,
     Route,
 )
+from porter_lb.health import Heartbeat
 from porter_lb.informers import Informers
 from porter_lb.kubeapi import KubeAPI, KubeError, Obj
 from porter_lb.model import (
@@ -803,6 +804,10 @@ class Speaker:
         self._reported: dict[tuple[str, str], str] = {}  # (kind, name) -> last Warning
         self._plain_warned: set[str] = set()  # BgpPeers warned about a plain-text password
         self.reconciles = 0  # full + incremental, for tests and logs
+        # For the process's health checks (porter_lb.health): the loop beats each time round;
+        # `problem` says why the last pass failed (None once one succeeded, and since).
+        self.heartbeat: Heartbeat | None = None
+        self.problem: str | None = "not reconciled yet"
 
         for kind, handler in (
             ("Service", self._on_service),
@@ -877,6 +882,8 @@ class Speaker:
         next_poll = 0.0
         next_resync = time.monotonic() + self.resync_interval
         while not stop.is_set():
+            if self.heartbeat is not None:
+                self.heartbeat.beat()
             with self._cond:
                 if not (self._full or self._services):
                     self._cond.wait(max(0.0, min(next_poll - time.monotonic(), 1.0)))
@@ -894,19 +901,27 @@ class Speaker:
                     self.resync()
                     next_resync = time.monotonic() + self.resync_interval
                 backoff = 0.0
+                self.problem = None
             except GoBGPError as error:
+                self.problem = f"gobgpd at {self.gobgp.target}: {error}"
                 backoff = retry_delay(backoff, GOBGP_RETRY_MAX)
                 log.warning("gobgpd: %s; retrying in %.1fs", error, backoff)
                 with self._cond:
                     self._full = True
                 self._held = None
                 stop.wait(backoff)
-            except Exception:
+            except Exception as error:
+                self.problem = f"reconcile failed: {error}"
                 backoff = retry_delay(backoff, OTHER_RETRY_MAX)
                 log.exception("speaker reconcile failed; retrying in %.1fs", backoff)
                 with self._cond:
                     self._full = True
                 stop.wait(backoff)
+        self._stopped()
+
+    def _stopped(self) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
         if self.withdraw_on_stop:
             self.withdraw_all()
         log.info("speaker stopped")

@@ -30,7 +30,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Protocol
 
 from porter_lb.validation import check_admission
 
@@ -121,46 +121,66 @@ class _Handler(BaseHTTPRequestHandler):
         self._reply(200, json.dumps(answer).encode())
 
 
+class FileCertificate:
+    """The serving certificate from two PEM files (--cert-file, --key-file: cert-manager, a
+    mounted Secret), loaded again whenever the files change (`refresh()`)."""
+
+    def __init__(self, cert_file: str, key_file: str, context: ssl.SSLContext) -> None:
+        self.cert_file = cert_file
+        self.key_file = key_file
+        self.context = context
+        self.loaded: tuple[float, float] | None = None
+        self.problem: str | None = "no certificate loaded yet"
+
+    def refresh(self) -> bool:
+        """Load the files if they changed; True when it loaded them."""
+        try:
+            stamp = (os.stat(self.cert_file).st_mtime, os.stat(self.key_file).st_mtime)
+            if stamp == self.loaded:
+                return False
+            self.context.load_cert_chain(self.cert_file, self.key_file)
+        except (OSError, ssl.SSLError) as error:
+            self.problem = f"cannot load {self.cert_file} and {self.key_file}: {error}"
+            if self.loaded is not None:
+                log.warning("keeping the current certificate: %s", self.problem)
+            return False
+        first = self.loaded is None
+        self.loaded, self.problem = stamp, None
+        log.info("%s the certificate %s", "loaded" if first else "reloaded", self.cert_file)
+        return True
+
+
+class CertificateSource(Protocol):
+    context: ssl.SSLContext
+    problem: str | None  # None once a certificate is loaded
+
+    def refresh(self) -> bool: ...
+
+
+def server_context() -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
 class WebhookServer(ThreadingHTTPServer):
     """HTTPS server for the webhook; TLS handshakes happen in the request threads.
 
-    `reload_certificate()` loads the certificate files again (new connections use them), so
-    a rotated certificate (cert-manager, the Ansible role) needs no restart.
+    Its TLS context is the certificate source's: `certificate.refresh()` loads a rotated
+    certificate (new connections use it) without a restart.
     """
 
     daemon_threads = True
 
     def __init__(
-        self, address: tuple[str, int], cert_file: str, key_file: str, eips: EipSource
+        self, address: tuple[str, int], certificate: CertificateSource, eips: EipSource
     ) -> None:
         self.eips = eips
-        self.cert_file = cert_file
-        self.key_file = key_file
-        self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        self.context.minimum_version = ssl.TLSVersion.TLSv1_2
-        self._loaded = self._stamp()
-        self.context.load_cert_chain(cert_file, key_file)
+        self.certificate = certificate
         super().__init__(address, _Handler)
-        self.socket = self.context.wrap_socket(
+        self.socket = certificate.context.wrap_socket(
             self.socket, server_side=True, do_handshake_on_connect=False
         )
-
-    def _stamp(self) -> tuple[float, float]:
-        return (os.stat(self.cert_file).st_mtime, os.stat(self.key_file).st_mtime)
-
-    def reload_certificate(self) -> bool:
-        """Load the certificate again if its files changed; True if it did."""
-        try:
-            stamp = self._stamp()
-            if stamp == self._loaded:
-                return False
-            self.context.load_cert_chain(self.cert_file, self.key_file)
-        except (OSError, ssl.SSLError) as error:
-            log.warning("keeping the current certificate, cannot load the new one: %s", error)
-            return False
-        self._loaded = stamp
-        log.info("loaded the rotated certificate %s", self.cert_file)
-        return True
 
     @property
     def port(self) -> int:
@@ -258,8 +278,15 @@ def add_command(commands: Any) -> None:
         "webhook", help="serve the validating admission webhook for Eips (HTTPS)"
     )
     add_common_options(parser)
-    parser.add_argument("--cert-file", required=True, help="serving certificate (PEM)")
-    parser.add_argument("--key-file", required=True, help="its private key (PEM)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--cert-secret",
+        metavar="NAMESPACE/NAME",
+        help="read the serving certificate (tls.crt, tls.key) from this Secret, which the "
+        "controller keeps (as installed: porter-lb-system/porter-lb-webhook-tls)",
+    )
+    source.add_argument("--cert-file", help="serving certificate (PEM); needs --key-file")
+    parser.add_argument("--key-file", help="its private key (PEM)")
     parser.add_argument("--port", type=int, default=9443, help="HTTPS port (default: %(default)s)")
     parser.add_argument(
         "--bind-address", default="0.0.0.0", help="address to listen on (default: %(default)s)"
@@ -268,26 +295,50 @@ def add_command(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from porter_lb import metrics
+    from porter_lb.cli import CommandError, kube_api, serve_metrics
+    from porter_lb.health import HEALTH
     from porter_lb.informers import PATHS
-    from porter_lb.kubeapi import KubeAPI, load_api_client
     from porter_lb.process import setup_logging, stop_event_on_signals
+    from porter_lb.webhook_tls import SecretCertificate, secret_path
 
     setup_logging(args.log_level, args.log_format)
+    if args.cert_file and not args.key_file:
+        raise CommandError("--cert-file needs --key-file (the certificate's private key)")
+    if args.key_file and not args.cert_file:
+        raise CommandError("--key-file needs --cert-file")
+    if args.cert_file:
+        for option, path in (("--cert-file", args.cert_file), ("--key-file", args.key_file)):
+            if not os.path.isfile(path):
+                raise CommandError(f"{option} {path}: no such file")
+    api = kube_api(args.kubeconfig)
     stop = stop_event_on_signals()
-    api = KubeAPI(load_api_client(args.kubeconfig))
 
     def stored_eips() -> list[Obj]:
         return api.list(PATHS["Eip"])[0]
 
-    server = WebhookServer(
-        (args.bind_address, args.port), args.cert_file, args.key_file, stored_eips
-    )
-    metrics.serve(args.metrics_address)
+    certificate: CertificateSource
+    if args.cert_secret:
+        namespace, slash, name = args.cert_secret.partition("/")
+        if not (slash and namespace and name):
+            raise CommandError(f"--cert-secret {args.cert_secret!r}: want NAMESPACE/NAME")
+        certificate = SecretCertificate(
+            lambda: api.get(secret_path(namespace, name)), server_context(), args.cert_secret
+        )
+    else:
+        certificate = FileCertificate(args.cert_file, args.key_file, server_context())
+    if not certificate.refresh():
+        log.warning("%s; serving once it is there", certificate.problem)
+    try:
+        server = WebhookServer((args.bind_address, args.port), certificate, stored_eips)
+    except OSError as error:
+        raise CommandError(f"cannot listen on {args.bind_address}:{args.port}: {error}") from None
+    HEALTH.readiness("certificate", lambda: certificate.problem)
+    serve_metrics(args.metrics_address)
     thread = serve_in_thread(server)
+    HEALTH.liveness("server", lambda: None if thread.is_alive() else "the HTTPS server stopped")
     log.info("serving %s on %s:%d", VALIDATE_EIP_PATH, args.bind_address, server.port)
     while not stop.wait(CERT_RELOAD_SECONDS):
-        server.reload_certificate()
+        certificate.refresh()
     server.shutdown()
     server.server_close()
     thread.join(5)

@@ -3,45 +3,44 @@
 # SPDX-License-Identifier: Apache-2.0
 """The webhook's serving certificate: kept while still good, else a new CA and certificate.
 
-Runs on the Ansible control node, where ``cryptography`` is always present (ansible-core
-depends on it), so no community.crypto, openssl binary or in-cluster Job is needed.
+Pure (no I/O): `certificate(stored, ...)` decides, from what the Secret holds now, the data it
+must hold. The controller's leader applies it (porter_lb.webhook_tls), whichever way porter-lb
+was installed (Helm, the roles, the static manifest): no install path carries a certificate.
 
 Rotation without a request the API server cannot verify: a new certificate's ``ca.crt`` (the
 webhook's caBundle too) holds the new CA *and* the old one, so the API server trusts whichever
-certificate the webhook serves while the kubelet projects the new Secret into its pod and the
-webhook reloads it. Once the new certificate is older than the overlap, a later run drops the
-old CA. The CA's private key is never kept: it signs one serving certificate and is gone.
+certificate the webhook serves until every webhook has loaded the new one. Once the new
+certificate is older than the overlap, the next pass drops the old CA. The CA's private key is
+never kept: it signs one serving certificate and is gone.
 """
 
 from __future__ import annotations
 
 import base64
 import datetime
+from collections.abc import Iterable, Mapping, Sequence
 
-try:
-    from cryptography import x509
-    from cryptography.exceptions import InvalidSignature
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-except ImportError as error:  # ansible-core requires it; an odd install may still lack it
-    CRYPTOGRAPHY_IMPORT_ERROR: ImportError | None = error
-else:
-    CRYPTOGRAPHY_IMPORT_ERROR = None
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 KEYS = ("ca.crt", "tls.crt", "tls.key")
 OVERLAP_MINUTES = 15
 
 
-def _b64(data):
+def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def _name(common_name):
+def _name(common_name: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
 
-def new_certificate(dns_names, days, now=None):
+def new_certificate(
+    dns_names: Sequence[str], days: int, now: datetime.datetime | None = None
+) -> dict[str, str]:
     """A self-signed CA and a serving certificate for `dns_names`, as base64 PEM by key."""
     now = now or datetime.datetime.now(datetime.UTC)
     start, end = now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=days)
@@ -85,7 +84,12 @@ def new_certificate(dns_names, days, now=None):
     }
 
 
-def problem(stored, dns_names, renew_days, now=None):  # noqa: PLR0911 - one reason each
+def problem(  # noqa: PLR0911 - one reason each
+    stored: Mapping[str, str] | None,
+    dns_names: Iterable[str],
+    renew_days: int,
+    now: datetime.datetime | None = None,
+) -> str | None:
     """Why `stored` (a Secret's data, base64 PEM) cannot be kept; None when it can."""
     now = now or datetime.datetime.now(datetime.UTC)
     if not stored or any(not stored.get(k) for k in KEYS):
@@ -118,12 +122,12 @@ def problem(stored, dns_names, renew_days, now=None):  # noqa: PLR0911 - one rea
     return None
 
 
-def _certificates(b64_pem):
+def _certificates(b64_pem: str) -> list[x509.Certificate]:
     """Every certificate of a base64 PEM bundle (ValueError if none or unreadable)."""
     return x509.load_pem_x509_certificates(base64.b64decode(b64_pem))
 
 
-def _issuer(cas, cert):
+def _issuer(cas: Sequence[x509.Certificate], cert: x509.Certificate) -> x509.Certificate | None:
     """The CA of `cas` that signed `cert`, or None."""
     for ca in cas:
         try:
@@ -134,11 +138,13 @@ def _issuer(cas, cert):
     return None
 
 
-def _bundle(cas):
+def _bundle(cas: Iterable[x509.Certificate]) -> str:
     return _b64(b"".join(ca.public_bytes(serialization.Encoding.PEM) for ca in cas))
 
 
-def _settled(stored, overlap, now):
+def _settled(
+    stored: Mapping[str, str], overlap: datetime.timedelta, now: datetime.datetime
+) -> dict[str, str]:
     """`stored`, its ca.crt reduced to the CA of tls.crt once tls.crt is older than `overlap`
     (the old CA a rotation kept trusted is then no longer needed)."""
     kept = {k: stored[k] for k in KEYS}
@@ -146,12 +152,15 @@ def _settled(stored, overlap, now):
     if len(cas) == 1:
         return kept
     cert = x509.load_pem_x509_certificate(base64.b64decode(stored["tls.crt"]))
-    if now - cert.not_valid_before_utc < overlap:
+    issuer = _issuer(cas, cert)
+    if now - cert.not_valid_before_utc < overlap or issuer is None:
         return kept
-    return {**kept, "ca.crt": _bundle([_issuer(cas, cert)])}
+    return {**kept, "ca.crt": _bundle([issuer])}
 
 
-def _still_trusted(stored, now):
+def _still_trusted(
+    stored: Mapping[str, str] | None, now: datetime.datetime
+) -> list[x509.Certificate]:
     """The stored CAs worth trusting beside a new one: readable and not expired."""
     try:
         cas = _certificates((stored or {}).get("ca.crt") or "")
@@ -161,15 +170,15 @@ def _still_trusted(stored, now):
 
 
 def certificate(
-    stored,
-    dns_names,
-    days=3650,
-    renew_days=30,
+    stored: Mapping[str, str] | None,
+    dns_names: Sequence[str],
+    days: int = 3650,
+    renew_days: int = 30,
     *,
-    rotate=False,
-    overlap_minutes=OVERLAP_MINUTES,
-    now=None,
-):
+    rotate: bool = False,
+    overlap_minutes: int = OVERLAP_MINUTES,
+    now: datetime.datetime | None = None,
+) -> dict[str, str]:
     """The webhook Secret's data for `dns_names`.
 
     `stored` is kept while it is good and `rotate` is false (once its new certificate is
@@ -177,14 +186,9 @@ def certificate(
     with ``ca.crt`` = the new CA followed by the stored CA(s) still valid, so the API server
     trusts the old certificate until the webhook serves the new one.
     """
-    if CRYPTOGRAPHY_IMPORT_ERROR is not None:
-        raise RuntimeError(
-            f"the webhook certificate needs the Python package cryptography on the control "
-            f"node: {CRYPTOGRAPHY_IMPORT_ERROR}"
-        )
     now = now or datetime.datetime.now(datetime.UTC)
     overlap = datetime.timedelta(minutes=overlap_minutes)
-    if not rotate and problem(stored, dns_names, renew_days, now) is None:
+    if stored and not rotate and problem(stored, dns_names, renew_days, now) is None:
         return _settled(stored, overlap, now)
     fresh = new_certificate(list(dns_names), days, now)
     old = _still_trusted(stored, now)
