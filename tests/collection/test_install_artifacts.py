@@ -1,8 +1,9 @@
-"""Install artifacts without a cluster: the chart is generated, lints and renders; the roles'
-variables are the chart's values; the Containerfiles name files and programs that exist.
+"""Install artifacts without a cluster: the chart and the static manifests (deploy/) are
+generated, lint and render; the roles' variables are the chart's values; the Containerfiles
+name files and programs that exist.
 
 The roles against a real API server, and role == helm template, are in
-tests/bed/test_install.py.
+tests/bed/test_install.py; all three install paths on a real cluster in tests/cluster/.
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ ROLE_VALUES = {
         "controller_host_network": "controller.hostNetwork",
         "controller_metrics_port": "controller.metricsPort",
         "controller_webhook_port": "controller.webhookPort",
+        "controller_webhook_certificate_days": "controller.webhookCertificateDays",
+        "controller_webhook_certificate_renew_days": "controller.webhookCertificateRenewDays",
+        "controller_webhook_ca_overlap_minutes": "controller.webhookCaOverlapMinutes",
         "controller_node_selector": "controller.nodeSelector",
         "controller_tolerations": "controller.tolerations",
         "controller_resources": "controller.resources",
@@ -79,9 +83,44 @@ def value_at(values: dict[str, Any], path: str) -> Any:
     return values
 
 
-def test_committed_chart_is_a_fresh_generation() -> None:
+def test_committed_chart_and_static_manifests_are_a_fresh_generation() -> None:
     stale = generate.differences()
-    assert not stale, f"charts/porter-lb differs from tools/chart/generate.py's output: {stale}"
+    assert not stale, f"differs from tools/chart/generate.py's output: {stale}"
+
+
+def test_static_manifest_is_crds_then_the_default_install() -> None:
+    """deploy/porter-lb.yaml: the CRDs, then what the roles apply with their defaults, in the
+    same order (a rule: CRDs first so the rest can name them; nothing else, no Secret)."""
+    documents = [d for d in yaml.safe_load_all((REPO / "deploy/porter-lb.yaml").read_text()) if d]
+    kinds = [d["kind"] for d in documents]
+    assert kinds[:3] == ["CustomResourceDefinition"] * 3
+    values = description.merged_values({})
+    expected = description.manifests(values, "controller") + description.manifests(values, "agent")
+    assert documents[3:] == expected
+    assert "Secret" not in kinds
+    uninstall = [
+        d for d in yaml.safe_load_all((REPO / "deploy/porter-lb-uninstall.yaml").read_text()) if d
+    ]
+    assert uninstall == description.manifests(values, "uninstall")
+
+
+def test_chart_runs_the_uninstall_job_as_a_pre_delete_hook() -> None:
+    documents = [d for d in yaml.safe_load_all(helm("template", "porter-lb", str(CHART))) if d]
+    hooks = [d for d in documents if "helm.sh/hook" in d["metadata"].get("annotations", {})]
+    assert {d["kind"] for d in hooks} == {
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
+        "Job",
+    }
+    for hook in hooks:
+        annotations = hook["metadata"]["annotations"]
+        assert annotations["helm.sh/hook"] == "pre-delete"
+        # The Job runs after its RBAC exists.
+        weight = int(annotations["helm.sh/hook-weight"])
+        assert weight > -10 if hook["kind"] == "Job" else weight == -10
 
 
 def test_helm_lint_passes() -> None:
@@ -166,6 +205,10 @@ def test_agent_pod_runs_with_host_rules_layer2_and_only_net_caps() -> None:
     assert gobgpd["securityContext"]["capabilities"]["add"] == ["NET_BIND_SERVICE"]
 
 
+def _rule_objects(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [rule for o in objects if o["kind"] == kind for rule in o["rules"]]
+
+
 def _rules(objects: list[dict[str, Any]], kind: str) -> set[tuple[str, str, str]]:
     return {
         (group, resource, verb)
@@ -179,10 +222,9 @@ def _rules(objects: list[dict[str, Any]], kind: str) -> set[tuple[str, str, str]
 
 
 def test_rbac_grants_exactly_what_the_runtime_calls() -> None:
-    certificate = {"ca.crt": "", "tls.crt": "", "tls.key": ""}
-    none = description.manifests(description.merged_values({}), "controller", certificate)
+    none = description.manifests(description.merged_values({}), "controller")
     central = description.manifests(
-        description.merged_values({"controller": {"speaker": "central"}}), "controller", certificate
+        description.merged_values({"controller": {"speaker": "central"}}), "controller"
     )
     controller = {
         ("", "services", "get"),
@@ -198,6 +240,9 @@ def test_rbac_grants_exactly_what_the_runtime_calls() -> None:
         ("", "events", "create"),
         ("", "events", "get"),
         ("", "events", "patch"),
+        # The webhook certificate: its caBundle (porter_lb.webhook_tls).
+        ("admissionregistration.k8s.io", "validatingwebhookconfigurations", "get"),
+        ("admissionregistration.k8s.io", "validatingwebhookconfigurations", "update"),
     }
     speaker = {
         ("", "services", "list"),
@@ -216,8 +261,12 @@ def test_rbac_grants_exactly_what_the_runtime_calls() -> None:
     assert _rules(none, "ClusterRole") == controller
     assert _rules(central, "ClusterRole") == controller | speaker
     leases = {("coordination.k8s.io", "leases", v) for v in ("get", "update", "create")}
-    assert _rules(none, "Role") == leases
-    assert _rules(central, "Role") == leases | {("", "secrets", "list"), ("", "secrets", "watch")}
+    certificate = {("", "secrets", v) for v in ("get", "update", "create")}
+    assert _rules(none, "Role") == leases | certificate
+    assert _rules(central, "Role") == leases | certificate | {
+        ("", "secrets", "list"),
+        ("", "secrets", "watch"),
+    }
     agent = description.manifests(description.merged_values({}), "agent")
     events = {("", "events", v) for v in ("create", "get", "patch")}
     assert _rules(agent, "ClusterRole") == speaker | events
@@ -229,11 +278,39 @@ def test_rbac_grants_exactly_what_the_runtime_calls() -> None:
         ("", "secrets", "list"),
         ("", "secrets", "watch"),
     }
+    # The webhook configuration and the certificate Secret by name only.
+    for objects, kind, resource, name in (
+        (none, "ClusterRole", "validatingwebhookconfigurations", description.WEBHOOK_CONFIGURATION),
+        (none, "Role", "secrets", description.WEBHOOK_SECRET),
+    ):
+        for rule in _rule_objects(objects, kind):
+            if resource in rule["resources"] and set(rule["verbs"]) - {"create"}:
+                assert rule["resourceNames"] == [name], rule
     # Nothing cluster-wide on Secrets, and no delete anywhere.
     cluster_wide = _rules(none + central + agent, "ClusterRole")
     assert not [r for r in cluster_wide if r[1] == "secrets"]
     every = cluster_wide | _rules(none + central + agent, "Role")
     assert not [r for r in every if r[2] in ("delete", "deletecollection", "*")]
+
+
+def test_the_uninstall_job_may_do_only_what_porter_lb_uninstall_does() -> None:
+    objects = description.manifests(description.merged_values({}), "uninstall")
+    assert _rules(objects, "ClusterRole") == {
+        ("", "services", "list"),
+        ("", "services", "patch"),
+        ("admissionregistration.k8s.io", "validatingwebhookconfigurations", "delete"),
+    }
+    assert _rules(objects, "Role") == {
+        ("apps", "deployments/scale", "patch"),
+        ("", "pods", "list"),
+        ("", "secrets", "delete"),
+    }
+    for rule in _rule_objects(objects, "ClusterRole") + _rule_objects(objects, "Role"):
+        if set(rule["verbs"]) & {"delete", "patch"} and rule["resources"] != ["services"]:
+            assert rule.get("resourceNames"), rule  # a delete or patch by name only
+    (job,) = [o for o in objects if o["kind"] == "Job"]
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    assert container["args"][:3] == ["uninstall", "--namespace", "porter-lb-system"]
 
 
 # --- Containerfiles: what can be checked without building them -------------------------------
@@ -292,12 +369,20 @@ def test_containerfile_runs_programs_it_installs(path: Path) -> None:
     assert re.search(r"apt-get install [^\n]*\bgobgpd\b", final_stage), "gobgpd not installed"
     # Every command the manifests run is a console script or gobgpd.
     values = description.merged_values({"controller": {"speaker": "central"}})
-    certificate = {"ca.crt": "", "tls.crt": "", "tls.key": ""}
-    objects = description.manifests(values, component, certificate)
+    objects = description.manifests(values, component)
+    if component == "controller":
+        objects += description.manifests(values, "uninstall")
     pods = [
-        o["spec"]["template"]["spec"] for o in objects if o["kind"] in ("Deployment", "DaemonSet")
+        o["spec"]["template"]["spec"]
+        for o in objects
+        if o["kind"] in ("Deployment", "DaemonSet", "Job")
     ]
-    commands = {c["command"][0] for pod in pods for c in pod["containers"]}
+    # porter-lb's console scripts, and gobgpd (through sh, which clears a stale socket first).
+    commands = {
+        c["command"][0] if c["command"][0] != "sh" else c["command"][2].split("exec ")[1].split()[0]
+        for pod in pods
+        for c in pod["containers"]
+    }
     assert commands <= console_scripts() | {"gobgpd"}
     # Every subcommand the manifests pass exists in the runtime's CLI.
     for pod in pods:
@@ -314,32 +399,13 @@ def test_containerfile_runs_programs_it_installs(path: Path) -> None:
                 )
 
 
-# --- the webhook certificate the controller role makes or keeps ------------------------------
-
-
-def test_webhook_certificate_is_kept_while_good_and_replaced_otherwise() -> None:
-    from ansible_collections.porter.lb.plugins.plugin_utils import webhook_certificate as tls
-
-    names = description.webhook_dns_names("porter-lb-system")
-    made = tls.certificate({}, names, days=365, renew_days=30)
-    assert tls.problem(made, names, 30) is None
-    assert tls.certificate(made, names, days=365, renew_days=30) == made
-    other = description.webhook_dns_names("elsewhere")
-    assert "not" in tls.problem(made, other, 30)
-    assert tls.certificate(made, other)["ca.crt"] != made["ca.crt"]
-    assert "within 400 days" in tls.problem(made, names, 400)
-    assert tls.problem({**made, "tls.key": tls.new_certificate(names, 1)["tls.key"]}, names, 30)
-    assert tls.problem({**made, "ca.crt": tls.new_certificate(names, 1)["ca.crt"]}, names, 30)
-    assert tls.problem({**made, "tls.crt": "bm90IGEgY2VydA=="}, names, 30)
-    assert tls.problem({}, names, 30) == "no stored certificate"
+# --- the webhook configuration ------------------------------------------------------------
 
 
 def test_webhook_configuration_is_the_documented_sketch() -> None:
     """roles/controller/files/webhook.yaml (the reviewed sketch docs/validation.md points to)
-    is what the description renders, but for the caBundle it fills in."""
+    is what the description renders (without a caBundle: the controller sets it)."""
     (sketch,) = yaml.safe_load_all((ROLES / "controller/files/webhook.yaml").read_text())
-    certificate = {"ca.crt": "Q0E=", "tls.crt": "", "tls.key": ""}
-    objects = description.manifests(description.merged_values({}), "controller", certificate)
+    objects = description.manifests(description.merged_values({}), "controller")
     (rendered,) = [o for o in objects if o["kind"] == "ValidatingWebhookConfiguration"]
-    assert rendered["webhooks"][0]["clientConfig"].pop("caBundle") == "Q0E="
     assert rendered == sketch

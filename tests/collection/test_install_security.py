@@ -5,23 +5,21 @@ cluster (docs/security.md):
   lists, no privilege escalation, a read-only root filesystem, the RuntimeDefault seccomp
   profile; the controller and its webhook as non-root;
 * the webhook's rules intercept Eip writes only (never Services, Nodes, Namespaces) and fail
-  open;
-* the webhook certificate: a rotation's caBundle trusts the new CA and the old one, and a run
-  after the overlap drops the old one.
+  open; no manifest holds a certificate or a caBundle (the controller makes them: the webhook
+  certificate's own tests are tests/unit/test_webhook_certificate.py);
+* every container has a liveness and a readiness probe.
 
-The same properties on a real API server: tests/bed/test_install_security.py.
+The same properties on a real cluster: tests/cluster/.
 """
 
 from __future__ import annotations
 
-import base64
-import datetime
+import json
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography import x509
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
@@ -29,11 +27,6 @@ sys.path.insert(0, str(REPO))
 from ansible_collections.porter.lb.plugins.plugin_utils import (  # noqa: E402
     install_manifests as description,
 )
-from ansible_collections.porter.lb.plugins.plugin_utils import (  # noqa: E402
-    webhook_certificate as tls,
-)
-
-CERTIFICATE = {"ca.crt": "Q0E=", "tls.crt": "", "tls.key": ""}
 
 # container -> the capabilities it adds (everything else dropped). docs/security.md says why.
 CAPABILITIES = {
@@ -50,7 +43,7 @@ def pods(speaker: str) -> dict[str, dict[str, Any]]:
     values = description.merged_values({"controller": {"speaker": speaker}})
     found = {}
     for component in description.COMPONENTS:
-        for obj in description.manifests(values, component, CERTIFICATE):
+        for obj in description.manifests(values, component):
             if obj["kind"] in ("Deployment", "DaemonSet"):
                 found[component] = obj["spec"]["template"]["spec"]
     return found
@@ -86,7 +79,7 @@ def test_each_container_has_exactly_the_capabilities_it_needs(speaker: str) -> N
 
 
 def test_webhook_intercepts_eip_writes_only_and_fails_open() -> None:
-    objects = description.manifests(description.merged_values({}), "controller", CERTIFICATE)
+    objects = description.manifests(description.merged_values({}), "controller")
     (configuration,) = [o for o in objects if o["kind"] == "ValidatingWebhookConfiguration"]
     for hook in configuration["webhooks"]:
         assert hook["failurePolicy"] == "Ignore"
@@ -100,60 +93,22 @@ def test_webhook_intercepts_eip_writes_only_and_fails_open() -> None:
     assert not [o for o in objects if o["kind"] == "MutatingWebhookConfiguration"]
 
 
-# --- the webhook certificate's rotation ---------------------------------------------------------
-
-NAMES = description.webhook_dns_names("porter-lb-system")
-
-
-def cas(data: dict[str, str]) -> list[x509.Certificate]:
-    return x509.load_pem_x509_certificates(base64.b64decode(data["ca.crt"]))
-
-
-def serial(data: dict[str, str]) -> int:
-    return x509.load_pem_x509_certificate(base64.b64decode(data["tls.crt"])).serial_number
+@pytest.mark.parametrize("speaker", ["none", "central"])
+def test_no_manifest_holds_a_certificate(speaker: str) -> None:
+    values = description.merged_values({"controller": {"speaker": speaker}})
+    for component in (*description.COMPONENTS, description.UNINSTALL_COMPONENT):
+        objects = description.manifests(values, component)
+        assert not [o for o in objects if o["kind"] == "Secret"], component
+        text = json.dumps(objects)
+        assert "caBundle" not in text, component
+        assert "BEGIN CERTIFICATE" not in text and "PRIVATE KEY" not in text, component
 
 
-def test_a_kept_certificate_is_returned_as_stored() -> None:
-    made = tls.certificate({}, NAMES)
-    assert len(cas(made)) == 1
-    assert tls.certificate(made, NAMES) == made
-
-
-def test_a_rotation_trusts_both_cas_until_the_overlap_has_passed() -> None:
-    now = datetime.datetime.now(datetime.UTC)
-    first = tls.certificate({}, NAMES, now=now)
-    rotated = tls.certificate(first, NAMES, rotate=True, now=now)
-    assert serial(rotated) != serial(first)
-    new_ca, old_ca = cas(rotated)
-    assert old_ca == cas(first)[0]
-    # The new certificate is signed by the first CA of the bundle; the old one by the second:
-    # an API server with this caBundle accepts either.
-    cert = x509.load_pem_x509_certificate(base64.b64decode(rotated["tls.crt"]))
-    cert.verify_directly_issued_by(new_ca)
-    x509.load_pem_x509_certificate(base64.b64decode(first["tls.crt"])).verify_directly_issued_by(
-        old_ca
-    )
-    assert tls.problem(rotated, NAMES, 30, now) is None
-    # Within the overlap, kept as is (the role changes nothing); after it, the old CA goes.
-    assert tls.certificate(rotated, NAMES, now=now + datetime.timedelta(minutes=1)) == rotated
-    later = now + datetime.timedelta(minutes=tls.OVERLAP_MINUTES)
-    settled = tls.certificate(rotated, NAMES, now=later)
-    assert settled["tls.crt"] == rotated["tls.crt"]
-    assert settled["tls.key"] == rotated["tls.key"]
-    assert cas(settled) == [new_ca]
-    assert tls.certificate(settled, NAMES, now=later) == settled
-
-
-def test_a_renewal_near_expiry_also_keeps_the_old_ca_for_the_overlap() -> None:
-    now = datetime.datetime.now(datetime.UTC)
-    short = tls.certificate({}, NAMES, days=10, now=now)
-    renewed = tls.certificate(short, NAMES, days=365, renew_days=30, now=now)
-    assert serial(renewed) != serial(short)
-    assert cas(renewed)[1] == cas(short)[0]
-
-
-def test_an_unreadable_or_expired_old_ca_is_not_carried_over() -> None:
-    now = datetime.datetime.now(datetime.UTC)
-    assert len(cas(tls.certificate({"ca.crt": "bm9uZQ=="}, NAMES, now=now))) == 1
-    old = tls.new_certificate(NAMES, 1, now - datetime.timedelta(days=3))
-    assert len(cas(tls.certificate(old, NAMES, now=now))) == 1
+@pytest.mark.parametrize("speaker", ["none", "central"])
+def test_every_container_has_a_liveness_and_a_readiness_probe(speaker: str) -> None:
+    for component, pod in pods(speaker).items():
+        for container in pod["containers"]:
+            for probe in ("livenessProbe", "readinessProbe"):
+                assert probe in container, (component, container["name"], probe)
+                handler = container[probe]
+                assert {"httpGet", "exec", "tcpSocket"} & set(handler), (component, probe)

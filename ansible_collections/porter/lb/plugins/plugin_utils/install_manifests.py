@@ -3,14 +3,21 @@
 # SPDX-License-Identifier: Apache-2.0
 """porter-lb's Kubernetes manifests: the one description both install paths render.
 
-``manifests(values, component, certificate)`` returns the objects (plain dicts) that install
-porter-lb's controller or agent for the given values. It is the single source of truth:
+``manifests(values, component)`` returns the objects (plain dicts) that install porter-lb's
+controller or agent, or (component ``uninstall``) the Job that releases what porter-lb holds in
+the cluster before it is removed. It is the single source of truth:
 
 * the roles ``porter.lb.controller`` and ``porter.lb.agent`` call it through the filter
   ``porter.lb.install_manifests`` and apply the result with ``kubernetes.core.k8s``;
 * ``tools/chart/generate.py`` calls it with placeholder values to write the Helm chart
-  ``charts/porter-lb`` (templates, values.yaml), and a test fails when the committed chart
-  differs from a fresh generation.
+  ``charts/porter-lb`` (templates, values.yaml; the uninstall Job as a pre-delete hook) and
+  with the defaults to write the static manifests ``deploy/porter-lb.yaml`` and
+  ``deploy/porter-lb-uninstall.yaml``; a test fails when a committed file differs from a
+  fresh generation.
+
+No object carries a certificate: the controller's leader makes the webhook's serving
+certificate, keeps it in a Secret and the ValidatingWebhookConfiguration's caBundle matching
+it (porter_lb.webhook_tls), so nothing is re-made when a manifest is rendered again.
 
 Rules that keep the chart generator able to see through this code: a value is only ever
 *placed* into a manifest (whole, or inside a string), never computed on — except the values in
@@ -29,13 +36,17 @@ NAME = "porter-lb"
 PART_OF = {"app.kubernetes.io/part-of": NAME}
 FINALIZER = "lb.porter-lb.io/finalizer"
 GOBGP_SOCKET_DIR = "/run/porter-lb"
-GOBGP_TARGET = "unix:///run/porter-lb/gobgp.sock"
+GOBGP_SOCKET = "/run/porter-lb/gobgp.sock"
+GOBGP_TARGET = "unix://" + GOBGP_SOCKET
 WEBHOOK_SERVICE = "porter-lb-webhook"
 WEBHOOK_SECRET = "porter-lb-webhook-tls"
 WEBHOOK_CONFIGURATION = "porter-lb"
-WEBHOOK_CERT_DIR = "/etc/porter-lb/webhook"
 CONTROLLER_LEASE = "porter-lb-controller"
 CONTROLLER_UID = 65532
+UNINSTALL = "porter-lb-uninstall"
+# The gobgpd probe: its own CLI over the same socket (a Go binary, cheap every few seconds);
+# `global` answers as soon as gobgpd serves gRPC, before any BGP instance is started.
+GOBGPD_PROBE = ["gobgp", "--target", GOBGP_TARGET, "global"]
 
 # Chart values (camelCase, as Helm charts spell them) and their defaults. The roles' defaults
 # (role-prefixed, snake_case) map onto these one to one; a test compares them.
@@ -52,6 +63,9 @@ DEFAULT_VALUES = {
         "hostNetwork": False,
         "metricsPort": 7472,
         "webhookPort": 9443,
+        "webhookCertificateDays": 3650,
+        "webhookCertificateRenewDays": 30,
+        "webhookCaOverlapMinutes": 15,
         "nodeSelector": {"kubernetes.io/os": "linux"},
         "tolerations": [],
         "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}},
@@ -79,6 +93,9 @@ DEFAULT_VALUES = {
 SWITCHES = {"controller.speaker": ("none", "central")}
 
 COMPONENTS = ("controller", "agent")
+# The cleanup Job (manifests(values, "uninstall")): rendered by the chart as a pre-delete hook
+# and written as deploy/porter-lb-uninstall.yaml; never part of an install.
+UNINSTALL_COMPONENT = "uninstall"
 
 # A central speaker and the agents' per-node speakers would both announce every IP (and both
 # write BgpPeer status): never install both. The chart fails on such values; the agent role
@@ -143,8 +160,19 @@ SPEAKER_CLUSTER_RULES = [
 SECRET_RULE = _rule([""], ["secrets"], ["list", "watch"])
 
 
+# The webhook's certificate: the leader keeps the caBundle of porter-lb's one webhook
+# configuration (porter_lb.webhook_tls).
+WEBHOOK_CONFIGURATION_RULE = _rule(
+    ["admissionregistration.k8s.io"],
+    ["validatingwebhookconfigurations"],
+    ["get", "update"],
+    [WEBHOOK_CONFIGURATION],
+)
+
+
 def _controller_rules(speaker):
     rules = copy.deepcopy(CONTROLLER_CLUSTER_RULES)
+    rules.append(copy.deepcopy(WEBHOOK_CONFIGURATION_RULE))
     if speaker == "central":
         rules.extend(copy.deepcopy(SPEAKER_CLUSTER_RULES))
     return rules
@@ -156,6 +184,10 @@ def _controller_namespace_rules(speaker):
         # (create cannot be limited by name).
         _rule(["coordination.k8s.io"], ["leases"], ["get", "update"], [CONTROLLER_LEASE]),
         _rule(["coordination.k8s.io"], ["leases"], ["create"]),
+        # The webhook certificate's Secret: the leader reads and rewrites it (and creates it
+        # the first time); the webhooks read it.
+        _rule([""], ["secrets"], ["get", "update"], [WEBHOOK_SECRET]),
+        _rule([""], ["secrets"], ["create"]),
     ]
     if speaker == "central":
         rules.append(copy.deepcopy(SECRET_RULE))
@@ -190,7 +222,10 @@ def _gobgpd_container(image, pull_policy, run_as_root):
         "name": "gobgpd",
         "image": image,
         "imagePullPolicy": pull_policy,
-        "command": ["gobgpd"],
+        # A gobgpd killed outright leaves its socket file in the pod's emptyDir, and the next
+        # one could not bind it ("address already in use": a crash loop). The socket is this
+        # container's alone: remove a stale one, then become gobgpd.
+        "command": ["sh", "-c", 'rm -f "$0" && exec gobgpd "$@"', GOBGP_SOCKET],
         "args": [
             "--api-hosts",
             GOBGP_TARGET,
@@ -201,10 +236,41 @@ def _gobgpd_container(image, pull_policy, run_as_root):
         ],
         "securityContext": security,
         "volumeMounts": [{"name": "gobgp-socket", "mountPath": GOBGP_SOCKET_DIR}],
+        # A hung gobgpd is restarted; the speaker re-programs a new one within a second.
+        "livenessProbe": _exec_probe(GOBGPD_PROBE, period=10, failures=3),
+        "readinessProbe": _exec_probe(GOBGPD_PROBE, period=5, failures=2),
     }
 
 
-def _controller_objects(values, certificate):
+def _exec_probe(command, period, failures):
+    return {
+        "exec": {"command": list(command)},
+        "periodSeconds": period,
+        "timeoutSeconds": 5,
+        "failureThreshold": failures,
+    }
+
+
+def _http_probes(port_name):
+    """/healthz (liveness: the process's loops come round) and /readyz (readiness: caches
+    synced, gobgpd answers, the leader has caught up) on the metrics port (porter_lb.health)."""
+    return {
+        "livenessProbe": {
+            "httpGet": {"path": "/healthz", "port": port_name},
+            "periodSeconds": 10,
+            "timeoutSeconds": 5,
+            "failureThreshold": 3,
+        },
+        "readinessProbe": {
+            "httpGet": {"path": "/readyz", "port": port_name},
+            "periodSeconds": 2,
+            "timeoutSeconds": 5,
+            "failureThreshold": 2,
+        },
+    }
+
+
+def _controller_objects(values):
     ns = values["namespace"]
     c = values["controller"]
     speaker = c["speaker"]
@@ -224,6 +290,18 @@ def _controller_objects(values, certificate):
         CONTROLLER_LEASE,
         "--speaker",
         speaker,
+        "--webhook-secret",
+        WEBHOOK_SECRET,
+        "--webhook-configuration",
+        WEBHOOK_CONFIGURATION,
+        "--webhook-service",
+        WEBHOOK_SERVICE,
+        "--webhook-certificate-days",
+        f"{c['webhookCertificateDays']}",
+        "--webhook-certificate-renew-days",
+        f"{c['webhookCertificateRenewDays']}",
+        "--webhook-ca-overlap-minutes",
+        f"{c['webhookCaOverlapMinutes']}",
     ]
     env = [
         _env_field("POD_NAME", "metadata.name"),
@@ -245,10 +323,7 @@ def _controller_objects(values, certificate):
         "args": args,
         "env": env,
         "ports": [{"name": "metrics", "containerPort": c["metricsPort"], "protocol": "TCP"}],
-        "livenessProbe": {
-            "httpGet": {"path": "/metrics", "port": "metrics"},
-            "periodSeconds": 20,
-        },
+        **_http_probes("metrics"),
         "resources": c["resources"],
         "securityContext": restricted,
     }
@@ -259,24 +334,31 @@ def _controller_objects(values, certificate):
         "command": ["porter-lb"],
         "args": [
             "webhook",
-            "--cert-file",
-            WEBHOOK_CERT_DIR + "/tls.crt",
-            "--key-file",
-            WEBHOOK_CERT_DIR + "/tls.key",
+            "--cert-secret",
+            ns + "/" + WEBHOOK_SECRET,
             "--port",
             f"{c['webhookPort']}",
             "--log-level",
             values["logLevel"],
         ],
+        "env": [_env_field("POD_NAMESPACE", "metadata.namespace")],
         "ports": [{"name": "webhook", "containerPort": c["webhookPort"], "protocol": "TCP"}],
+        # Alive while it listens; ready once it serves the controller's certificate.
+        "livenessProbe": {
+            "tcpSocket": {"port": "webhook"},
+            "periodSeconds": 10,
+            "failureThreshold": 3,
+        },
         "readinessProbe": {
             "httpGet": {"path": "/healthz", "port": "webhook", "scheme": "HTTPS"},
-            "periodSeconds": 10,
+            "periodSeconds": 2,
+            "failureThreshold": 2,
         },
         "securityContext": copy.deepcopy(restricted),
-        "volumeMounts": [{"name": "webhook-tls", "mountPath": WEBHOOK_CERT_DIR, "readOnly": True}],
+        # ssl loads a certificate from files only: it passes through a private tmpfs.
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }
-    volumes = [{"name": "webhook-tls", "secret": {"secretName": WEBHOOK_SECRET}}]
+    volumes = [{"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}}]
     containers = [controller, webhook]
     if speaker == "central":
         args.extend(["--gobgp", GOBGP_TARGET])
@@ -326,7 +408,6 @@ def _controller_objects(values, certificate):
             },
         },
     }
-    service_names = _webhook_dns_names(ns)
     return [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": _meta(ns, "controller")},
         {
@@ -370,17 +451,6 @@ def _controller_objects(values, certificate):
         },
         {
             "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": _meta(WEBHOOK_SECRET, "webhook", ns),
-            "type": "kubernetes.io/tls",
-            "data": {
-                "ca.crt": certificate["ca.crt"],
-                "tls.crt": certificate["tls.crt"],
-                "tls.key": certificate["tls.key"],
-            },
-        },
-        {
-            "apiVersion": "v1",
             "kind": "Service",
             "metadata": _meta(WEBHOOK_SERVICE, "webhook", ns),
             "spec": {
@@ -407,21 +477,14 @@ def _controller_objects(values, certificate):
             },
         },
         deployment,
-        _webhook_configuration(ns, certificate["ca.crt"], service_names),
+        _webhook_configuration(ns),
     ]
 
 
-def _webhook_dns_names(namespace):
-    return [WEBHOOK_SERVICE + "." + namespace + ".svc", WEBHOOK_SERVICE + "." + namespace]
-
-
-def webhook_dns_names(namespace):
-    """The names the webhook's serving certificate must carry."""
-    return _webhook_dns_names(namespace)
-
-
-def _webhook_configuration(namespace, ca_bundle, _names):
-    """roles/controller/files/webhook.yaml, filled in (see the reasons written there)."""
+def _webhook_configuration(namespace):
+    """roles/controller/files/webhook.yaml, filled in (see the reasons written there). No
+    caBundle: the controller's leader sets it, and an apply that does not name the field
+    (kubectl, Helm, the role) leaves it alone."""
     return {
         "apiVersion": "admissionregistration.k8s.io/v1",
         "kind": "ValidatingWebhookConfiguration",
@@ -431,7 +494,6 @@ def _webhook_configuration(namespace, ca_bundle, _names):
                 "name": "eips.validate.porter-lb.io",
                 "admissionReviewVersions": ["v1"],
                 "clientConfig": {
-                    "caBundle": ca_bundle,
                     "service": {
                         "name": WEBHOOK_SERVICE,
                         "namespace": namespace,
@@ -499,6 +561,7 @@ def _agent_objects(values):
             _env_field("POD_NAMESPACE", "metadata.namespace"),
         ],
         "ports": [{"name": "metrics", "containerPort": a["metricsPort"], "protocol": "TCP"}],
+        **_http_probes("metrics"),
         "resources": a["resources"],
         # Root, but with nothing beyond host rules/routes (NET_ADMIN) and ARP/NDP packet
         # sockets (NET_RAW).
@@ -578,20 +641,126 @@ def _agent_objects(values):
     ]
 
 
-def manifests(values, component, certificate=None):
-    """The objects installing `component` ("controller" or "agent") for `values`, apply order.
+# What `porter-lb uninstall` calls (runtime/src/porter_lb/uninstall.py), and nothing more.
+UNINSTALL_CLUSTER_RULES = [
+    _rule([""], ["services"], ["list", "patch"]),
+    _rule(
+        ["admissionregistration.k8s.io"],
+        ["validatingwebhookconfigurations"],
+        ["delete"],
+        [WEBHOOK_CONFIGURATION],
+    ),
+]
+UNINSTALL_NAMESPACE_RULES = [
+    _rule(["apps"], ["deployments/scale"], ["patch"], ["porter-lb-controller"]),
+    _rule([""], ["pods"], ["list"]),
+    _rule([""], ["secrets"], ["delete"], [WEBHOOK_SECRET]),
+]
+
+
+def _uninstall_objects(values):
+    """The Job that releases what porter-lb holds before it is removed: the webhook
+    configuration, the controller (scaled to 0, so nothing adds a finalizer again), porter-lb's
+    finalizer on every Service, and the certificate Secret the controller made."""
+    ns = values["namespace"]
+    c = values["controller"]
+    restricted = {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "runAsUser": CONTROLLER_UID,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": _meta(UNINSTALL, "uninstall", ns),
+        "spec": {
+            "backoffLimit": 3,
+            "activeDeadlineSeconds": 300,
+            "template": {
+                "metadata": {"labels": _labels("uninstall")},
+                "spec": {
+                    "serviceAccountName": UNINSTALL,
+                    "restartPolicy": "Never",
+                    "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+                    "nodeSelector": c["nodeSelector"],
+                    "tolerations": c["tolerations"],
+                    "containers": [
+                        {
+                            "name": "uninstall",
+                            "image": c["image"],
+                            "imagePullPolicy": values["imagePullPolicy"],
+                            "command": ["porter-lb"],
+                            "args": [
+                                "uninstall",
+                                "--namespace",
+                                ns,
+                                "--log-level",
+                                values["logLevel"],
+                            ],
+                            "securityContext": restricted,
+                        }
+                    ],
+                },
+            },
+        },
+    }
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": _meta(UNINSTALL, "uninstall", ns),
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": _meta(UNINSTALL, "uninstall"),
+            "rules": copy.deepcopy(UNINSTALL_CLUSTER_RULES),
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": _meta(UNINSTALL, "uninstall"),
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": UNINSTALL,
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": UNINSTALL, "namespace": ns}],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": _meta(UNINSTALL, "uninstall", ns),
+            "rules": copy.deepcopy(UNINSTALL_NAMESPACE_RULES),
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": _meta(UNINSTALL, "uninstall", ns),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": UNINSTALL},
+            "subjects": [{"kind": "ServiceAccount", "name": UNINSTALL, "namespace": ns}],
+        },
+        job,
+    ]
+
+
+def manifests(values, component):
+    """The objects of `component` ("controller", "agent" or "uninstall") for `values`, in
+    apply order.
 
     `values` has the shape of DEFAULT_VALUES (complete: merge with the defaults first).
-    `certificate` (controller only) maps ``ca.crt``, ``tls.crt``, ``tls.key`` to base64 PEM,
-    as the webhook's Secret holds them; ``ca.crt`` is also the webhook's caBundle.
     """
     if component == "controller":
-        if certificate is None:
-            raise ValueError("the controller's manifests need the webhook certificate")
-        return _controller_objects(values, certificate)
+        return _controller_objects(values)
     if component == "agent":
         return _agent_objects(values)
-    raise ValueError(f"component {component!r}: one of {', '.join(COMPONENTS)}")
+    if component == UNINSTALL_COMPONENT:
+        return _uninstall_objects(values)
+    raise ValueError(
+        f"component {component!r}: one of {', '.join((*COMPONENTS, UNINSTALL_COMPONENT))}"
+    )
 
 
 def merged_values(overrides):
