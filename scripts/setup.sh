@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Install everything porter-lb's lab and tests need, idempotently, printing progress:
-#   apt packages (gobgpd, BIRD 2, FRR, iproute2, GoBGP's .proto files), a virtualenv with the
-#   runtime and the lab installed, and etcd + kube-apiserver + helm built from pinned Go modules.
+#   apt packages (gobgpd, BIRD 2, FRR, iproute2, GoBGP's .proto files, containerd, runc, CNI
+#   plugins, podman, debootstrap), a virtualenv with the runtime and the lab installed,
+#   etcd, the Kubernetes components (kube-apiserver, kubelet, controller-manager, scheduler,
+#   kube-proxy, kubectl) and helm built from pinned Go modules, and the container images.
 # Caches live outside the checkout: $PORTER_LB_CACHE (default ~/.cache/porter-lb).
 # Prints the virtualenv's path as its last line.
 set -euo pipefail
@@ -114,5 +116,8 @@ step "Kubernetes control plane (etcd, kube-apiserver) from pinned Go modules"
 
 step "helm from its pinned Go module (tests of charts/porter-lb)"
 "$venv/bin/python" -m porter_lab.helm >&2
+
+step "Container images (podman): Debian base, porter-lb controller and agent, test app, pause"
+"$venv/bin/python" -m porter_lab.images >&2
 
 echo "$venv"

@@ -536,11 +536,10 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
             check=False,
         )
 
-    def import_images(self, archives: Iterable[Path]) -> None:
-        for archive in archives:
-            result = self.ctr("images", "import", "--no-unpack=false", str(archive), timeout=300)
-            if result.returncode != 0:
-                raise RuntimeError(f"{self.name}: ctr images import {archive}: {result.stderr}")
+    def import_images(self, archive: Path) -> None:
+        result = self.ctr("images", "import", str(archive), timeout=300)
+        if result.returncode != 0:
+            raise RuntimeError(f"{self.name}: ctr images import {archive}: {result.stderr}")
 
     def start_kubelet(self) -> None:
         self.kubelet = Daemon(
@@ -734,8 +733,8 @@ class Cluster:
                 node.start_containerd()
             step = time.monotonic()
             with concurrent.futures.ThreadPoolExecutor(len(self.nodes)) as pool:
-                archives = self.images.archives()
-                list(pool.map(lambda n: n.import_images(archives), self.nodes))
+                archive = self.images.archive()
+                list(pool.map(lambda n: n.import_images(archive), self.nodes))
             log(
                 f"      {len(self.images.refs)} images imported into each node's containerd "
                 f"({time.monotonic() - step:.1f}s)"

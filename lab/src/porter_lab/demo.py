@@ -1,23 +1,26 @@
-"""`porter-lab demo`: the one-command demo (scripts/demo.sh).
+"""`porter-lab demo`: the one-command demo (scripts/demo.sh), on real pods.
 
-1. a lab whose router namespace is bare (`porter-lab up --bare-router --register-nodes`);
+1. the lab (`porter-lab up --bare-router`): a real three-node cluster (kubelets, containerd,
+   kube-proxy) in network namespaces, the porter-lb images loaded into every node, a bare
+   router namespace;
 2. `playbooks/site.yml` with `inventories/lab`: BIRD in the router namespace, porter-lb's
-   manifests, the controller and one agent per node as host processes, the Eip pool and the
-   BGP objects, a route audit;
-3. a Local Service `demo/web` with ready endpoints on node1 and node2, and an HTTP server in
-   every node namespace answering with the node's name;
-4. the EIP the Service got, and the router's ECMP route to it over node1 and node2;
-5. 100 HTTP requests from the client namespace, each from its own source port, counted by the
-   node that answered; `playbooks/verify.yml` (route audit) once more.
+   controller (Deployment, 2 replicas) and agents (DaemonSet) as pods, the Eip pool and the
+   nodes' BGP, a route audit;
+3. the test app (2 replicas, one per node) behind a LoadBalancer Service with
+   externalTrafficPolicy Local, and the EIP it gets;
+4. the router's ECMP route to the EIP over the two nodes with a Ready pod;
+5. 100 HTTP requests from the client namespace, counted by the pod and node that answered;
+6. the app scaled to 3: the third node's next hop appears, 100 requests again;
+7. `playbooks/verify.yml` (route audit) once more.
 
-Everything is idempotent: run again while the lab is up, it reuses what runs. The summary is
-also written to `<lab dir>/demo-summary.json`. `porter-lab down` removes it all.
+Everything is idempotent: run again while the lab is up, it reuses what runs (and scales the
+app back to 2 first). The summary is also written to `<lab dir>/demo-summary.json`.
+`porter-lab down` removes it all.
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import random
@@ -29,16 +32,16 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from porter_lab import cli, netns, objects, traffic
+from porter_lab import cli, netns, testapp, traffic
 from porter_lab.paths import REPO, lab_state_dir
 from porter_lab.topology import CLIENT_NET, Topology
 from porter_lab.waiting import wait_for
+from porter_lb.kubeapi import KubeAPI, KubeError
 
-NAMESPACE, SERVICE, POOL = "demo", "web", "lab-pool"
+NAMESPACE, APP, POOL = "demo", "web", "lab-pool"
 POOL_RANGE = "203.0.113.100-203.0.113.199"  # inventories/lab/group_vars/porter_lb_cluster.yml
-ENDPOINT_NODES = ["node1", "node2"]
 REQUESTS = 100
-STEPS = 5
+STEPS = 7
 BIN = Path(sys.executable).parent
 
 
@@ -59,17 +62,14 @@ class Progress:
 def main(args: argparse.Namespace) -> int:
     progress = Progress()
     state_dir = lab_state_dir()
-    progress.step(1, "Lab: API server, namespaces, gobgpd per node, Nodes; router left bare")
-    state = cli._load_state()
+    progress.step(1, "Lab: a real 3-node cluster (kubelet, containerd), images, bare router")
+    state = cli.load_state()
     if state is None:
-        code = cli.up(
-            argparse.Namespace(router="bird", nodes=3, bare_router=True, register_nodes=True)
-        )
-        state = cli._load_state()
-        if state is None:
+        code = cli.up(argparse.Namespace(router="bird", nodes=3, bare_router=True))
+        state = cli.load_state()
+        if code != 0 or state is None:
             cli.say("error: the lab did not come up")
             return 1
-        del code  # the health printed is informative: no BGP session exists before site.yml
     elif state.get("router_kind") != cli.PLAYBOOK_ROUTER:
         cli.say(
             "error: a lab with its own router is up (scripts/lab.sh up); the demo needs one whose"
@@ -80,34 +80,34 @@ def main(args: argparse.Namespace) -> int:
         cli.say(f"      the demo's lab is up already ({state_dir}); reusing it")
     progress.done()
 
-    progress.step(2, "ansible-playbook -i inventories/lab playbooks/site.yml")
+    progress.step(2, "ansible-playbook -i inventories/lab playbooks/site.yml (porter-lb as pods)")
     recap = playbook("site.yml", state_dir / "site.log")
-    progress.done(f"PLAY RECAP {recap}")
+    api = kube_api(Path(state["kubeconfig"]))
+    porter_pods = running_pods(api, "porter-lb-system")
+    progress.done(f"PLAY RECAP {recap}; porter-lb pods Running: {len(porter_pods)}")
 
-    progress.step(3, f"Service {NAMESPACE}/{SERVICE}: endpoints on {' and '.join(ENDPOINT_NODES)}")
-    kubeconfig = Path(state["kubeconfig"])
-    api = kube_api(kubeconfig)
-    topo = Topology(state["run"], node_count=len(state["speakers"]))
-    serve_node_names(topo, state)
-    ensure_service(api)
-    ip = str(wait_for(lambda: service_ip(api), 30, f"an IP for Service {NAMESPACE}/{SERVICE}"))
+    topo = Topology(state["run"], node_count=int(state.get("nodes", 3)))
+    addresses = {n.name: n.address for n in topo.nodes}
+    progress.step(3, f"Test app {NAMESPACE}/{APP}: 2 replicas, Service externalTrafficPolicy Local")
+    deploy_app(api, state["images"]["test-app"], replicas=2)
+    ip = str(wait_for(lambda: testapp.service_ip(api, NAMESPACE, APP), 60, "the Service's EIP"))
     progress.done(f"EIP {ip}")
 
-    progress.step(4, "The router's ECMP route to the EIP")
-    addresses = {n.name: n.address for n in topo.nodes}
-    wanted = {addresses[n] for n in ENDPOINT_NODES}
-    wait_for(
-        lambda: netns.next_hops(topo.router_ns, f"{ip}/32") == wanted,
-        30,
-        f"{ip}/32 via {sorted(wanted)} in the router's FIB",
-    )
-    route = netns.ip("route", "show", f"{ip}/32", netns=topo.router_ns).rstrip()
+    progress.step(4, "The router's ECMP route to the EIP: the nodes with a Ready pod")
+    route, hops = wait_route(api, topo, ip, addresses, replicas=2)
+    progress.done(f"next hops {', '.join(sorted(hops))}")
+
+    progress.step(5, f"{REQUESTS} HTTP requests from the client, counted by pod and node")
+    answers = requests(topo, ip)
     progress.done()
 
-    progress.step(
-        5, f"{REQUESTS} HTTP requests from the client; route audit (playbooks/verify.yml)"
-    )
-    answers = requests(topo, ip)
+    progress.step(6, "Scale the app to 3: the third node's next hop appears")
+    scale(api, 3)
+    route3, hops3 = wait_route(api, topo, ip, addresses, replicas=3)
+    answers3 = requests(topo, ip)
+    progress.done(f"next hops {', '.join(sorted(hops3))}")
+
+    progress.step(7, "Route audit (playbooks/verify.yml)")
     report = state_dir / "audit.json"
     report.unlink(missing_ok=True)
     playbook("verify.yml", state_dir / "verify.log", f"porter_lb_audit_report={report}")
@@ -117,9 +117,13 @@ def main(args: argparse.Namespace) -> int:
     summary: dict[str, Any] = {
         "eip": ip,
         "pool": POOL_RANGE,
+        "porter_lb_pods": porter_pods,
         "route": route,
-        "next_hops": sorted(netns.next_hops(topo.router_ns, f"{ip}/32")),
+        "next_hops": sorted(hops),
         "requests": dict(sorted(answers.items())),
+        "route_after_scale": route3,
+        "next_hops_after_scale": sorted(hops3),
+        "requests_after_scale": dict(sorted(answers3.items())),
         "audit": {
             host: {
                 "in_sync": audit.get("in_sync"),
@@ -135,8 +139,8 @@ def main(args: argparse.Namespace) -> int:
     (state_dir / "demo-summary.json").write_text(json.dumps(summary, indent=2))
     print_summary(summary, topo)
     in_sync = all(a["in_sync"] for a in summary["audit"].values())
-    errors = sum(n for a, n in answers.items() if a.startswith("error"))
-    return 0 if in_sync and not errors and len(summary["next_hops"]) == 2 else 1
+    errors = sum(n for a, n in (answers + answers3).items() if a.startswith("error"))
+    return 0 if in_sync and not errors and len(hops) == 2 and len(hops3) == 3 else 1
 
 
 def playbook(name: str, log: Path, *extra_vars: str) -> dict[str, int]:
@@ -178,56 +182,63 @@ def playbook(name: str, log: Path, *extra_vars: str) -> dict[str, int]:
     return {k: recap[k] for k in ("ok", "changed", "failed", "unreachable") if k in recap}
 
 
-def kube_api(kubeconfig: Path) -> Any:
+def kube_api(kubeconfig: Path) -> KubeAPI:
     from kubernetes import config
-
-    from porter_lb.kubeapi import KubeAPI
 
     return KubeAPI(config.new_client_from_config(str(kubeconfig)))
 
 
-def serve_node_names(topo: Topology, state: dict[str, Any]) -> None:
-    """An HTTP server in each node namespace naming the node, unless one listens already."""
-    for node in topo.nodes:
-        if netns.run(["ss", "-Htln", "sport", "= :80"], netns=node.netns).strip():
-            continue
-        daemon = traffic.serve_node_name(node.netns, node.name, lab_state_dir())
-        state["pids"][daemon.name] = daemon.pid
-        cli._save(state)
-    for node in topo.nodes:
-        wait_for(
-            functools.partial(netns.run, ["ss", "-Htln", "sport", "= :80"], netns=node.netns),
-            10,
-            f"HTTP listening in {node.netns}",
-        )
-
-
-def ensure_service(api: Any) -> None:
-    """The Local Service and its EndpointSlice; an existing one gets these endpoints again."""
-    from porter_lb.kubeapi import KubeError
-
-    objects.ensure_namespace(api, NAMESPACE)
-    slice_body = objects.endpoint_slice(f"{SERVICE}-1", NAMESPACE, SERVICE, ENDPOINT_NODES, port=80)
-    service = objects.load_balancer_service(SERVICE, NAMESPACE, policy="Local")
-    service["metadata"]["annotations"] = {"eip.porter.kubesphere.io/v1alpha2": POOL}
-    for collection, body in (
-        (objects.endpoint_slices(NAMESPACE), slice_body),
-        (objects.services(NAMESPACE), service),
-    ):
-        try:
-            api.create(collection, body)
-        except KubeError as error:
-            if error.status != 409:
-                raise
-    api.merge_patch(
-        f"{objects.endpoint_slices(NAMESPACE)}/{SERVICE}-1", {"endpoints": slice_body["endpoints"]}
+def running_pods(api: KubeAPI, namespace: str) -> list[str]:
+    found = api.list(f"/api/v1/namespaces/{namespace}/pods")[0]
+    return sorted(
+        p["metadata"]["name"] for p in found if (p.get("status") or {}).get("phase") == "Running"
     )
 
 
-def service_ip(api: Any) -> str:
-    service = api.get(f"{objects.services(NAMESPACE)}/{SERVICE}")
-    ingress = (service.get("status") or {}).get("loadBalancer", {}).get("ingress") or []
-    return str(ingress[0]["ip"]) if ingress else ""
+def deploy_app(api: KubeAPI, image: str, replicas: int) -> None:
+    """The namespace, the app (scaled back to `replicas` when it exists) and its Service."""
+    for path, body in (
+        ("/api/v1/namespaces", {"metadata": {"name": NAMESPACE}}),
+        (
+            f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments",
+            testapp.deployment(APP, NAMESPACE, image, replicas),
+        ),
+        (
+            f"/api/v1/namespaces/{NAMESPACE}/services",
+            testapp.service(APP, NAMESPACE, pool=POOL),
+        ),
+    ):
+        try:
+            api.create(path, body)
+        except KubeError as error:
+            if error.status != 409:
+                raise
+    scale(api, replicas)
+
+
+def scale(api: KubeAPI, replicas: int) -> None:
+    api.merge_patch(
+        f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/{APP}/scale",
+        {"spec": {"replicas": replicas}},
+    )
+
+
+def wait_route(
+    api: KubeAPI, topo: Topology, ip: str, addresses: dict[str, str], replicas: int
+) -> tuple[str, set[str]]:
+    """Wait until `replicas` pods are Ready and the router's next hops for the EIP are exactly
+    their nodes (externalTrafficPolicy Local); return the route and the next hops."""
+
+    def settled() -> set[str] | None:
+        pods = testapp.pods(api, NAMESPACE, APP)  # terminating ones too: wait them out
+        nodes = {p["spec"].get("nodeName") for p in pods if testapp.is_ready(p)}
+        wanted = {addresses[n] for n in nodes if n}
+        hops = netns.next_hops(topo.router_ns, f"{ip}/32")
+        # One Ready pod per node (the spread constraint), none other, and exactly their nodes.
+        return hops if len(pods) == len(wanted) == replicas and hops == wanted else None
+
+    hops = wait_for(settled, 120, f"{replicas} Ready pods, the router's next hops their nodes")
+    return netns.ip("route", "show", f"{ip}/32", netns=topo.router_ns).rstrip(), hops
 
 
 def requests(topo: Topology, ip: str) -> Counter[str]:
@@ -240,22 +251,19 @@ def requests(topo: Topology, ip: str) -> Counter[str]:
 def print_summary(summary: dict[str, Any], topo: Topology) -> None:
     say = cli.say
     say("\n== porter-lb demo " + "=" * 60)
-    say(
-        f"Service {NAMESPACE}/{SERVICE} (externalTrafficPolicy Local, endpoints on "
-        f"{' and '.join(ENDPOINT_NODES)})"
-    )
+    say(f"porter-lb pods     {len(summary['porter_lb_pods'])} Running in porter-lb-system")
+    say(f"Service {NAMESPACE}/{APP} (externalTrafficPolicy Local)")
     say(f"  EIP              {summary['eip']}   (pool {POOL}: {summary['pool']})")
-    say(f"  router ECMP      ip -n {topo.router_ns} route show {summary['eip']}/32")
-    for line in summary["route"].splitlines():
-        say(f"                     {line}")
-    say(f"  {REQUESTS} requests from the client ({CLIENT_NET}.10), distinct source ports:")
-    names = {n.address: n.name for n in topo.nodes}
-    for node in topo.nodes:
-        count = summary["requests"].get(node.name, 0)
-        say(f"                     {node.name} ({node.address}) {count:>4}  {'#' * (count // 2)}")
-    for answer, count in summary["requests"].items():
-        if answer not in names.values():
-            say(f"                     {answer}: {count}")
+    for title, route, answers in (
+        ("2 replicas", summary["route"], summary["requests"]),
+        ("scaled to 3", summary["route_after_scale"], summary["requests_after_scale"]),
+    ):
+        say(f"  {title}: router ECMP   ip -n {topo.router_ns} route show {summary['eip']}/32")
+        for line in route.splitlines():
+            say(f"                     {line}")
+        say(f"    {REQUESTS} requests from the client ({CLIENT_NET}.10), by the pod that answered:")
+        for answer, count in sorted(answers.items()):
+            say(f"                     {answer:<34} {count:>4}  {'#' * (count // 2)}")
     for host, audit in summary["audit"].items():
         verdict = "in sync" if audit["in_sync"] else f"DRIFT {audit}"
         say(f"  route_audit      {host}: {verdict}")

@@ -396,14 +396,23 @@ def build(image: Image, base: str, log: Log = print) -> str:
     return ref
 
 
-def archive(ref: str) -> Path:
-    """The image as a docker-archive in the cache (what a node's containerd imports)."""
-    name = ref.split("/", 1)[1].replace("/", "-").replace(":", "-")
-    path = cache_dir() / "images" / f"{name}.tar"
+def archive(refs: Iterable[str]) -> Path:
+    """The images as one docker-archive in the cache (what every node's containerd imports):
+    layers the images share (the base, the runtime's) are in it once."""
+    names = sorted(refs)
+    path = cache_dir() / "images" / f"images-{digest(n.encode() for n in names)}.tar"
     if not path.exists():
         partial = path.with_suffix(".partial")
         partial.unlink(missing_ok=True)
-        podman("save", "--format", "docker-archive", "-o", str(partial), ref)
+        podman(
+            "save",
+            "--format",
+            "docker-archive",
+            "--multi-image-archive",
+            "-o",
+            str(partial),
+            *names,
+        )
         partial.rename(path)
     return path
 
@@ -417,32 +426,23 @@ class BuiltImages:
     def __getitem__(self, name: str) -> str:
         return self.refs[name]
 
-    def archives(self) -> list[Path]:
-        return [archive(ref) for ref in self.refs.values()]
+    def archive(self) -> Path:
+        return archive(self.refs.values())
 
 
 def build_all(log: Log = print) -> BuiltImages:
     base = base_image(log)
-    refs = {image.name: build(image, base, log) for image in IMAGES}
-    for ref in refs.values():
-        archive(ref)
-    _prune_archives(set(refs.values()))
-    return BuiltImages(refs)
+    built = BuiltImages({image.name: build(image, base, log) for image in IMAGES})
+    keep = built.archive()
+    for path in (cache_dir() / "images").glob("*.tar"):  # archives of images no longer current
+        if path != keep and not path.name.endswith("-rootfs.tar"):
+            path.unlink()
+    return built
 
 
 def current(log: Log = print) -> BuiltImages:
     """The images for the checkout as it is now; builds what is missing (cached otherwise)."""
     return build_all(log)
-
-
-def _prune_archives(keep: set[str]) -> None:
-    """Archives of images no longer current go (one per image name is kept: the current)."""
-    folder = cache_dir() / "images"
-    wanted = {archive(ref).name for ref in keep}
-    for path in folder.glob("*.tar"):
-        if path.name.endswith("-rootfs.tar") or path.name in wanted:
-            continue
-        path.unlink()
 
 
 def main() -> int:
