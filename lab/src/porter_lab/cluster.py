@@ -93,6 +93,14 @@ KUBELET_SYSCTLS = {
 # points, and removed again when the last cluster goes.
 NODE_BIND_PATHS = ("/var/lib/kubelet", "/var/lib/cni", "/var/log/pods", "/var/log/containers")
 CNI_BIN_DIR = "/usr/lib/cni"
+# Unix sockets the host and a node (or the control plane's namespace) share: a short path of
+# their own, as a socket's path may not exceed 107 bytes (a test's tmp_path easily does), and
+# /tmp, which every node's mount namespace shares with the host (each has a private /run).
+SOCKET_ROOT = Path("/tmp/porter-lab")
+
+
+def socket_dir(run: str) -> Path:
+    return SOCKET_ROOT / f"{PREFIX_ROOT}{run}"
 
 
 def pod_cidr(node: Node) -> str:
@@ -134,6 +142,7 @@ class ClusterControlPlane(ControlPlane):
     namespace, on the node LAN; this host reaches the API server through a loopback relay."""
 
     address: str = CP_ADDRESS
+    sockets: Path = SOCKET_ROOT
     relay: list[Daemon] = field(default_factory=list)
     controller_manager: Daemon | None = None
     scheduler: Daemon | None = None
@@ -213,7 +222,8 @@ class ClusterControlPlane(ControlPlane):
         """socat on this host's loopback → a unix socket → socat in the namespace → the API
         server. TCP_NODELAY on both TCP ends: without it watch events wait on delayed ACKs."""
         self.port = _free_port()
-        sock = self.workdir / "apiserver.sock"
+        self.sockets.mkdir(parents=True, exist_ok=True)
+        sock = self.sockets / "apiserver.sock"
         self.workdir.mkdir(parents=True, exist_ok=True)
         inner = Daemon(
             "apiserver-relay-inner",
@@ -292,6 +302,7 @@ class ClusterNode:
     node: Node
     workdir: Path
     run_prefix: str
+    sockets: Path
     holder: Daemon | None = None
     containerd: Daemon | None = None
     kubelet: Daemon | None = None
@@ -307,11 +318,12 @@ class ClusterNode:
 
     @property
     def containerd_socket(self) -> Path:
-        return self.workdir / "containerd.sock"
+        return self.sockets / f"{self.node.name}-containerd.sock"
 
     def prepare(self, plane: ClusterControlPlane, pause_image: str, peers: list[Node]) -> None:
         """Directories, cgroups, configuration files and routes; starts nothing."""
         w = self.workdir
+        self.sockets.mkdir(parents=True, exist_ok=True)
         for sub in ("kubelet", "cni/net.d", "cni/lib", "log/pods", "log/containers", "sysctl"):
             (w / sub).mkdir(parents=True, exist_ok=True)
         for hierarchy in cgroup_mounts():
@@ -654,6 +666,9 @@ def remove_leftovers(run: str) -> list[str]:
         remove_node_leftovers(name, name)
     for name in names:
         netns.delete(name)
+    shutil.rmtree(socket_dir(run), ignore_errors=True)
+    with contextlib.suppress(OSError):
+        SOCKET_ROOT.rmdir()  # unless another lab's sockets are in it
     return names
 
 
@@ -693,9 +708,12 @@ class Cluster:
     made_mount_points: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.plane = ClusterControlPlane(self.workdir / "controlplane", netns=self.cp_netns)
+        sockets = socket_dir(self.topology.run)
+        self.plane = ClusterControlPlane(
+            self.workdir / "controlplane", netns=self.cp_netns, sockets=sockets
+        )
         self.nodes = [
-            ClusterNode(node, self.workdir / "nodes" / node.name, self.topology.prefix)
+            ClusterNode(node, self.workdir / "nodes" / node.name, self.topology.prefix, sockets)
             for node in self.topology.nodes
         ]
 

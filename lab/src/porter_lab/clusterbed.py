@@ -188,6 +188,17 @@ class ClusterBed:
             traffic.count_answers(self.topology, ip, first_port, count, budget=30, timeout=60)
         )
 
+    def wait_reachable(self, ip: str, timeout: float = 60) -> None:
+        """Until 10 connections in a row are answered: the route may be in the FIB a moment
+        before kube-proxy on the node has the EIP's rules (its own sync, min 1 s apart);
+        meanwhile the node refuses."""
+        port = iter(range(40000, 60000, 10))
+
+        def answered() -> bool:
+            return not [a for a in self.answers(ip, 10, next(port)) if a.startswith("error")]
+
+        wait_for(answered, timeout, f"TCP to {ip}:80 answered", interval=0.2)
+
     def porter_pods(self) -> list[Obj]:
         return list(self.get_json("pods", "-n", NAMESPACE)["items"])
 

@@ -5,6 +5,7 @@ and counts the answers. Used by the demo (`porter-lab demo`) and the data-path t
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
@@ -68,6 +69,67 @@ class Answer(http.server.BaseHTTPRequestHandler):
 
 Server(("0.0.0.0", 80), Answer).serve_forever()
 """
+
+
+# Connections one after the other for `seconds`, each bounded by a 0.5 s timeout, started
+# `interval` apart; prints [[start, answered], ...] (monotonic seconds in the client process).
+PROBE = r"""
+import json, signal, socket, sys, time
+eip, source, seconds, interval = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
+end = time.monotonic() + seconds
+stop = []
+signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+tries = []
+while time.monotonic() < end and not stop:
+    start = time.monotonic()
+    conn = socket.socket()
+    conn.settimeout(0.5)
+    try:
+        conn.bind((source, 0))
+        conn.connect((eip, 80))
+        conn.sendall(b"GET / HTTP/1.0\r\nHost: eip\r\n\r\n")
+        answered = bool(conn.recv(64))
+    except OSError:
+        answered = False
+    finally:
+        conn.close()
+    tries.append([round(start, 3), answered])
+    time.sleep(max(0.0, interval - (time.monotonic() - start)))
+print(json.dumps(tries))
+"""
+
+
+def start_probe(
+    topology: Topology, ip: str, seconds: float, interval: float = 0.05
+) -> subprocess.Popen[str]:
+    """Probe `ip`:80 from the client namespace in the background for `seconds` at most (SIGTERM
+    ends it sooner); `probe_outages(process)` reads the result."""
+    argv = [sys.executable, "-c", PROBE, ip, topology.client_address, str(seconds), str(interval)]
+    return subprocess.Popen(
+        ["ip", "netns", "exec", topology.client_ns, *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def probe_outages(process: subprocess.Popen[str], timeout: float) -> tuple[int, int, float]:
+    """(tries, failed, longest run of failed tries in seconds, from the first failure of the
+    run to the next answered try) of a finished probe."""
+    out, err = process.communicate(timeout=timeout)
+    if process.returncode != 0:
+        raise RuntimeError(f"probe failed: {err}")
+    tries = json.loads(out)
+    failed = sum(1 for _, answered in tries if not answered)
+    longest, since = 0.0, None
+    for when, answered in tries:
+        if not answered and since is None:
+            since = when
+        elif answered and since is not None:
+            longest, since = max(longest, when - since), None
+    if since is not None:
+        longest = max(longest, tries[-1][0] - since)
+    return len(tries), failed, longest
 
 
 def serve_node_name(
