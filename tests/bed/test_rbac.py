@@ -42,9 +42,8 @@ NAMED_VERBS = ("get", "update", "patch", "delete")  # the verbs that act on one 
 
 
 def rbac_objects(speaker: str) -> list[dict[str, Any]]:
-    certificate = {"ca.crt": "", "tls.crt": "", "tls.key": ""}
     values = description.merged_values({"controller": {"speaker": speaker}})
-    rendered = description.manifests(values, "controller", certificate)
+    rendered = description.manifests(values, "controller")
     if speaker == "none":  # the agents run only beside a controller without a speaker
         rendered += description.manifests(values, "agent")
     return [o for o in rendered if o["kind"] in RBAC_KINDS]

@@ -16,8 +16,10 @@ imports into every node's containerd.
 
 podman runs with a containers.conf of the lab's own (runc, ulimits within this machine's hard
 limits; see ../shared/FACTS.md) given through $CONTAINERS_CONF, so the host's configuration is
-never changed. Builds that install from PyPI inside the image see the host's CA bundle and pip
-settings through read-only build volumes (TLS-intercepting proxies), which never enter a layer.
+never changed, and builds with the host's network (no podman bridge, NAT or IP forwarding is
+set up on this host). Builds that install from PyPI inside the image see the host's CA bundle
+and pip settings through read-only build volumes (TLS-intercepting proxies), which never enter
+a layer.
 
 `python -m porter_lab.images` builds them all with progress (scripts/setup.sh runs it).
 """
@@ -365,7 +367,11 @@ def build(image: Image, base: str, log: Log = print) -> str:
     if image_exists(ref):
         log(f"  {image.name} {ref}: present")
         return ref
-    argv = ["podman", "build", "--layers", "--pull=never", "-f", str(image.containerfile)]
+    # --network=host: the build's RUN steps (apt, pip) use this host's network as setup.sh's
+    # own apt does; podman's default bridge would add a link and NAT rules to this host and
+    # turn its IP forwarding on.
+    argv = ["podman", "build", "--layers", "--pull=never", "--network=host"]
+    argv += ["-f", str(image.containerfile)]
     argv += ["--tag", ref]
     if image.needs_base:
         argv += ["--build-arg", f"BASE_IMAGE={base}", *build_volumes()]

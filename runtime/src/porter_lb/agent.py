@@ -15,10 +15,11 @@ applies only the delta. Routes go when gobgpd goes (its sessions close, the rout
 at once), which is what happens when the node is drained or its pod deleted. To take a node
 out while gobgpd stays up, pass `--withdraw-on-exit`.
 
-**In the lab** (porter_lab.agents) there is no kubelet: the agent is a process in the HOST
-network namespace, because the API server listens on the host's loopback, and it reaches the
-gobgpd inside the node's namespace through that gobgpd's unix socket, whose path is the same
-from every namespace. The Node objects the tests create carry the node namespaces' addresses.
+**In the bed** (porter_lab.agents; tests/bed) there is no kubelet: the agent is a process in
+the HOST network namespace, because the API server listens on the host's loopback, and it
+reaches the gobgpd inside the node's namespace through that gobgpd's unix socket, whose path
+is the same from every namespace. The Node objects the tests create carry the node
+namespaces' addresses.
 
 **Central mode.** `run_central(...)` runs one central-mode Speaker in the calling thread,
 against Informers the caller owns (the controller's): see its docstring.
