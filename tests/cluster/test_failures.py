@@ -231,6 +231,6 @@ def test_a_rolled_agent_daemonset_keeps_the_eips_reachable(installed: ClusterBed
     assert results[one][2] <= ROLL_WINDOW, results[one]
 
 
-ROLL_WINDOW = 15.0
+ROLL_WINDOW = 10.0
 """Seconds an EIP served by a single node may be unreachable while that node's agent pod is
 replaced (docs/install.md, "Upgrades")."""

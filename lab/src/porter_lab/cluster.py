@@ -334,6 +334,9 @@ class ClusterNode:
                     (root / name).write_text((hierarchy / name).read_text())
         for key, value in KUBELET_SYSCTLS.items():
             (w / "sysctl" / key.replace("/", ".")).write_text(f"{value}\n")
+        # No name service in the lab: pods' lookups fail at once (nothing listens on the
+        # node's loopback), never wait on, or send to, this host's resolver.
+        (w / "resolv.conf").write_text("# porter-lab: no name service\nnameserver 127.0.0.1\n")
         (w / "containerd.toml").write_text(self._containerd_config(pause_image))
         (w / "cni/net.d/10-porter-lab.conflist").write_text(self._cni_config())
         ca = plane.workdir / "pki/ca.crt"
@@ -441,7 +444,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
             "failSwapOn": False,
             "protectKernelDefaults": False,
             "clusterDNS": [],
-            "resolvConf": "/etc/resolv.conf",
+            "resolvConf": str(self.workdir / "resolv.conf"),
             "serializeImagePulls": False,
             "nodeStatusUpdateFrequency": "4s",
             "nodeStatusReportFrequency": "10s",

@@ -12,6 +12,7 @@ import argparse
 import ipaddress
 import logging
 import socket
+import socketserver
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -147,8 +148,20 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(404, b"not found\n", "text/plain; charset=utf-8")
 
 
-class _Server(ThreadingHTTPServer):
+class LocalHTTPServer(ThreadingHTTPServer):
+    """ThreadingHTTPServer without the reverse name lookup of its own address at bind
+    (`socket.getfqdn`): where no name service answers (a pod without cluster DNS), that lookup
+    held every server's start for the resolver's 5 s timeout. Also the webhook's base."""
+
     daemon_threads = True
+
+    def server_bind(self) -> None:
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name, self.server_port = str(host), int(port)
+
+
+class _Server(LocalHTTPServer):
     health: Health
 
 

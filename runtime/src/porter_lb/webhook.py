@@ -29,9 +29,10 @@ import ssl
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Protocol
 
+from porter_lb.metrics import LocalHTTPServer
 from porter_lb.validation import check_admission
 
 log = logging.getLogger(__name__)
@@ -163,14 +164,12 @@ def server_context() -> ssl.SSLContext:
     return context
 
 
-class WebhookServer(ThreadingHTTPServer):
+class WebhookServer(LocalHTTPServer):
     """HTTPS server for the webhook; TLS handshakes happen in the request threads.
 
     Its TLS context is the certificate source's: `certificate.refresh()` loads a rotated
     certificate (new connections use it) without a restart.
     """
-
-    daemon_threads = True
 
     def __init__(
         self, address: tuple[str, int], certificate: CertificateSource, eips: EipSource
