@@ -812,17 +812,20 @@ class Cluster:
                         f"{node.name}: ctr images tag {existing} {new}: {result.stderr.strip()}"
                     )
 
-    def kubectl(self, *args: str, timeout: float = 60, check: bool = True) -> str:
+    def kubectl(self, *args: str, timeout: float = 60, check: bool = True, stdin: str = "") -> str:
+        """kubectl against this cluster (through the relay); its output. With `check`, a
+        failure raises with what kubectl said; without, stderr is returned after stdout."""
         result = subprocess.run(
             [str(KUBECTL.binary()), f"--kubeconfig={self.kubeconfig}", *args],
+            input=stdin or None,
             capture_output=True,
             text=True,
             timeout=timeout,
             check=False,
         )
         if check and result.returncode != 0:
-            raise RuntimeError(f"kubectl {' '.join(args)}: {result.stderr.strip()}")
-        return result.stdout
+            raise RuntimeError(f"kubectl {' '.join(args)}:\n{result.stdout}{result.stderr}")
+        return result.stdout if check else result.stdout + result.stderr
 
     def kubectl_json(self, *args: str) -> Any:
         return json.loads(self.kubectl(*args, "-o", "json"))

@@ -26,7 +26,6 @@ import yaml
 
 from porter_lab import images, netns, testapp, traffic
 from porter_lab.cluster import Cluster
-from porter_lab.controlplane import KUBECTL
 from porter_lab.helm import helm_binary
 from porter_lab.paths import REPO
 from porter_lab.routers import Bird, Neighbor, RouterSpec
@@ -70,17 +69,10 @@ class ClusterBed:
     # the user's commands
 
     def kubectl(self, *args: str, timeout: float = 120, check: bool = True, stdin: str = "") -> str:
-        result = subprocess.run(
-            [str(KUBECTL.binary()), f"--kubeconfig={self.cluster.kubeconfig}", *args],
-            input=stdin or None,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-        if check and result.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)}:\n{result.stdout}{result.stderr}")
-        return result.stdout + (result.stderr if not check else "")
+        try:
+            return self.cluster.kubectl(*args, timeout=timeout, check=check, stdin=stdin)
+        except RuntimeError as error:  # a test's failure, with kubectl's words
+            raise AssertionError(str(error)) from None
 
     def helm(self, *args: str, timeout: float = 300) -> str:
         result = subprocess.run(
@@ -189,15 +181,7 @@ class ClusterBed:
         )
 
     def wait_reachable(self, ip: str, timeout: float = 60) -> None:
-        """Until 10 connections in a row are answered: the route may be in the FIB a moment
-        before kube-proxy on the node has the EIP's rules (its own sync, min 1 s apart);
-        meanwhile the node refuses."""
-        port = iter(range(40000, 60000, 10))
-
-        def answered() -> bool:
-            return not [a for a in self.answers(ip, 10, next(port)) if a.startswith("error")]
-
-        wait_for(answered, timeout, f"TCP to {ip}:80 answered", interval=0.2)
+        traffic.wait_answered(self.topology, ip, timeout)
 
     def porter_pods(self) -> list[Obj]:
         return list(self.get_json("pods", "-n", NAMESPACE)["items"])

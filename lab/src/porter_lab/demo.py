@@ -98,6 +98,7 @@ def main(args: argparse.Namespace) -> int:
     progress.done(f"next hops {', '.join(sorted(hops))}")
 
     progress.step(5, f"{REQUESTS} HTTP requests from the client, counted by pod and node")
+    traffic.wait_answered(topo, ip)  # kube-proxy may still be writing the new EIP's rules
     answers = requests(topo, ip)
     progress.done()
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from porter_lab import netns
 from porter_lab.processes import Daemon
 from porter_lab.topology import Topology
+from porter_lab.waiting import wait_for
 
 # One connection per source port, bounded in count (argv) and in time (a deadline and a 2 s
 # per-connection timeout); prints {answer: count}.
@@ -130,6 +131,19 @@ def probe_outages(process: subprocess.Popen[str], timeout: float) -> tuple[int, 
     if since is not None:
         longest = max(longest, tries[-1][0] - since)
     return len(tries), failed, longest
+
+
+def wait_answered(topology: Topology, ip: str, timeout: float = 60) -> None:
+    """Until 10 connections in a row to `ip`:80 from the client are answered. A new EIP may be
+    in the router's FIB a moment before kube-proxy on the node has its rules (kube-proxy syncs
+    at most once a second): meanwhile the node refuses connections."""
+    ports = iter(range(40000, 60000, 10))
+
+    def answered() -> bool:
+        got = count_answers(topology, ip, next(ports), 10, budget=10, timeout=30)
+        return not [answer for answer in got if answer.startswith("error")]
+
+    wait_for(answered, timeout, f"TCP to {ip}:80 answered", interval=0.2)
 
 
 def serve_node_name(

@@ -29,10 +29,9 @@ import ssl
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler
 from typing import Any, Protocol
 
-from porter_lb.metrics import LocalHTTPServer
+from porter_lb.metrics import LocalHTTPServer, QuietHandler
 from porter_lb.validation import check_admission
 
 log = logging.getLogger(__name__)
@@ -83,20 +82,9 @@ def admission_response(review: Mapping[str, Any], eips: EipSource) -> Obj:
     return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response}
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(QuietHandler):
     server: WebhookServer
     timeout = 10  # seconds a client may take to send its request (and the TLS handshake)
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s " + format, self.address_string(), *args)
-
-    def _reply(self, status: int, body: bytes, content_type: str = "application/json") -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
 
     def do_GET(self) -> None:
         if self.path == HEALTH_PATH:

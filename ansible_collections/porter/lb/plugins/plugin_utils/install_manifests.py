@@ -270,6 +270,17 @@ def _http_probes(port_name):
     }
 
 
+def _non_root():
+    """The controller's (and the uninstall Job's) containers: non-root, nothing added."""
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "runAsUser": CONTROLLER_UID,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
 def _controller_objects(values):
     ns = values["namespace"]
     c = values["controller"]
@@ -308,13 +319,7 @@ def _controller_objects(values):
         _env_field("POD_NAMESPACE", "metadata.namespace"),
         _env_field("POD_IP", "status.podIP"),
     ]
-    restricted = {
-        "allowPrivilegeEscalation": False,
-        "readOnlyRootFilesystem": True,
-        "runAsNonRoot": True,
-        "runAsUser": CONTROLLER_UID,
-        "capabilities": {"drop": ["ALL"]},
-    }
+    restricted = _non_root()
     controller = {
         "name": "controller",
         "image": c["image"],
@@ -664,13 +669,7 @@ def _uninstall_objects(values):
     finalizer on every Service, and the certificate Secret the controller made."""
     ns = values["namespace"]
     c = values["controller"]
-    restricted = {
-        "allowPrivilegeEscalation": False,
-        "readOnlyRootFilesystem": True,
-        "runAsNonRoot": True,
-        "runAsUser": CONTROLLER_UID,
-        "capabilities": {"drop": ["ALL"]},
-    }
+    restricted = _non_root()
     job = {
         "apiVersion": "batch/v1",
         "kind": "Job",
