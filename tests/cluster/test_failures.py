@@ -8,7 +8,8 @@ Each test states its rule and watches the router's kernel FIB (the next hops of 
 * a kubelet stopped: its Node goes NotReady after the grace period and its next hops go
   (externalTrafficPolicy Cluster: every Ready node); started again, they return;
 * gobgpd killed in an agent pod: the kubelet restarts the container and the routes return;
-* the controller's leader pod deleted: the standby leads, no Service's IP changes, a new
+* the controller's leader pod deleted: another replica (the standby, or the replacement pod
+  if it starts first) leads within the failover bound, no Service's IP changes, a new
   Service gets one;
 * the agent DaemonSet rolled: one node at a time, so an EIP served by several nodes is never
   unreachable, and one served by a single node only while that node's agent restarts
@@ -177,7 +178,7 @@ def service_ips(bed: ClusterBed) -> dict[str, str]:
     return found
 
 
-def test_the_standby_leads_when_the_leader_pod_is_deleted(installed: ClusterBed) -> None:
+def test_another_replica_leads_when_the_leader_pod_is_deleted(installed: ClusterBed) -> None:
     bed = installed
     bed.deploy_app("web", APPS, replicas=3)
     bed.service_ip("web", APPS)
@@ -190,8 +191,14 @@ def test_the_standby_leads_when_the_leader_pod_is_deleted(installed: ClusterBed)
     (standby,) = controllers - {leader}
     deleted = time.monotonic()
     bed.kubectl("delete", "pod", "-n", NAMESPACE, leader, "--wait=false")
-    wait_for(lambda: lease_holder(bed) == standby, 60, f"{standby} holding the Lease")
-    print(f"standby leads {time.monotonic() - deleted:.1f}s after the leader pod's deletion")
+    # The deleted leader releases the Lease on SIGTERM: another replica takes it within the
+    # failover bound (lease 15 s + 2 retry periods of 2 s), usually the standby within one retry
+    # period; the ReplicaSet's replacement pod may win the race when it starts quickly.
+    holder = wait_for(
+        lambda: (h := lease_holder(bed)) not in ("", leader) and h, 19, "another replica leading"
+    )
+    who = "the standby" if holder == standby else "the replacement replica"
+    print(f"{who} leads {time.monotonic() - deleted:.1f}s after the leader pod's deletion")
     bed.apply([testapp.service("after", APPS, pool="lab-pool")])
     bed.service_ip("after", APPS)  # the new leader allocates
     after = service_ips(bed)
