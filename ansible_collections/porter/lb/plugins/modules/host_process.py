@@ -113,7 +113,6 @@ import contextlib
 import json
 import os
 import signal
-import subprocess
 import time
 
 from ansible.module_utils.basic import AnsibleModule
@@ -175,6 +174,50 @@ def remove(pid_file):
             os.unlink(path)
 
 
+def spawn(argv, log_file, chdir, env):
+    """Start argv detached: a child in its own session, stdin from /dev/null, stdout and stderr
+    appended to log_file, no other descriptor inherited. Returns its pid; raises OSError if it
+    cannot be executed (the child reports exec's errno through a close-on-exec pipe, so an
+    empty read means exec succeeded). AnsibleModule.run_command waits for the command to
+    exit, which a daemon never does."""
+    out = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    errors_read, errors_write = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:  # the child: never returns
+        try:
+            os.setsid()
+            os.chdir(chdir)
+            os.dup2(devnull, 0)
+            os.dup2(out, 1)
+            os.dup2(out, 2)
+            os.closerange(3, errors_write)
+            os.closerange(errors_write + 1, os.sysconf("SC_OPEN_MAX"))
+            os.execvpe(argv[0], argv, env)
+        except OSError as error:
+            os.write(errors_write, str(error.errno or 0).encode())
+        finally:
+            os._exit(127)
+    os.close(errors_write)
+    os.close(out)
+    os.close(devnull)
+    with os.fdopen(errors_read, "rb") as errors:
+        reported = errors.read()
+    if reported:
+        os.waitpid(pid, 0)
+        errno = int(reported)
+        raise OSError(errno, os.strerror(errno))
+    return pid
+
+
+def exit_status(pid):
+    """The child's exit status if it has exited, else None (reaps it)."""
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if done == 0:
+        return None
+    return os.waitstatus_to_exitcode(status)
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
@@ -229,38 +272,27 @@ def main():
     for path in (pid_file, log_file):
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     try:
-        with open(log_file, "ab") as out, open(os.devnull, "rb") as devnull:
-            process = subprocess.Popen(
-                argv,
-                stdin=devnull,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=params["chdir"],
-                env={**os.environ, **environment},
-                start_new_session=True,
-                close_fds=True,
-            )
+        pid = spawn(argv, log_file, params["chdir"], {**os.environ, **environment})
     except OSError as error:
         module.fail_json(msg=f"argv: cannot start {argv[0]!r}: {error}", **result)
-    record = dict(
-        pid=process.pid, start_time=start_time(process.pid), argv=argv, environment=environment
-    )
+    record = dict(pid=pid, start_time=start_time(pid), argv=argv, environment=environment)
     with open(pid_file + ".json", "w") as handle:
         json.dump(record, handle)
     with open(pid_file, "w") as handle:
-        handle.write(f"{process.pid}\n")
+        handle.write(f"{pid}\n")
     deadline = time.monotonic() + params["startup_check"]
     while time.monotonic() < deadline:
-        if process.poll() is not None:
+        status = exit_status(pid)
+        if status is not None:
             remove(pid_file)
             module.fail_json(
-                msg=f"{argv[0]} exited with status {process.returncode} within "
+                msg=f"{argv[0]} exited with status {status} within "
                 f"{params['startup_check']}s of starting; the end of {log_file}:\n"
                 + log_tail(log_file),
                 **result,
             )
         time.sleep(0.05)
-    result["pid"] = process.pid
+    result["pid"] = pid
     module.exit_json(**result)
 
 
