@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine of this kind: installs what it needs
-# (scripts/setup.sh), then lint, formatting and types, ansible-test sanity, and pytest
+# (scripts/setup.sh), then lint, formatting and types, ansible-test sanity and units,
+# ansible-lint, and pytest
 # (unit tests and the real bed: kube-apiserver + etcd, gobgpd, BIRD and FRR in namespaces).
 # Extra arguments go to pytest, e.g. scripts/test.sh -k bird
 set -euo pipefail
@@ -23,6 +24,9 @@ VENV=$venv "$repo/scripts/ansible-sanity.sh"
 
 step "ansible-test units on the porter.lb collection (module_utils and plugins)"
 (cd "$repo/ansible_collections/porter/lb" && "$venv/bin/ansible-test" units --venv --python "$("$venv/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')")
+
+step "ansible-lint, production profile, on the porter.lb collection"
+(cd "$repo/ansible_collections/porter/lb" && ANSIBLE_COLLECTIONS_PATH=$repo ansible-lint --offline --nocolor -q)
 
 step "pytest: unit tests and the real test bed"
 set +e
