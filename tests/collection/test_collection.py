@@ -78,9 +78,13 @@ def test_built_collection_holds_modules_module_utils_roles_and_playbooks(install
         "playbooks/sysctl.yml",
         "meta/runtime.yml",
         "MANIFEST.json",
+        "LICENSE",
+        "README.md",
     ):
         assert (root / part).is_file(), part
     assert not [p for p in root.rglob("*") if p.is_symlink()]
+    assert "Apache License" in (root / "LICENSE").read_text()
+    assert (root / "LICENSE").read_text() == (REPO / "LICENSE").read_text()
 
 
 def test_installed_collection_is_documented(installed: Path, tmp_path: Path) -> None:
