@@ -53,10 +53,38 @@ def test_execution_environment_pins_this_version() -> None:
     version = collection_version()
     ee = load_yaml(AWX / "execution-environment.yml")
     assert ee["options"]["tags"] == [f"porter-lb-ee:{version}"]
-    pins = (META / "requirements.txt").read_text().splitlines()
+    pins = (AWX / "requirements.txt").read_text().splitlines()
     assert f"porter-lb=={version}" in pins
     galaxy = load_yaml(AWX / "requirements.yml")["collections"]
     assert galaxy[0] == {"name": f"/build/porter-lb/porter-lb-{version}.tar.gz", "type": "file"}
+
+
+def test_galaxy_metadata_matches_the_chart() -> None:
+    """One home and one licence for the collection, the chart and the runtime."""
+    galaxy = load_yaml(COLLECTION / "galaxy.yml")
+    chart = load_yaml(REPO / "charts/porter-lb/Chart.yaml")
+    runtime = tomllib.loads((REPO / "runtime/pyproject.toml").read_text())["project"]
+    assert chart["version"] == chart["appVersion"] == galaxy["version"]
+    assert galaxy["repository"] == galaxy["homepage"] == chart["home"]
+    assert chart["sources"] == [galaxy["repository"]]
+    assert galaxy["issues"] == galaxy["repository"] + "/issues"
+    assert galaxy["documentation"].startswith(galaxy["repository"] + "/")
+    assert galaxy["license"] == [runtime["license"]] == ["Apache-2.0"]
+    assert "Apache License" in (REPO / "LICENSE").read_text()
+
+
+def test_dependency_floors_are_stated_alike() -> None:
+    """galaxy.yml's floors are the ones the READMEs and the install guide give."""
+    floors = load_yaml(COLLECTION / "galaxy.yml")["dependencies"]
+    assert floors == {"kubernetes.core": ">=5.0.0", "ansible.netcommon": ">=6.0.0"}
+    texts = [
+        (REPO / "README.md").read_text(),
+        (COLLECTION / "README.md").read_text(),
+        (REPO / "docs/install.md").read_text(),
+    ]
+    for text in texts:
+        stated = re.findall(r"kubernetes\.core`? \(?>= ?([0-9.]+[0-9])", text)
+        assert stated and set(stated) == {"5.0.0"}, stated
 
 
 # --- execution environment ----------------------------------------------------------------------
@@ -75,8 +103,13 @@ def test_awx_execution_environment_parses_and_takes_the_collections_dependencies
     ee = load_yaml(AWX / "execution-environment.yml")
     assert ee["version"] == 3
     assert (AWX / ee["dependencies"]["galaxy"]).is_file()
-    # porter.lb's Python and system packages come through its own declaration, not a copy
-    assert "python" not in ee["dependencies"] and "system" not in ee["dependencies"]
+    # porter.lb's Python and system packages come through its own declaration, not a copy;
+    # the image adds only the runtime wheel, which is on no index
+    assert "system" not in ee["dependencies"]
+    extra = (AWX / ee["dependencies"]["python"]).read_text().splitlines()
+    assert [line for line in extra if line and not line.startswith("#")] == [
+        f"porter-lb=={collection_version()}"
+    ]
 
 
 def test_ansible_builder_creates_the_build_context(tmp_path: Path) -> None:
@@ -111,7 +144,8 @@ def test_ansible_builder_introspection_reads_the_collections_requirements(tmp_pa
     done = run([str(BIN / "ansible-builder"), "introspect", str(tmp_path)], cwd=tmp_path)
     found = yaml.safe_load(done.stdout)
     python = [line.split("#")[0].strip() for line in found["python"]]
-    assert f"porter-lb=={collection_version()}" in python
+    # a Galaxy user's image builds: every requirement is on PyPI, none pins the runtime wheel
+    assert not any(line.startswith("porter-lb") for line in python), python
     assert "kubernetes>=33,<38" in python
     assert any(line.startswith("openssh-clients") for line in found["system"])
 

@@ -23,7 +23,9 @@ description:
   - Never changes anything, on the cluster or on the router. With O(fail_on_drift=true) the
     task fails when the router drifts from the cluster, for CI and AWX gates.
   - Runs the audit in-process with the C(porter_lb) Python package (the porter-lb runtime),
-    which must be installed for the Python interpreter Ansible uses on the target. Run the
+    which must be installed for the Python interpreter Ansible uses on the target. It is on no
+    index and not in the collection's C(meta/requirements.txt); build it with
+    C(pip wheel --no-deps ./runtime) from the repository and install it there. Run the
     task where both the Kubernetes API and the router's control socket (or gobgpd's gRPC
     address) can be reached, for instance on the router with C(delegate_to).
 author:
@@ -339,7 +341,13 @@ def main():
         supports_check_mode=True,
     )
     if not HAS_PORTER_LB:
-        module.fail_json(msg=missing_required_lib("porter-lb"), exception=PORTER_LB_IMPORT_ERROR)
+        module.fail_json(
+            msg=missing_required_lib(
+                "porter-lb (the runtime wheel, built from the repository's runtime/)",
+                url="https://github.com/porter-lb/porter-lb/tree/main/runtime",
+            ),
+            exception=PORTER_LB_IMPORT_ERROR,
+        )
     params = module.params
     try:
         report = audit.run_audit(
