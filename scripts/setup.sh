@@ -77,14 +77,15 @@ fi
   -e "$repo/runtime" -e "$repo/lab" >&2
 say "porter-lb $("$venv/bin/porter-lb" --version | cut -d' ' -f2) installed (GoBGP stubs generated)"
 
-step "Ansible collections porter.lb depends on (kubernetes.core, ansible.netcommon, ansible.utils)"
+step "Ansible collections: porter.lb's dependencies and containers.podman (for Molecule)"
 # Galaxy is not reachable from every site: they come from PyPI's `ansible` wheel (the same
 # files Galaxy serves), pinned by version and hash, unpacked in the cache and linked into the
 # checkout's ansible_collections/ (git-ignored), where ansible-playbook and ansible-test find
 # them next to porter.lb.
 ansible_wheel=ansible-14.5.0-py3-none-any.whl
 ansible_sha256=245623ccc2d31d0f6f4bdb63168d550cad305fb032cc43d96e8f61ce8ab0ba84
-collections=$cache/collections/ansible-14.5.0
+# The directory's name changes with the list extracted, so an older cache is redone.
+collections=$cache/collections/ansible-14.5.0-2
 if [ ! -f "$collections/.complete" ]; then
   mkdir -p "$cache/wheels"
   if [ "$(sha256sum "$cache/wheels/$ansible_wheel" 2>/dev/null | cut -d' ' -f1)" != "$ansible_sha256" ]; then
@@ -99,17 +100,17 @@ if [ ! -f "$collections/.complete" ]; then
 import sys, zipfile
 wheel, dest = sys.argv[1:]
 wanted = ("ansible_collections/kubernetes/core/", "ansible_collections/ansible/netcommon/",
-          "ansible_collections/ansible/utils/")
+          "ansible_collections/ansible/utils/", "ansible_collections/containers/podman/")
 with zipfile.ZipFile(wheel) as archive:
     archive.extractall(dest, [n for n in archive.namelist() if n.startswith(wanted)])
 PY
   touch "$collections/.complete"
 fi
-for name in kubernetes/core ansible/netcommon ansible/utils; do
+for name in kubernetes/core ansible/netcommon ansible/utils containers/podman; do
   mkdir -p "$repo/ansible_collections/${name%/*}"
   ln -sfn "$collections/ansible_collections/$name" "$repo/ansible_collections/$name"
 done
-say "kubernetes.core 6.6.0, ansible.netcommon 8.7.1, ansible.utils 6.1.1 linked into ansible_collections/"
+say "kubernetes.core 6.6.0, ansible.netcommon 8.7.1, ansible.utils 6.1.1, containers.podman 1.21.0 linked into ansible_collections/"
 
 step "Kubernetes control plane (etcd, kube-apiserver) from pinned Go modules"
 "$venv/bin/python" -m porter_lab.controlplane >&2

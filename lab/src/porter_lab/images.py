@@ -339,6 +339,15 @@ PAUSE = Image(
     prepare=_prepare_pause,
 )
 IMAGES = (PAUSE, CONTROLLER, AGENT, TEST_APP)
+# Not for the cluster's nodes: the Molecule scenarios' systemd host (extensions/molecule/).
+MOLECULE_HOST = Image(
+    "molecule-host",
+    "localhost/porter-lab/molecule-host",
+    REPO / "lab/images/molecule-host/Containerfile",
+    REPO / "lab/images/molecule-host",
+    (),
+)
+HOST_IMAGES = (MOLECULE_HOST,)
 
 
 def build_volumes() -> list[str]:
@@ -439,6 +448,8 @@ class BuiltImages:
 def build_all(log: Log = print) -> BuiltImages:
     base = base_image(log)
     built = BuiltImages({image.name: build(image, base, log) for image in IMAGES})
+    for image in HOST_IMAGES:
+        build(image, base, log)
     keep = built.archive()
     for path in (cache_dir() / "images").glob("*.tar"):  # archives of images no longer current
         if path != keep and not path.name.endswith("-rootfs.tar"):
@@ -451,8 +462,30 @@ def current(log: Log = print) -> BuiltImages:
     return build_all(log)
 
 
+def host_image(name: str) -> str:
+    """The reference of a host image (`python -m porter_lab.images --ref NAME`), built first if
+    missing; progress goes to stderr."""
+    (image,) = [image for image in HOST_IMAGES if image.name == name]
+    return build(image, base_image(log=_to_stderr), log=_to_stderr)
+
+
+def _to_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
 def main() -> int:
-    """`python -m porter_lab.images`: build every image with progress, print the references."""
+    """`python -m porter_lab.images`: build every image with progress, print the references.
+    `--ref NAME`: print only the reference of the host image NAME (building it if missing)."""
+    if sys.argv[1:2] == ["--ref"] and len(sys.argv) == 3:
+        names = [image.name for image in HOST_IMAGES]
+        if sys.argv[2] not in names:
+            print(
+                f"--ref: no host image {sys.argv[2]!r} (there are: {', '.join(names)})",
+                file=sys.stderr,
+            )
+            return 2
+        print(host_image(sys.argv[2]))
+        return 0
     started = time.monotonic()
     print("Container images (first time: several minutes) ...", flush=True)
     built = build_all(log=lambda line: print(line, flush=True))
