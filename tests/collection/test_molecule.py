@@ -25,7 +25,14 @@ REPO = Path(__file__).resolve().parents[2]
 COLLECTION = REPO / "ansible_collections/porter/lb"
 BIN = Path(sys.executable).parent
 # scenario -> the prefix of the namespaces its bed creates (porter_molecule_bed)
-SCENARIOS = {"bird_router": "plbmol-bird-", "frr_router": "plbmol-frr-"}
+SCENARIOS = {
+    "bird_router": "plbmol-bird-",
+    "frr_router": "plbmol-frr-",
+    # the router as a podman container with systemd as PID 1, in the router namespace
+    "bird_router_systemd": "plbmol-birdsd-",
+    "frr_router_systemd": "plbmol-frrsd-",
+    "node_sysctl_systemd": "plbmol-sysctlsd-",
+}
 LOCKS = Path("/run/porter-molecule")
 
 
@@ -84,3 +91,20 @@ def test_scenario_passes(scenario_lock: str) -> None:
         assert f"{step}: Executed: Successful" in output, f"step {step} did not run:\n{output}"
     remaining = [n for n in netns.existing() if n.startswith(SCENARIOS[name])]
     assert not remaining, f"namespaces left behind: {remaining}"
+    if name.endswith("_systemd"):
+        containers = subprocess.run(
+            [
+                "podman",
+                "ps",
+                "--all",
+                "--quiet",
+                "--filter",
+                f"label=porter-molecule={SCENARIOS[name].rstrip('-')}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout.split()
+        assert not containers, f"containers left behind: {containers}"
+    print(f"molecule test -s {name}: {seconds:.0f}s")
