@@ -118,7 +118,10 @@ step "Kubernetes control plane (etcd, kube-apiserver) from pinned Go modules"
 step "helm from its pinned Go module (tests of charts/porter-lb)"
 "$venv/bin/python" -m porter_lab.helm >&2
 
-step "Container images (podman): Debian base, porter-lb controller and agent, test app, pause"
+step "Container images (podman): Debian base, porter-lb controller and agent, test app, pause, Molecule host"
 "$venv/bin/python" -m porter_lab.images >&2
+
+step "The AWX execution environment (ansible-builder, podman; docs/awx)"
+"$venv/bin/python" -m porter_lab.ee build >&2
 
 echo "$venv"

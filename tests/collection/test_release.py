@@ -150,6 +150,29 @@ def test_ansible_builder_introspection_reads_the_collections_requirements(tmp_pa
     assert any(line.startswith("openssh-clients") for line in found["system"])
 
 
+def test_lab_execution_environment_is_the_users_but_for_base_python_and_galaxy() -> None:
+    """What porter_lab.ee builds and the job test runs is docs/awx's definition, changed only
+    where a site without a registry and without Galaxy must: base image, package manager,
+    Python, where the dependency collections come from."""
+    from porter_lab import ee
+
+    users = load_yaml(AWX / "execution-environment.yml")
+    lab = ee.lab_definition("localhost/porter-lab/ee-base:x", ["localhost/porter-lb-ee:t"])
+    assert lab["images"]["base_image"]["name"] == "localhost/porter-lab/ee-base:x"
+    assert lab["options"]["package_manager_path"] == "/usr/local/bin/porter-pkgmgr"
+    for key in ("ansible_core", "ansible_runner", "python"):
+        assert lab["dependencies"][key] == users["dependencies"][key], key
+    assert lab["additional_build_steps"] == users["additional_build_steps"]
+    assert {f["dest"] for f in lab["additional_build_files"]} == {"porter-lb", "collections"}
+    requirements = ee.lab_requirements()["collections"]
+    assert requirements[0] == load_yaml(AWX / "requirements.yml")["collections"][0]
+    assert [r["name"] for r in requirements[1:]] == [
+        "/build/collections/kubernetes/core",
+        "/build/collections/ansible/netcommon",
+        "/build/collections/ansible/utils",
+    ]
+
+
 # --- changelog ----------------------------------------------------------------------------------
 
 

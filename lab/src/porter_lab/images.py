@@ -135,16 +135,17 @@ def digest(parts: Iterable[bytes]) -> str:
 # --- the base image ------------------------------------------------------------------------
 
 
-def base_ref() -> str:
-    recipe = [SUITE.encode(), MIRROR.encode(), BASE_RECIPE_VERSION.encode()]
+def base_ref(suite: str = SUITE) -> str:
+    recipe = [suite.encode(), MIRROR.encode(), BASE_RECIPE_VERSION.encode()]
     recipe += [line.encode() for line in SLIM_DPKG_EXCLUDES]
-    return f"localhost/porter-lab/debian:{SUITE}-{digest(recipe)}"
+    return f"localhost/porter-lab/debian:{suite}-{digest(recipe)}"
 
 
-def base_image(log: Log = print) -> str:
+def base_image(log: Log = print, suite: str = SUITE) -> str:
     """The Debian base every lab image starts from: debootstrap once (the root's archive is
-    cached), then `podman import`."""
-    ref = base_ref()
+    cached), then `podman import`. `suite` other than bookworm: the execution environment's
+    base (ansible-core 2.21 needs Python >= 3.12, which trixie has)."""
+    ref = base_ref(suite)
     if image_exists(ref):
         log(f"  base {ref}: present")
         return ref
@@ -153,19 +154,19 @@ def base_image(log: Log = print) -> str:
         if not shutil.which("debootstrap"):
             raise RuntimeError("debootstrap is not installed: run scripts/setup.sh")
         started = time.monotonic()
-        log(f"  base: debootstrap --variant=minbase {SUITE} (about a minute) ...")
+        log(f"  base: debootstrap --variant=minbase {suite} (about a minute) ...")
         archive.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="porter-lab-rootfs-", dir="/var/tmp") as tmp:
             root = Path(tmp) / "root"
             result = subprocess.run(
-                ["debootstrap", "--variant=minbase", SUITE, str(root), MIRROR],
+                ["debootstrap", "--variant=minbase", suite, str(root), MIRROR],
                 capture_output=True,
                 text=True,
                 check=False,
             )
             if result.returncode != 0:
                 raise RuntimeError(f"debootstrap failed: {result.stdout[-2000:]}{result.stderr}")
-            _slim(root)
+            _slim(root, suite)
             partial = archive.with_suffix(".partial")
             subprocess.run(
                 ["tar", "--numeric-owner", "-C", str(root), "-cf", str(partial), "."],
@@ -178,13 +179,13 @@ def base_image(log: Log = print) -> str:
     return ref
 
 
-def _slim(root: Path) -> None:
+def _slim(root: Path, suite: str) -> None:
     """Leave out what a container never needs (as Debian's -slim images), and point apt at
     the release, its updates and its security fixes."""
     (root / "etc/apt/sources.list").write_text(
-        f"deb {MIRROR} {SUITE} main\n"
-        f"deb {MIRROR} {SUITE}-updates main\n"
-        f"deb {MIRROR.replace('/debian', '/debian-security')} {SUITE}-security main\n"
+        f"deb {MIRROR} {suite} main\n"
+        f"deb {MIRROR} {suite}-updates main\n"
+        f"deb {MIRROR.replace('/debian', '/debian-security')} {suite}-security main\n"
     )
     (root / "etc/dpkg/dpkg.cfg.d/porter-lab-slim").write_text("\n".join(SLIM_DPKG_EXCLUDES) + "\n")
     (root / "etc/apt/apt.conf.d/porter-lab-clean").write_text(
