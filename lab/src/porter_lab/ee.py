@@ -48,6 +48,7 @@ EE_BASE = images.Image(
 # The collections porter.lb depends on, as scripts/setup.sh linked them into the checkout.
 DEPENDENCIES = ("kubernetes/core", "ansible/netcommon", "ansible/utils")
 REPOSITORY = "localhost/porter-lb-ee"
+RUNNER_UID = 1000  # ansible-builder's final USER
 
 
 def collection_version() -> str:
@@ -175,7 +176,14 @@ def build(log: images.Log = print) -> str:
     size = images.podman("image", "inspect", "--format", "{{.Size}}", ref).strip()
     for line in images.podman("images", "--format", "{{.Repository}}:{{.Tag}}", REPOSITORY).split():
         if line.startswith(f"{REPOSITORY}:{version}-") and line != ref:  # an older checkout's
-            images.podman("rmi", line)
+            # best effort: an image a job still runs stays until the next build
+            subprocess.run(
+                ["podman", "rmi", line],
+                env=images.podman_env(),
+                capture_output=True,
+                timeout=120,
+                check=False,
+            )
     log(
         f"  execution environment {ref}: built in {time.monotonic() - started:.0f}s, "
         f"{int(size) / 1e6:.0f} MB"
@@ -237,9 +245,9 @@ def run_job(
         (env_dir / "ssh_key").unlink(missing_ok=True)
     artifacts = data_dir / "artifacts"
     shutil.rmtree(artifacts, ignore_errors=True)
-    os.chmod(data_dir, 0o777)
-    for path in data_dir.rglob("*"):
-        os.chmod(path, 0o777 if path.is_dir() else 0o666)
+    # The image runs as 1000:0, as AWX's execution environments do: it owns the data dir.
+    for path in [data_dir, *data_dir.rglob("*")]:
+        os.chown(path, RUNNER_UID, 0)
     argv = ["podman", "run", "--rm", f"--network=ns:/run/netns/{netns}"]
     argv += ["--volume", f"{data_dir}:/runner:rw"]
     for volume in volumes:
