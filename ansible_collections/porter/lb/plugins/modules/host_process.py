@@ -174,20 +174,36 @@ def remove(pid_file):
             os.unlink(path)
 
 
+class SpawnError(Exception):
+    """A step of starting the process failed: the option it concerns and the OS error."""
+
+    def __init__(self, option, error):
+        super().__init__(f"{option}: {error}")
+        self.option = option
+
+
 def spawn(argv, log_file, chdir, env):
     """Start argv detached: a child in its own session, stdin from /dev/null, stdout and stderr
-    appended to log_file, no other descriptor inherited. Returns its pid; raises OSError if it
-    cannot be executed (the child reports exec's errno through a close-on-exec pipe, so an
-    empty read means exec succeeded). AnsibleModule.run_command waits for the command to
-    exit, which a daemon never does."""
-    out = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    appended to log_file, no other descriptor inherited, SIGPIPE and SIGXFSZ at their defaults
+    (as subprocess does). Returns its pid; raises SpawnError naming the option whose step
+    failed. The child reports a failed chdir or exec through a close-on-exec pipe, so an empty
+    read means exec succeeded. AnsibleModule.run_command waits for the command to exit, which
+    a daemon never does."""
+    try:
+        out = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    except OSError as error:
+        raise SpawnError("log_file", f"cannot open {log_file!r}: {error.strerror}") from error
     devnull = os.open(os.devnull, os.O_RDONLY)
     errors_read, errors_write = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
     if pid == 0:  # the child: never returns
+        step = "chdir"
         try:
             os.setsid()
             os.chdir(chdir)
+            step = "argv"
+            for number in (signal.SIGPIPE, signal.SIGXFSZ):
+                signal.signal(number, signal.SIG_DFL)
             os.dup2(devnull, 0)
             os.dup2(out, 1)
             os.dup2(out, 2)
@@ -195,27 +211,44 @@ def spawn(argv, log_file, chdir, env):
             os.closerange(errors_write + 1, os.sysconf("SC_OPEN_MAX"))
             os.execvpe(argv[0], argv, env)
         except OSError as error:
-            os.write(errors_write, str(error.errno or 0).encode())
+            os.write(errors_write, f"{step} {error.errno or 0}".encode())
         finally:
             os._exit(127)
     os.close(errors_write)
     os.close(out)
     os.close(devnull)
     with os.fdopen(errors_read, "rb") as errors:
-        reported = errors.read()
+        reported = errors.read().decode()
     if reported:
         os.waitpid(pid, 0)
-        errno = int(reported)
-        raise OSError(errno, os.strerror(errno))
+        option, number = reported.split()
+        reason = os.strerror(int(number))
+        if option == "chdir":
+            raise SpawnError("chdir", f"cannot change to {chdir!r}: {reason}")
+        raise SpawnError("argv", f"cannot start {argv[0]!r}: [Errno {number}] {reason}")
     return pid
 
 
 def exit_status(pid):
-    """The child's exit status if it has exited, else None (reaps it)."""
+    """The child's exit status if it has exited (minus the signal's number if a signal ended
+    it, as subprocess reports it), else None. Reaps it."""
     done, status = os.waitpid(pid, os.WNOHANG)
     if done == 0:
         return None
-    return os.waitstatus_to_exitcode(status)
+    if os.WIFSIGNALED(status):
+        return -os.WTERMSIG(status)
+    return os.WEXITSTATUS(status)
+
+
+def make_directories(module, result, **paths):
+    """The directory of each path, made if missing; a failure names the option."""
+    for option, path in paths.items():
+        try:
+            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        except OSError as error:
+            module.fail_json(
+                msg=f"{option}: cannot make the directory of {path!r}: {error}", **result
+            )
 
 
 def main():
@@ -269,12 +302,11 @@ def main():
         module.exit_json(**result)
     if current is not None:
         stop(current, params["stop_timeout"])
-    for path in (pid_file, log_file):
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    make_directories(module, result, pid_file=pid_file, log_file=log_file)
     try:
         pid = spawn(argv, log_file, params["chdir"], {**os.environ, **environment})
-    except OSError as error:
-        module.fail_json(msg=f"argv: cannot start {argv[0]!r}: {error}", **result)
+    except SpawnError as error:
+        module.fail_json(msg=str(error), **result)
     record = dict(pid=pid, start_time=start_time(pid), argv=argv, environment=environment)
     with open(pid_file + ".json", "w") as handle:
         json.dump(record, handle)
