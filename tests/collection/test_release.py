@@ -159,11 +159,24 @@ def test_lab_execution_environment_is_the_users_but_for_base_python_and_galaxy()
     users = load_yaml(AWX / "execution-environment.yml")
     lab = ee.lab_definition("localhost/porter-lab/ee-base:x", ["localhost/porter-lb-ee:t"])
     assert lab["images"]["base_image"]["name"] == "localhost/porter-lab/ee-base:x"
-    assert lab["options"]["package_manager_path"] == "/usr/local/bin/porter-pkgmgr"
-    for key in ("ansible_core", "ansible_runner", "python"):
-        assert lab["dependencies"][key] == users["dependencies"][key], key
-    assert lab["additional_build_steps"] == users["additional_build_steps"]
+    assert lab["options"] == {
+        "package_manager_path": "/usr/local/bin/porter-pkgmgr",
+        "skip_pip_install": True,
+        "tags": ["localhost/porter-lb-ee:t"],
+    }
+    assert lab["build_arg_defaults"] == {"ANSIBLE_GALAXY_CLI_COLLECTION_OPTS": "--offline"}
+    assert lab["dependencies"]["python_interpreter"]["python_path"] == "/usr/bin/python3"
+    assert lab["dependencies"]["galaxy"] == "requirements-lab.yml"
     assert {f["dest"] for f in lab["additional_build_files"]} == {"porter-lb", "collections"}
+    # everything else exactly the user's
+    changed = {"images", "options", "build_arg_defaults", "additional_build_files", "dependencies"}
+    assert {k: v for k, v in lab.items() if k not in changed} == {
+        k: v for k, v in users.items() if k not in changed
+    }
+    changed = {"python_interpreter", "galaxy"}
+    assert {k: v for k, v in lab["dependencies"].items() if k not in changed} == {
+        k: v for k, v in users["dependencies"].items() if k not in changed
+    }
     requirements = ee.lab_requirements()["collections"]
     assert requirements[0] == load_yaml(AWX / "requirements.yml")["collections"][0]
     assert [r["name"] for r in requirements[1:]] == [

@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -248,19 +249,25 @@ def run_job(
     # The image runs as 1000:0, as AWX's execution environments do: it owns the data dir.
     for path in [data_dir, *data_dir.rglob("*")]:
         os.chown(path, RUNNER_UID, 0)
-    argv = ["podman", "run", "--rm", f"--network=ns:/run/netns/{netns}"]
+    name = f"porter-lab-job-{uuid.uuid4().hex[:8]}"
+    argv = ["podman", "run", "--rm", f"--name={name}", f"--network=ns:/run/netns/{netns}"]
     argv += ["--volume", f"{data_dir}:/runner:rw"]
     for volume in volumes:
         argv += ["--volume", volume]
     argv += [ref, "ansible-runner", "run", "/runner", "-p", playbook, "--ident", "job"]
-    done = subprocess.run(
-        argv,
-        env=images.podman_env(),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    try:
+        done = subprocess.run(
+            argv,
+            env=images.podman_env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        # podman's client is gone, not the job's container: remove it, then report the timeout
+        images.podman("rm", "--force", "--ignore", "--time=5", name)
+        raise
     job = artifacts / "job"
     status = (job / "status").read_text().strip() if (job / "status").exists() else "missing"
     rc = int((job / "rc").read_text()) if (job / "rc").exists() else done.returncode
