@@ -200,11 +200,9 @@ class JobResult:
     """What an ansible-runner job inside the execution environment ended with."""
 
     status: str  # successful, failed, ...
-    rc: int
     stdout: str
     # playbook_on_stats: host -> count, for ok, changed, failures, ...
     stats: dict[str, dict[str, int]]
-    events: list[dict[str, Any]]
 
     def changed(self) -> int:
         return sum(self.stats.get("changed", {}).values())
@@ -270,7 +268,6 @@ def run_job(
         raise
     job = artifacts / "job"
     status = (job / "status").read_text().strip() if (job / "status").exists() else "missing"
-    rc = int((job / "rc").read_text()) if (job / "rc").exists() else done.returncode
     events = []
     for path in sorted(
         (job / "job_events").glob("*.json"), key=lambda p: int(p.stem.split("-")[0])
@@ -284,7 +281,7 @@ def run_job(
     stdout = (job / "stdout").read_text() if (job / "stdout").exists() else done.stdout
     if status == "missing":
         stdout += f"\n(podman exit {done.returncode}) {done.stderr}"
-    return JobResult(status, rc, stdout, stats, events)
+    return JobResult(status, stdout, stats)
 
 
 def main() -> int:

@@ -449,8 +449,6 @@ class BuiltImages:
 def build_all(log: Log = print) -> BuiltImages:
     base = base_image(log)
     built = BuiltImages({image.name: build(image, base, log) for image in IMAGES})
-    for image in HOST_IMAGES:
-        build(image, base, log)
     keep = built.archive()
     for path in (cache_dir() / "images").glob("*.tar"):  # archives of images no longer current
         if path != keep and not path.name.endswith("-rootfs.tar"):
@@ -490,6 +488,9 @@ def main() -> int:
     started = time.monotonic()
     print("Container images (first time: several minutes) ...", flush=True)
     built = build_all(log=lambda line: print(line, flush=True))
+    # The hosts' images (Molecule) only here, in the setup: a cluster's start never needs them.
+    for image in HOST_IMAGES:
+        build(image, base_image(log=lambda line: None), log=lambda line: print(line, flush=True))
     for name, ref in built.refs.items():
         print(f"  {name:<10} {ref}", flush=True)
     print(f"  images ready in {time.monotonic() - started:.0f}s", flush=True)
