@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from porter_lab import objects
+from porter_lab import netns, objects
 from porter_lab.agents import Agent
 from porter_lab.ansible_run import environment, run_task
 from porter_lab.controlplane import ControlPlane
@@ -103,6 +103,18 @@ def router_args(router: Router) -> list[str]:
     if isinstance(router, Bird):
         return ["--router", "bird", "--socket", str(router.socket)]
     return ["--router", "frr", "--vty-socket", str(router.workdir)]
+
+
+def router_output(router: Router) -> list[str]:
+    """The router's routes as its own commands print them, read as a playbook reads them on
+    the router (verify.yml) before porter.lb.route_audit compares them elsewhere."""
+    if isinstance(router, Bird):
+        show = ["show route all where source = RTS_BGP"]
+        return [netns.run(["birdc", "-r", "-s", str(router.socket), *show], router.netns)]
+    return [
+        netns.run(["vtysh", "--vty_socket", str(router.workdir), "-c", show], router.netns)
+        for show in ("show bgp ipv4 unicast json", "show bgp ipv6 unicast json")
+    ]
 
 
 def audit_cli(kubeconfig: Path, args: list[str]) -> tuple[int, dict[str, Any], str]:
@@ -226,6 +238,15 @@ def test_audit_node_speakers_against_the_router(  # noqa: PLR0917 - fixtures
             "stale": 1,
             "wrong_next_hops": 1,
         }
+        # The same, with the routes read on the router and given to the module
+        given = {k: v for k, v in module_args.items() if k not in ("socket", "vty_socket")}
+        elsewhere = play(tmp_path, kubeconfig, given | {"router_output": router_output(router)})
+        assert elsewhere["failed"] is True and elsewhere["msg"] == failed["msg"], elsewhere
+        both = play(tmp_path, kubeconfig, module_args | {"router_output": ["x"]})
+        assert both["failed"] is True and "mutually exclusive" in both["msg"], both
+        assert "router_output" in both["msg"], both
+        gobgp = play(tmp_path, kubeconfig, {"router": "gobgp", "router_output": ["x"]})
+        assert gobgp["msg"] == "router_output: given for router bird or frr only, not gobgp"
 
         # A BGP session lost: everything node2 announced loses it as a next hop.
         speakers["node1"].delete_route(Route(host(IP_STALE), "0.0.0.0"))

@@ -14,12 +14,15 @@ import pytest
 from porter_lab import objects
 from porter_lb.addresses import parse_address_pool
 from porter_lb.audit import (
+    AuditError,
     ClusterState,
+    RouterKind,
     compare,
     desired_routes_from_cluster,
     drift_summary,
     parse_bird_routes,
     parse_frr_bgp_json,
+    routes_from_output,
 )
 from porter_lb.cli import build_parser
 
@@ -267,6 +270,53 @@ def test_parse_frr_skips_invalid_paths_and_link_local_next_hops() -> None:
         }
     }
     assert parse_frr_bgp_json(document) == {"2001:db8:1::10/128": {"2001:db8::11"}}
+
+
+@pytest.mark.parametrize(
+    ("router", "outputs", "expected"),
+    [
+        ("bird", ["bird-show-route-all.txt"], BOTH),
+        ("frr", ["frr-show-bgp-ipv4-unicast.json", "frr-show-bgp-ipv6-unicast-empty.json"], BOTH),
+        ("frr", ["frr-show-bgp-ipv6-unicast-empty.json"], {}),
+        ("bird", [], {}),
+        ("frr", [], {}),
+    ],
+)
+def test_routes_from_output_read_elsewhere(
+    router: RouterKind, outputs: list[str], expected: dict[str, set[str]]
+) -> None:
+    texts = [(FIXTURES / name).read_text() for name in outputs]
+    assert routes_from_output(router, texts) == expected
+
+
+@pytest.mark.parametrize(
+    ("router", "outputs", "message"),
+    [
+        (
+            "bird",
+            ["Unable to connect to server control socket (/run/bird/bird.ctl): No such file"],
+            "router_output: birdc could not read the routes: Unable to connect",
+        ),
+        (
+            "bird",
+            ["BIRD 2.0.12 ready.\nAccess denied"],
+            "router_output: birdc could not read the routes: Access denied",
+        ),
+        (
+            "frr",
+            ["{}", "% BGP instance not found"],
+            "router_output[1]: not the JSON of vtysh's 'show bgp ... unicast json'",
+        ),
+        ("frr", ["[1, 2]"], "router_output[0]: a JSON object expected"),
+        ("gobgp", ["anything"], "router_output: only for router bird or frr, not gobgp"),
+    ],
+)
+def test_routes_from_output_names_what_is_wrong(
+    router: RouterKind, outputs: list[str], message: str
+) -> None:
+    with pytest.raises(AuditError) as raised:
+        routes_from_output(router, outputs)
+    assert str(raised.value).startswith(message)
 
 
 def test_cli_has_audit() -> None:

@@ -69,6 +69,7 @@ __all__ = [
     "read_cluster",
     "read_frr",
     "read_gobgp",
+    "routes_from_output",
     "run_audit",
 ]
 
@@ -409,6 +410,41 @@ def parse_frr_bgp_json(document: Mapping[str, Any] | str) -> dict[str, set[str]]
     return routes
 
 
+BIRD_SHOW_ROUTES = "show route all where source = RTS_BGP"
+"""The BIRD command the audit reads (restricted: `birdc -r`)."""
+
+FRR_SHOW_ROUTES = ("show bgp ipv4 unicast json", "show bgp ipv6 unicast json")
+"""The FRR commands the audit reads (vtysh -c), one per family."""
+
+
+def routes_from_output(router: RouterKind, outputs: Sequence[str]) -> dict[str, set[str]]:
+    """The BGP routes in what the router's own commands printed, run elsewhere (on the router,
+    over SSH): for `bird` the output of `birdc -r` + BIRD_SHOW_ROUTES, for `frr` one JSON
+    document per command of FRR_SHOW_ROUTES. AuditError names what is not such output."""
+    if router == "bird":
+        text = "\n".join(outputs)
+        for refusal in ("Access denied", "Unable to connect"):
+            if refusal in text:
+                line = next(x for x in text.splitlines() if refusal in x)
+                raise AuditError(f"router_output: birdc could not read the routes: {line.strip()}")
+        return parse_bird_routes(text)
+    if router == "frr":
+        routes: dict[str, set[str]] = {}
+        for index, output in enumerate(outputs):
+            try:
+                document = json.loads(output or "{}")
+            except ValueError:
+                raise AuditError(
+                    f"router_output[{index}]: not the JSON of vtysh's "
+                    f"'show bgp ... unicast json': {output[:200]!r}"
+                ) from None
+            if not isinstance(document, dict):
+                raise AuditError(f"router_output[{index}]: a JSON object expected")
+            routes.update(parse_frr_bgp_json(document))
+        return routes
+    raise AuditError(f"router_output: only for router bird or frr, not {router}")
+
+
 # --- shell ------------------------------------------------------------------------------------
 
 
@@ -428,7 +464,7 @@ def _run(command: list[str], netns: str, timeout: float) -> str:
 def read_bird(socket: str, *, netns: str = "", timeout: float = 30.0) -> dict[str, set[str]]:
     """The BGP routes of a BIRD 2 (restricted, read-only `birdc -r`)."""
     command = ["birdc", "-r"] + (["-s", socket] if socket else [])
-    output = _run([*command, "show route all where source = RTS_BGP"], netns, timeout)
+    output = _run([*command, BIRD_SHOW_ROUTES], netns, timeout)
     if "Access denied" in output or "Unable to connect" in output:
         raise AuditError(f"birdc {socket}: {output.strip()}")
     return parse_bird_routes(output)
@@ -438,14 +474,12 @@ def read_frr(vty_socket: str, *, netns: str = "", timeout: float = 30.0) -> dict
     """The BGP routes (IPv4 and IPv6 unicast) of an FRR bgpd, through vtysh."""
     command = ["vtysh"] + (["--vty_socket", vty_socket] if vty_socket else [])
     routes: dict[str, set[str]] = {}
-    for family in ("ipv4", "ipv6"):
-        output = _run([*command, "-c", f"show bgp {family} unicast json"], netns, timeout)
+    for show in FRR_SHOW_ROUTES:
+        output = _run([*command, "-c", show], netns, timeout)
         try:
             document = json.loads(output or "{}")
         except ValueError:
-            raise AuditError(
-                f"vtysh: show bgp {family} unicast json: not JSON: {output[:200]}"
-            ) from None
+            raise AuditError(f"vtysh: {show}: not JSON: {output[:200]}") from None
         routes.update(parse_frr_bgp_json(document))
     return routes
 
@@ -540,12 +574,19 @@ def run_audit(
     bgp_peers: Sequence[str] = (),
     pools: Sequence[str] = (),
     timeout: float = 30.0,
+    api_client: Any = None,
+    router_output: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Read the cluster and the router, compare; the report of `compare` plus `router`,
-    `mode`, `pools` (the Eips in scope) and `warnings`. AuditError if either is unreadable."""
+    `mode`, `pools` (the Eips in scope) and `warnings`. AuditError if either is unreadable.
+
+    `api_client` (a kubernetes ApiClient) is used instead of `kubeconfig`/`context` when
+    given; `router_output` (see `routes_from_output`) instead of reading the router."""
     from porter_lb.kubeapi import KubeAPI
 
-    api = KubeAPI(load_api_client(kubeconfig, context))
+    # output given is checked before the cluster is read: a bad one fails fast
+    given = routes_from_output(router, router_output) if router_output is not None else None
+    api = KubeAPI(api_client if api_client is not None else load_api_client(kubeconfig, context))
     state = read_cluster(api, namespace)
     cluster = desired_routes_from_cluster(
         state,
@@ -555,7 +596,9 @@ def run_audit(
         bgp_peers=bgp_peers,
         pools=pools,
     )
-    if router == "bird":
+    if given is not None:
+        observed = given
+    elif router == "bird":
         observed = read_bird(socket, netns=netns, timeout=timeout)
     elif router == "frr":
         observed = read_frr(vty_socket, netns=netns, timeout=timeout)

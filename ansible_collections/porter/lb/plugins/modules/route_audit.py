@@ -25,14 +25,23 @@ description:
   - Runs the audit in-process with the C(porter_lb) Python package (the porter-lb runtime),
     which must be installed for the Python interpreter Ansible uses on the target. It is on no
     index and not in the collection's C(meta/requirements.txt); build it with
-    C(pip wheel --no-deps ./runtime) from the repository and install it there. Run the
-    task where both the Kubernetes API and the router's control socket (or gobgpd's gRPC
-    address) can be reached, for instance on the router with C(delegate_to).
+    C(pip wheel --no-deps ./runtime) from the repository and install it there (the execution
+    environment of C(docs/awx) has it).
+  - The Kubernetes API is reached the way M(kubernetes.core.k8s) reaches it (same options, same
+    C(K8S_AUTH_*) environment variables, so AWX's Kubernetes credentials work).
+  - Either the task reads the router itself (its control socket or gRPC address must be
+    reachable where the task runs), or the router's own commands run on the router, for
+    instance over SSH with M(ansible.builtin.command), and their output is given in
+    O(router_output); then nothing but C(birdc) or C(vtysh) is needed on the router, and the
+    audit runs where the cluster credential is (C(playbooks/verify.yml) does this).
 author:
   - porter-lb maintainers (@porter-lb)
+extends_documentation_fragment:
+  - kubernetes.core.k8s_auth_options
 requirements:
   - porter-lb (the runtime Python package, with its kubernetes and grpcio dependencies)
-  - C(birdc) for O(router=bird), C(vtysh) for O(router=frr)
+  - C(birdc) for O(router=bird), C(vtysh) for O(router=frr), where the task runs, unless
+    O(router_output) is given
 options:
   router:
     description:
@@ -55,24 +64,24 @@ options:
     description:
       - The gRPC target of the gobgpd to read, for instance C(unix:///run/porter-lb/gobgp.sock)
         or C(127.0.0.1:50051).
+      - Default C(unix:///run/porter-lb/gobgp.sock).
     type: str
-    default: unix:///run/porter-lb/gobgp.sock
+  router_output:
+    description:
+      - The router's routes as its own commands printed them, run elsewhere (on the router);
+        the task then reads no router itself.
+      - For O(router=bird), the output of C(birdc -r show route all where source = RTS_BGP).
+      - For O(router=frr), the output of C(vtysh -c 'show bgp ipv4 unicast json') and of
+        C(vtysh -c 'show bgp ipv6 unicast json'), one list item each.
+      - Not for O(router=gobgp); not with O(socket), O(vty_socket), O(netns) or
+        O(gobgp_address).
+    type: list
+    elements: str
   netns:
     description:
       - Run C(birdc) or C(vtysh) inside this network namespace (C(ip netns exec)). Needed only
         when the router's control socket is not reachable from the namespace the task runs
         in; a unix socket on the filesystem usually is.
-    type: str
-  kubeconfig:
-    description:
-      - Path to the kubeconfig used to reach the Kubernetes API.
-      - If not set, the environment variable E(K8S_AUTH_KUBECONFIG) is used, then
-        E(KUBECONFIG) or C(~/.kube/config) if it exists, else the in-cluster service account.
-    type: path
-  context:
-    description:
-      - The kubeconfig context to use. If not set, E(K8S_AUTH_CONTEXT), else the current
-        context.
     type: str
   mode:
     description:
@@ -147,6 +156,21 @@ EXAMPLES = r"""
     bgp_peers: [tor-a]
     fail_on_drift: true
   delegate_to: tor-a
+
+- name: Read the top-of-rack BIRD's routes on the router (over SSH)
+  ansible.builtin.command:
+    argv: [birdc, -r, show route all where source = RTS_BGP]
+  register: rib
+  changed_when: false
+  check_mode: false
+
+- name: Audit them where the Kubernetes credential is (K8S_AUTH_* in AWX)
+  porter.lb.route_audit:
+    router: bird
+    router_output: ["{{ rib.stdout }}"]
+    bgp_peers: [tor-a]
+    fail_on_drift: true
+  delegate_to: localhost
 
 - name: Audit an FRR router fed by a central speaker
   porter.lb.route_audit:
@@ -308,7 +332,14 @@ warnings:
 
 import traceback
 
-from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
+from ansible.module_utils.basic import missing_required_lib
+
+from ansible_collections.kubernetes.core.plugins.module_utils.args_common import AUTH_ARG_SPEC
+from ansible_collections.kubernetes.core.plugins.module_utils.k8s.client import get_api_client
+from ansible_collections.kubernetes.core.plugins.module_utils.k8s.core import AnsibleK8SModule
+from ansible_collections.kubernetes.core.plugins.module_utils.k8s.exceptions import (
+    CoreException,
+)
 
 try:
     from porter_lb import audit
@@ -320,24 +351,30 @@ else:
     PORTER_LB_IMPORT_ERROR = None
 
 
+READ_OPTIONS = ("socket", "vty_socket", "netns", "gobgp_address")
+"""Options that say how to read the router, which O(router_output) replaces."""
+
+
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            router=dict(type="str", required=True, choices=["bird", "frr", "gobgp"]),
-            socket=dict(type="path"),
-            vty_socket=dict(type="path"),
-            gobgp_address=dict(type="str", default="unix:///run/porter-lb/gobgp.sock"),
-            netns=dict(type="str"),
-            kubeconfig=dict(type="path", fallback=(env_fallback, ["K8S_AUTH_KUBECONFIG"])),
-            context=dict(type="str", fallback=(env_fallback, ["K8S_AUTH_CONTEXT"])),
-            mode=dict(type="str", default="node", choices=["node", "central"]),
-            namespace=dict(type="str", default="porter-lb-system"),
-            load_balancer_class=dict(type="str", default="porter-lb.io/porter-lb"),
-            bgp_peers=dict(type="list", elements="str", default=[]),
-            pools=dict(type="list", elements="str", default=[]),
-            fail_on_drift=dict(type="bool", default=False),
-            timeout=dict(type="float", default=30),
-        ),
+    argument_spec = dict(
+        router=dict(type="str", required=True, choices=["bird", "frr", "gobgp"]),
+        socket=dict(type="path"),
+        vty_socket=dict(type="path"),
+        gobgp_address=dict(type="str"),
+        router_output=dict(type="list", elements="str"),
+        netns=dict(type="str"),
+        mode=dict(type="str", default="node", choices=["node", "central"]),
+        namespace=dict(type="str", default="porter-lb-system"),
+        load_balancer_class=dict(type="str", default="porter-lb.io/porter-lb"),
+        bgp_peers=dict(type="list", elements="str", default=[]),
+        pools=dict(type="list", elements="str", default=[]),
+        fail_on_drift=dict(type="bool", default=False),
+        timeout=dict(type="float", default=30),
+    )
+    argument_spec.update(AUTH_ARG_SPEC)
+    module = AnsibleK8SModule(
+        argument_spec=argument_spec,
+        mutually_exclusive=[("router_output", option) for option in READ_OPTIONS],
         supports_check_mode=True,
     )
     if not HAS_PORTER_LB:
@@ -349,21 +386,27 @@ def main():
             exception=PORTER_LB_IMPORT_ERROR,
         )
     params = module.params
+    if params["router_output"] is not None and params["router"] == "gobgp":
+        module.fail_json(msg="router_output: given for router bird or frr only, not gobgp")
+    try:
+        api_client = get_api_client(module=module).client.client
+    except CoreException as error:
+        module.fail_json(msg=f"Kubernetes API: {error}")
     try:
         report = audit.run_audit(
             router=params["router"],
             socket=params["socket"] or "",
             vty_socket=params["vty_socket"] or "",
-            gobgp=params["gobgp_address"],
+            gobgp=params["gobgp_address"] or "",
             netns=params["netns"] or "",
-            kubeconfig=params["kubeconfig"] or "",
-            context=params["context"] or "",
             mode=params["mode"],
             namespace=params["namespace"],
             class_name=params["load_balancer_class"],
             bgp_peers=params["bgp_peers"],
             pools=params["pools"],
             timeout=params["timeout"],
+            api_client=api_client,
+            router_output=params["router_output"],
         )
     except audit.AuditError as error:
         module.fail_json(msg=str(error))
