@@ -1,8 +1,9 @@
 """The roles' Molecule scenarios (extensions/molecule/), run as `molecule test -s NAME`.
 
-Each scenario builds its own bed of network namespaces with real gobgpd peers, converges the
-role on a real BIRD or FRR, checks idempotence and verifies sessions and the kernel FIB; see
-extensions/molecule/README.md. A missing tool is a failure, never a skip.
+Each router scenario builds its own bed of network namespaces with real gobgpd peers,
+converges the role on a real BIRD or FRR, checks idempotence and verifies sessions and the
+kernel FIB; host_runtime_systemd runs porter-lb's controller under systemd against a real API
+server; see extensions/molecule/README.md. A missing tool is a failure, never a skip.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ SCENARIOS = {
     "bird_router_systemd": "plbmol-birdsd-",
     "frr_router_systemd": "plbmol-frrsd-",
     "node_sysctl_systemd": "plbmol-sysctlsd-",
+    # porter-lb's controller under systemd against a real API server in the host's namespace
+    "host_runtime_systemd": "plbmol-rtsd-",
 }
 LOCKS = Path("/run/porter-molecule")
 

@@ -468,8 +468,56 @@ def write_kubeconfig(
     return path
 
 
+def serve(netns: str, workdir: Path) -> int:
+    """Run a ControlPlane inside the network namespace `netns` until SIGTERM or SIGINT.
+
+    The process enters the namespace first, so etcd and kube-apiserver listen on its
+    loopback, where only what joins the namespace (a Molecule host's container) reaches them.
+    Writes, in `workdir`: `kubeconfig` (the admin's, server on that loopback), `kubectl` (a
+    script running kubectl in the namespace with it) and, once the API server is ready,
+    `ready`. For the Molecule scenario of porter.lb.host_runtime (extensions/molecule/)."""
+    import signal
+
+    with open(f"/run/netns/{netns}", "rb") as handle:
+        os.setns(handle.fileno(), os.CLONE_NEWNET)
+    stop = False
+
+    def on_signal(signum: int, frame: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    plane = ControlPlane(workdir)
+    try:
+        plane.start()
+        kubectl = workdir / "kubectl"
+        kubectl.write_text(
+            "#!/bin/sh\n"
+            f'exec ip netns exec {netns} {KUBECTL.binary()} --kubeconfig {plane.kubeconfig} "$@"\n'
+        )
+        kubectl.chmod(0o755)
+        (workdir / "ready").write_text(plane.url + "\n")
+        print(f"control plane ready at {plane.url} in netns {netns}", flush=True)
+        # blocked only now, so etcd and kube-apiserver do not inherit the mask
+        signals = {signal.SIGTERM, signal.SIGINT}
+        signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+        if not stop:
+            signal.sigwait(signals)
+    finally:
+        (workdir / "ready").unlink(missing_ok=True)
+        plane.stop()
+    return 0
+
+
 def main() -> int:
-    """`python -m porter_lab.controlplane`: build every component with progress."""
+    """`python -m porter_lab.controlplane`: build every component with progress.
+    `python -m porter_lab.controlplane serve NETNS DIR`: see `serve`."""
+    if sys.argv[1:2] == ["serve"]:
+        if len(sys.argv) != 4:
+            print("usage: python -m porter_lab.controlplane serve NETNS DIR", file=sys.stderr)
+            return 2
+        return serve(sys.argv[2], Path(sys.argv[3]))
     print("Building Kubernetes (first time: several minutes) ...", flush=True)
     for component in (*COMPONENTS, *CLUSTER_COMPONENTS):
         build(component, log=lambda line: print(line, flush=True))

@@ -340,7 +340,8 @@ PAUSE = Image(
     prepare=_prepare_pause,
 )
 IMAGES = (PAUSE, CONTROLLER, AGENT, TEST_APP)
-# Not for the cluster's nodes: the Molecule scenarios' systemd host (extensions/molecule/).
+# Not for the cluster's nodes: the systemd hosts of the Molecule scenarios
+# (extensions/molecule/) and of the execution environment's router (porter_lab.systemdhost).
 MOLECULE_HOST = Image(
     "molecule-host",
     "localhost/porter-lab/molecule-host",
@@ -348,7 +349,16 @@ MOLECULE_HOST = Image(
     REPO / "lab/images/molecule-host",
     (),
 )
-HOST_IMAGES = (MOLECULE_HOST,)
+# The same with the porter-lb runtime in /opt/porter-lb (extensions/molecule/host_runtime_systemd).
+RUNTIME_HOST = Image(
+    "runtime-host",
+    "localhost/porter-lab/runtime-host",
+    REPO / "lab/images/runtime-host/Containerfile",
+    REPO,
+    RUNTIME_INPUTS,
+    tag_prefix=f"{_runtime_version()}-",
+)
+HOST_IMAGES = (MOLECULE_HOST, RUNTIME_HOST)
 
 
 def build_volumes() -> list[str]:
