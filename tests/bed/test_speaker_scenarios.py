@@ -263,6 +263,20 @@ def scenario(
     cluster.add_bgppeer("tor", spec["conf"]["neighborAddress"], **spec)
     expect(topology, router, {IP_A: {node1, node2}, IP_B: {node1}}, "BgpPeer re-created")
 
+    # A newer Eip announced over BGP overlapping the layer-2 pool loses the conflict (the
+    # older Eip owns the addresses): the layer-2 Service's address is still not routed. The
+    # endpoint change after it shows the speaker has read the Eip by then.
+    overlap = cluster.create(
+        objects.EIPS,
+        objects.eip(f"{cluster.tag}-overlap", "203.0.113.224-203.0.113.239"),
+    )
+    cluster.set_endpoints("local", [node2])
+    expect(topology, router, {IP_B: {node2}, IP_L2: set()}, "newer overlapping BGP Eip")
+    cluster.set_endpoints("local", [node1])
+    expect(topology, router, {IP_B: {node1}, IP_L2: set()}, "and still")
+    cluster.delete(f"{objects.EIPS}/{overlap['metadata']['name']}")
+    cluster.created.remove(f"{objects.EIPS}/{overlap['metadata']['name']}")
+
     # A restart of the speaker withdraws nothing: the router keeps both next hops throughout.
     with FibWatch(topology.router_ns, host(IP_A), {n.address for n in topology.nodes}) as watch:
         restart()

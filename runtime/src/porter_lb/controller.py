@@ -58,12 +58,11 @@ from porter_lb.model import (
     Pool,
     ServiceRequest,
     load_balancer_ips,
-    pool_from_eip,
     request_from_service,
     selects_porter,
     service_key,
 )
-from porter_lb.validation import pool_conflicts
+from porter_lb.validation import effective_pools
 from porter_lb.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
@@ -198,21 +197,9 @@ class AllocationController:
 
     def refresh_pools(self) -> None:
         """Pools from the Eip cache; invalid or conflicting Eips give out nothing."""
-        eips = [e for e in self.informers.items("Eip") if not _being_deleted(e)]
-        pools: dict[str, Pool] = {}
-        problems: dict[str, tuple[str, str]] = {}
-        for eip in eips:
-            name = eip["metadata"]["name"]
-            try:
-                pools[name] = pool_from_eip(eip)
-            except ModelError as error:
-                problems[name] = ("InvalidSpec", str(error))
-        valid = [e for e in eips if e["metadata"]["name"] in pools]
-        for name, message in pool_conflicts(valid).items():
-            problems[name] = ("Conflict", message)
-            pools.pop(name, None)
-        self.pools = pools
-        self.pool_problems = problems
+        effective = effective_pools(self.informers.items("Eip"))
+        self.pools = effective.pools
+        self.pool_problems = effective.problems
         # An Eip gone from the cache: forget our last write of it and the claims it held (a
         # leak per deleted Eip otherwise; a later Eip of that name starts from its own status).
         known = {e["metadata"]["name"] for e in self.informers.items("Eip")}

@@ -57,7 +57,7 @@ from porter_lb.layer2_election import (
     InterfaceSpec,
     Layer2Pool,
     assignments,
-    layer2_pool,
+    layer2_pools,
     node_assignments,
 )
 from porter_lb.model import (
@@ -68,7 +68,6 @@ from porter_lb.model import (
     ServiceTraffic,
     endpoints_from_slice,
     node_from_object,
-    pool_from_eip,
     selects_porter,
     slice_service_key,
     traffic_from_service,
@@ -498,19 +497,11 @@ class Layer2Announcer:
     # One step.
 
     def _pools(self) -> list[Layer2Pool]:
-        pools = []
-        for eip in self.informers.items("Eip"):
-            if (eip.get("metadata") or {}).get("deletionTimestamp"):
-                continue
-            try:
-                pool = layer2_pool(pool_from_eip(eip))
-            except ModelError as error:
-                self._warn(eip, "Eip", "InvalidEip", str(error))
-                continue
-            if pool is not None:
-                pools.append(pool)
+        pools, errors = layer2_pools(self.informers.items("Eip"))
+        for eip, error in errors:
+            self._warn(eip, "Eip", "InvalidEip", str(error))
         self._has_layer2 = bool(pools)
-        return sorted(pools, key=lambda p: p.name)
+        return pools
 
     def _resolve(
         self, pools: list[Layer2Pool], links: Mapping[str, Link]

@@ -23,10 +23,12 @@ import hashlib
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from porter_lb.addresses import AddressPool
-from porter_lb.model import Endpoint, ModelError, Node, Pool, ServiceTraffic
+from porter_lb.model import Endpoint, ModelError, Node, Pool, ServiceTraffic, pool_from_eip
 from porter_lb.routes import eligible_nodes
+from porter_lb.validation import effective_pools
 
 __all__ = [
     "CAN_REACH_PREFIX",
@@ -36,6 +38,7 @@ __all__ = [
     "announcer",
     "assignments",
     "layer2_pool",
+    "layer2_pools",
     "node_assignments",
     "parse_interface",
     "rank",
@@ -98,6 +101,30 @@ def layer2_pool(pool: Pool) -> Layer2Pool | None:
     if pool.protocol != "layer2":
         return None
     return Layer2Pool(pool.name, pool.addresses, parse_interface(pool.interface, pool.name))
+
+
+def layer2_pools(
+    eips: Iterable[dict[str, Any]],
+) -> tuple[list[Layer2Pool], list[tuple[dict[str, Any], ModelError]]]:
+    """The layer-2 pools of the Eips that own their addresses (`validation.effective_pools`:
+    not being deleted, readable, not the loser of a conflict), by name; and the Eips that
+    could not be read or whose interface is unusable, with why."""
+    listed = list(eips)
+    owners = effective_pools(listed).pools
+    pools: list[Layer2Pool] = []
+    errors: list[tuple[dict[str, Any], ModelError]] = []
+    for eip in listed:
+        metadata = eip.get("metadata")
+        if isinstance(metadata, Mapping) and metadata.get("deletionTimestamp"):
+            continue
+        try:
+            pool = layer2_pool(pool_from_eip(eip))
+        except ModelError as error:
+            errors.append((eip, error))
+            continue
+        if pool is not None and pool.name in owners:
+            pools.append(pool)
+    return sorted(pools, key=lambda p: p.name), errors
 
 
 def rendezvous_score(ip: str, node: str) -> int:

@@ -77,6 +77,7 @@ from porter_lb.routes import (
     eligible_nodes,
     host_prefix,
 )
+from porter_lb.validation import effective_pools
 from porter_lb.watch_cache import object_key
 
 log = logging.getLogger(__name__)
@@ -546,24 +547,22 @@ def peer_status_entry(status: PeerStatus | None, config: PeerConfig) -> dict[str
 
 
 def bgp_pools(eips: Iterable[Obj]) -> tuple[list[AddressPool], list[tuple[Obj, ModelError]]]:
-    """Address blocks of the Eips announced over BGP (protocol bgp, not being deleted).
-
-    A disabled Eip gives no new IPs but the ones given out stay, so it is still announced.
-    Returns the blocks and the Eips that could not be read, with why.
+    """Address blocks of the Eips announced over BGP: those with protocol bgp that own their
+    addresses (`validation.effective_pools`: not being deleted, readable, not the loser of a
+    conflict with an older Eip). A disabled Eip gives no new IPs but the ones given out stay,
+    so it is still announced. Returns the blocks and the Eips that could not be read, with why.
     """
-    pools: list[AddressPool] = []
+    listed = list(eips)
+    owners = effective_pools(listed).pools
     errors: list[tuple[Obj, ModelError]] = []
-    for eip in eips:
+    for eip in listed:
         if _being_deleted(eip):
             continue
         try:
-            pool = pool_from_eip(eip)
+            pool_from_eip(eip)
         except ModelError as error:
             errors.append((eip, error))
-            continue
-        if pool.protocol == "bgp":
-            pools.append(pool.addresses)
-    return pools, errors
+    return [p.addresses for p in owners.values() if p.protocol == "bgp"], errors
 
 
 def announced_ips(ips: Iterable[str], pools: Sequence[AddressPool]) -> tuple[str, ...]:

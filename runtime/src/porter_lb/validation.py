@@ -8,6 +8,10 @@ that lose a conflict not ready. The webhook is an early, friendly "no"; the cont
 guarantee, because the webhook may be absent (failurePolicy Ignore) or race a concurrent
 create. See docs/validation.md.
 
+`effective_pools` applies the same rule for everyone who acts on Eips: which Eips own their
+addresses. The controller gives addresses out of those only, and the speakers, layer 2 and
+the audit announce and check those only, so an Eip that loses a conflict is out everywhere.
+
 Who wins a conflict is decided by age alone, so that it never flips while objects come and go:
 an Eip loses when an *older* Eip (creationTimestamp, then name) holds an address it holds, or,
 when both are default pools, is of its family. Losers still count: an Eip overlapping only a
@@ -34,8 +38,10 @@ from porter_lb.model import DEFAULT_POOL_ANNOTATIONS, ModelError, Pool, pool_fro
 
 __all__ = [
     "ConflictKind",
+    "EffectivePools",
     "PoolConflict",
     "check_admission",
+    "effective_pools",
     "find_pool_conflicts",
     "pool_conflicts",
 ]
@@ -200,6 +206,39 @@ def pool_conflicts(eips: Sequence[Mapping[str, Any]]) -> dict[str, str]:
     for conflict in find_pool_conflicts(eips):
         messages.setdefault(conflict.eip, []).append(conflict.message)
     return {name: "; ".join(lines) for name, lines in messages.items()}
+
+
+@dataclass(frozen=True)
+class EffectivePools:
+    """Which Eips own their addresses, and why the others own none."""
+
+    pools: dict[str, Pool]  # Eip name -> its pool, for the Eips that own their addresses
+    # Eip name -> (reason, message): InvalidSpec (unreadable on its own) or Conflict (lost)
+    problems: dict[str, tuple[str, str]]
+
+
+def effective_pools(eips: Iterable[Mapping[str, Any]]) -> EffectivePools:
+    """The one rule for which Eip owns an address, for the controller, the speakers, layer 2
+    and the audit. An Eip being deleted owns nothing (and is not a problem); an Eip that
+    `pool_from_eip` refuses owns nothing (InvalidSpec); an Eip that loses a conflict
+    (`pool_conflicts`: an older Eip shares an address, or is the older default of its family)
+    owns nothing, its whole range (Conflict). Every other Eip owns its pool, disabled or not:
+    a disabled pool gives out no new address, but those it gave out stay announced."""
+    live = [e for e in eips if not _is_deleting(e)]
+    pools: dict[str, Pool] = {}
+    problems: dict[str, tuple[str, str]] = {}
+    for eip in live:
+        try:
+            pool = pool_from_eip(eip)
+        except ModelError as error:
+            problems[_name(eip)] = ("InvalidSpec", str(error))
+            continue
+        pools[pool.name] = pool
+    valid = [e for e in live if _name(e) in pools]
+    for name, message in pool_conflicts(valid).items():
+        problems[name] = ("Conflict", message)
+        del pools[name]
+    return EffectivePools(pools, problems)
 
 
 def _admission_message(name: str, conflict: PoolConflict, loser: _Eip, winner: _Eip) -> str:
