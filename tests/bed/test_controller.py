@@ -23,9 +23,9 @@ from porter_lab.topology import run_id
 from porter_lab.waiting import wait_for
 from porter_lb.controller import FINALIZER, AllocationController
 from porter_lb.events import EventRecorder
-from porter_lb.informers import GROUP_PATH, Informers
+from porter_lb.informers import Informers
 from porter_lb.kubeapi import KubeAPI, KubeError, Obj
-from porter_lb.model import LOAD_BALANCER_CLASS
+from porter_lb.model import GROUP_PATH, LOAD_BALANCER_CLASS
 
 POOL_ANNOTATION = "eip.openelb.kubesphere.io/v1alpha2"
 SHARING = "lb.porter-lb.io/allow-shared-ip"

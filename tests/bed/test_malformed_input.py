@@ -21,8 +21,9 @@ from porter_lab.topology import NODE_ASN, ROUTER_ASN, Topology, run_id
 from porter_lab.waiting import wait_for
 from porter_lb.controller import AllocationController
 from porter_lb.events import EventRecorder
-from porter_lb.informers import GROUP_PATH, Informers
+from porter_lb.informers import Informers
 from porter_lb.kubeapi import KubeAPI, KubeError, Obj
+from porter_lb.model import GROUP_PATH
 
 REQUESTED_IP = "eip.openelb.kubesphere.io/v1alpha1"
 REQUESTED_POOL = "eip.openelb.kubesphere.io/v1alpha2"

@@ -38,6 +38,7 @@ from typing import Any, Literal
 from porter_lb.addresses import AddressPool
 from porter_lb.kubeapi import Obj
 from porter_lb.model import (
+    GROUP_PATH,
     LOAD_BALANCER_CLASS,
     ModelError,
     Node,
@@ -526,9 +527,6 @@ def load_api_client(kubeconfig: str = "", context: str = "") -> Any:
     return client.ApiClient(configuration)
 
 
-_GROUP = "/apis/network.kubesphere.io/v1alpha2"
-
-
 def read_cluster(api: Any, secret_namespace: str) -> ClusterState:
     """One list of every kind the speaker reads (`api` is a `KubeAPI`). Secrets are read in
     porter-lb's namespace only; if that is forbidden, `secrets` is None."""
@@ -552,9 +550,9 @@ def read_cluster(api: Any, secret_namespace: str) -> ClusterState:
         services=items("/api/v1/services"),
         endpoint_slices=items("/apis/discovery.k8s.io/v1/endpointslices"),
         nodes=items("/api/v1/nodes"),
-        eips=items(f"{_GROUP}/eips"),
-        bgpconfs=items(f"{_GROUP}/bgpconfs"),
-        bgppeers=items(f"{_GROUP}/bgppeers"),
+        eips=items(f"{GROUP_PATH}/eips"),
+        bgpconfs=items(f"{GROUP_PATH}/bgpconfs"),
+        bgppeers=items(f"{GROUP_PATH}/bgppeers"),
         secrets=secrets,
     )
 

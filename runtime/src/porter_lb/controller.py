@@ -50,9 +50,10 @@ from porter_lb.allocator import (
 )
 from porter_lb.events import EventRecorder
 from porter_lb.health import Heartbeat
-from porter_lb.informers import GROUP_PATH, Informers
+from porter_lb.informers import Informers
 from porter_lb.kubeapi import KubeAPI, KubeError, Obj
 from porter_lb.model import (
+    GROUP_PATH,
     LOAD_BALANCER_CLASS,
     ModelError,
     Pool,

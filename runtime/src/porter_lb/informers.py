@@ -17,12 +17,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from porter_lb.kubeapi import KubeAPI, Obj
-from porter_lb.model import SERVICE_NAME_LABEL
+from porter_lb.model import GROUP_PATH, SERVICE_NAME_LABEL
 from porter_lb.watch_cache import Handler, WatchCache
 
 log = logging.getLogger(__name__)
-
-GROUP_PATH = "/apis/network.kubesphere.io/v1alpha2"
 
 PATHS: dict[str, str] = {
     "Service": "/api/v1/services",

@@ -61,6 +61,7 @@ from porter_lb.layer2_election import (
     node_assignments,
 )
 from porter_lb.model import (
+    GROUP_VERSION,
     LOAD_BALANCER_CLASS,
     Endpoint,
     ModelError,
@@ -691,7 +692,7 @@ class Layer2Announcer:
         self._warned[name] = message
         log.warning("%s", message)
         if self.recorder is not None:
-            api_version = obj.get("apiVersion") or "network.kubesphere.io/v1alpha2"
+            api_version = obj.get("apiVersion") or GROUP_VERSION
             self.recorder.warning({**obj, "kind": kind, "apiVersion": api_version}, reason, message)
 
     def announced(self) -> dict[str, str]:

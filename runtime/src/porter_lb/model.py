@@ -25,6 +25,8 @@ from porter_lb.addresses import AddressPool, AddressPoolError, parse_address_poo
 
 __all__ = [
     "DEFAULT_POOL_ANNOTATIONS",
+    "GROUP_PATH",
+    "GROUP_VERSION",
     "LOAD_BALANCER_CLASS",
     "LOAD_BALANCER_IMPLEMENTATION_ANNOTATION",
     "LOAD_BALANCER_IMPLEMENTATION_VALUES",
@@ -52,6 +54,12 @@ __all__ = [
     "slice_service_key",
     "traffic_from_service",
 ]
+
+GROUP_VERSION = "network.kubesphere.io/v1alpha2"
+"""apiVersion of porter-lb's custom resources (Eip, BgpConf, BgpPeer; Porter's and OpenELB's)."""
+
+GROUP_PATH = f"/apis/{GROUP_VERSION}"
+"""The API server path of that group and version."""
 
 LOAD_BALANCER_CLASS = "porter-lb.io/porter-lb"
 """The `spec.loadBalancerClass` that makes a LoadBalancer Service porter-lb's.

@@ -58,6 +58,8 @@ from porter_lb.health import Heartbeat
 from porter_lb.informers import Informers
 from porter_lb.kubeapi import KubeAPI, KubeError, Obj
 from porter_lb.model import (
+    GROUP_PATH,
+    GROUP_VERSION,
     LOAD_BALANCER_CLASS,
     Endpoint,
     ModelError,
@@ -134,12 +136,7 @@ DEFAULT_HOLD_TIME = 90
 DEFAULT_KEEPALIVE = 30
 DEFAULT_CONNECT_RETRY = 5  # GoBGP's own default, 120 s, leaves a peer down long after a restart
 
-GROUP_PATH = "/apis/network.kubesphere.io/v1alpha2"
-_API_VERSIONS = {
-    "BgpPeer": "network.kubesphere.io/v1alpha2",
-    "BgpConf": "network.kubesphere.io/v1alpha2",
-    "Eip": "network.kubesphere.io/v1alpha2",
-}
+_API_VERSIONS = {"BgpPeer": GROUP_VERSION, "BgpConf": GROUP_VERSION, "Eip": GROUP_VERSION}
 _NEXT_HOP_SELF = {4: "0.0.0.0", 6: "::"}
 
 
