@@ -26,7 +26,7 @@ from typing import Any
 from porter_lab import netns as _netns
 from porter_lab.netlink import NetlinkWatcher
 from porter_lb import neighbor_packets as packets
-from porter_lb.layer2 import entered
+from porter_lb.netns import entered
 
 _RTMGRP_NEIGH = 0x4
 _ETH_P_ALL = 0x0003

@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from porter_lb import metrics
+from porter_lb.netns import netns_path
 
 log = logging.getLogger(__name__)
 
@@ -316,10 +317,6 @@ _RT_SCOPE_HOST = 254
 _RTN_LOCAL = 2
 
 
-def _netns_path(netns: str) -> str:
-    return netns if "/" in netns else f"/run/netns/{netns}"
-
-
 @dataclass
 class HostRules:
     """Keeps this node's kernel entries (see the module docstring) equal to what it accepts.
@@ -331,11 +328,11 @@ class HostRules:
     error or once `reread_interval` seconds have passed.
 
     Every netlink call runs on ONE worker thread (pyroute2 0.9's sockets are bound to an
-    asyncio loop of the thread that made them). With `netns` (a name under /run/netns, or a
-    path) that thread enters the namespace before anything else, so the agent can run in
-    the host's namespace and program a node namespace (the lab); the rest of the process
-    stays where it is. The sysctl checks read /proc/sys from the same thread, so they see
-    the namespace's values.
+    asyncio loop of the thread that made them). With `netns` (a name under /run/netns, or an
+    absolute path: `porter_lb.netns`) that thread enters the namespace before anything
+    else, so the agent can run in the host's namespace and program a node namespace (the
+    lab); the rest of the process stays where it is. The sysctl checks read /proc/sys from
+    the same thread, so they see the namespace's values.
     """
 
     config: HostRulesConfig
@@ -401,7 +398,7 @@ class HostRules:
     def _socket(self) -> Any:
         if self._ipr is None:
             if self.netns:
-                path = _netns_path(self.netns)
+                path = netns_path(self.netns)
                 try:
                     fd = os.open(path, os.O_RDONLY)
                 except OSError as error:
@@ -613,7 +610,8 @@ def add_host_rule_options(parser: argparse.ArgumentParser) -> None:
         "--netns",
         default="",
         help="network namespace holding the node's interfaces, rules and routes: a name under"
-        " /run/netns or a path (default: the agent's own; the lab runs agents in the host's)",
+        " /run/netns or an absolute path (default: the agent's own; the lab runs agents in the"
+        " host's)",
     )
 
 

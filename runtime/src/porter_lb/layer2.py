@@ -23,9 +23,10 @@ A node that takes over because the announcer died answers at once (that is the f
 cannot tell dead peers from a broken watch: it keeps answering what it answered and takes over
 nothing, rather than every node claiming every IP or all of them falling silent.
 
-**Network namespace.** `netns` ("" for the agent's own; a name under /run/netns; or a path)
-is where the node's interfaces are. Sockets are created inside it by a thread that enters it
-with setns and comes back (the lab runs agents in the host namespace, beside the API server).
+**Network namespace.** `netns` ("" for the agent's own; a name under /run/netns; or an absolute
+path: `porter_lb.netns`) is where the node's interfaces are. Sockets are created inside it by a
+thread that enters it with setns and comes back (the lab runs agents in the host namespace,
+beside the API server).
 """
 
 from __future__ import annotations
@@ -34,13 +35,12 @@ import contextlib
 import ctypes
 import ipaddress
 import logging
-import os
 import select
 import socket
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,6 +73,7 @@ from porter_lb.model import (
     slice_service_key,
     traffic_from_service,
 )
+from porter_lb.netns import entered
 
 log = logging.getLogger(__name__)
 
@@ -128,35 +129,6 @@ _NEIGHBOR_SOLICITATIONS = (
     (0x06, 0, 0, 0x40000),
     (0x06, 0, 0, 0),
 )
-
-
-def netns_path(netns: str) -> str:
-    """The namespace's path: "" (own namespace), a name under /run/netns, or a path."""
-    if not netns or netns.startswith("/"):
-        return netns
-    return f"/run/netns/{netns}"
-
-
-@contextlib.contextmanager
-def entered(netns: str) -> Iterator[None]:
-    """Run the block with THIS thread in network namespace `netns` ("" : stay), then return."""
-    path = netns_path(netns)
-    if not path:
-        yield
-        return
-    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    try:
-        target = os.open(path, os.O_RDONLY)
-        try:
-            os.setns(target, os.CLONE_NEWNET)
-        finally:
-            os.close(target)
-        try:
-            yield
-        finally:
-            os.setns(own, os.CLONE_NEWNET)
-    finally:
-        os.close(own)
 
 
 def _attach_filter(sock: socket.socket, program: tuple[tuple[int, int, int, int], ...]) -> None:
@@ -735,7 +707,7 @@ def add_options(parser: Any, has_option: Callable[[str], bool]) -> None:
             "--netns",
             default="",
             help="network namespace holding the node's interfaces: a name under /run/netns "
-            "or a path (default: the agent's own)",
+            "or an absolute path (default: the agent's own)",
         )
     parser.add_argument(
         "--heartbeat-interval",
