@@ -15,10 +15,20 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from porter_lb.kubeapi import KubeAPI, KubeError, Obj
+from porter_lb.model import GROUP_VERSION
 
 log = logging.getLogger(__name__)
 
 COMPONENT = "porter-lb"
+
+API_VERSIONS = {
+    "Eip": GROUP_VERSION,
+    "BgpConf": GROUP_VERSION,
+    "BgpPeer": GROUP_VERSION,
+    "EndpointSlice": "discovery.k8s.io/v1",
+}
+"""apiVersion of the kinds porter-lb warns about, when an object does not carry its own (items
+of a list do not); every other kind here (Service, Node, Secret) is core v1."""
 
 
 def _now() -> str:
@@ -116,3 +126,38 @@ class EventRecorder:
 
     def warning(self, obj: Obj, reason: str, message: str) -> None:
         self.event(obj, "Warning", reason, message)
+
+
+class Warnings:
+    """Warning Events (and log lines) about objects porter-lb cannot use, once per (kind,
+    object, message): the same problem seen at every resync is reported once; a different
+    message for the object is reported again; `clear` forgets the object, so the problem is
+    reported again if it comes back after a fix. The speakers' and layer 2's one de-duplicator.
+    """
+
+    def __init__(self, recorder: EventRecorder | None, logger: logging.Logger) -> None:
+        self.recorder = recorder
+        self.logger = logger
+        self._reported: dict[tuple[str, str], str] = {}  # (kind, namespace/name) -> message
+
+    @staticmethod
+    def key(obj: Obj) -> str:
+        """namespace/name, or name for a cluster-scoped object."""
+        metadata = obj.get("metadata") or {}
+        name = str(metadata.get("name", ""))
+        namespace = metadata.get("namespace")
+        return f"{namespace}/{name}" if namespace else name
+
+    def warn(self, obj: Obj, kind: str, reason: str, message: str) -> None:
+        key = (kind, self.key(obj))
+        if self._reported.get(key) == message:
+            return
+        self._reported[key] = message
+        self.logger.warning("%s", message, extra={"kind": kind, "reason": reason})
+        if self.recorder is not None:
+            api_version = obj.get("apiVersion") or API_VERSIONS.get(kind, "v1")
+            self.recorder.warning({**obj, "kind": kind, "apiVersion": api_version}, reason, message)
+
+    def clear(self, kind: str, key: str) -> None:
+        """Forget the object `key` (namespace/name, or name) of `kind`."""
+        self._reported.pop((kind, key), None)

@@ -48,7 +48,7 @@ from prometheus_client import Counter, Gauge
 
 from porter_lb import metrics
 from porter_lb import neighbor_packets as packets
-from porter_lb.events import EventRecorder
+from porter_lb.events import EventRecorder, Warnings
 from porter_lb.heartbeat import DEFAULT_INTERVAL, DEFAULT_TIMEOUT, NodeHeartbeat, NodeLiveness
 from porter_lb.informers import Informers
 from porter_lb.kubeapi import KubeAPI, Obj
@@ -61,7 +61,6 @@ from porter_lb.layer2_election import (
     node_assignments,
 )
 from porter_lb.model import (
-    GROUP_VERSION,
     LOAD_BALANCER_CLASS,
     Endpoint,
     ModelError,
@@ -405,7 +404,7 @@ class Layer2Announcer:
         self._usable_since: dict[str, float] = {}  # pool -> when it last became usable here
         self._fresh_since: float | None = None
         self._state = _State()
-        self._warned: dict[str, str] = {}
+        self._warnings = Warnings(recorder, log)
         self._sysctl_checked: set[str] = set()
         self._threads: list[threading.Thread] = []
         for kind in LAYER2_KINDS:
@@ -658,14 +657,7 @@ class Layer2Announcer:
                 )
 
     def _warn(self, obj: Obj, kind: str, reason: str, message: str) -> None:
-        name = str((obj.get("metadata") or {}).get("name", ""))
-        if self._warned.get(name) == message:
-            return
-        self._warned[name] = message
-        log.warning("%s", message)
-        if self.recorder is not None:
-            api_version = obj.get("apiVersion") or GROUP_VERSION
-            self.recorder.warning({**obj, "kind": kind, "apiVersion": api_version}, reason, message)
+        self._warnings.warn(obj, kind, reason, message)
 
     def announced(self) -> dict[str, str]:
         """IP -> interface this node answers for right now."""

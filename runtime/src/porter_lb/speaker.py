@@ -43,7 +43,7 @@ from typing import Any, Literal
 
 from porter_lb import metrics
 from porter_lb.addresses import AddressPool
-from porter_lb.events import EventRecorder
+from porter_lb.events import API_VERSIONS, EventRecorder, Warnings
 from porter_lb.gobgp import (
     DEFAULT_DEFERRAL_TIME,
     GlobalConfig,
@@ -59,7 +59,6 @@ from porter_lb.informers import Informers
 from porter_lb.kubeapi import KubeAPI, KubeError, Obj
 from porter_lb.model import (
     GROUP_PATH,
-    GROUP_VERSION,
     LOAD_BALANCER_CLASS,
     Endpoint,
     ModelError,
@@ -136,7 +135,6 @@ DEFAULT_HOLD_TIME = 90
 DEFAULT_KEEPALIVE = 30
 DEFAULT_CONNECT_RETRY = 5  # GoBGP's own default, 120 s, leaves a peer down long after a restart
 
-_API_VERSIONS = {"BgpPeer": GROUP_VERSION, "BgpConf": GROUP_VERSION, "Eip": GROUP_VERSION}
 _NEXT_HOP_SELF = {4: "0.0.0.0", 6: "::"}
 
 
@@ -797,7 +795,7 @@ class Speaker:
         self._global: GlobalConfig | None = None  # what this process started gobgpd with
         self._held: dict[str, set[Route]] | None = None  # None: read it from gobgpd first
         self._fresh_instance = False  # started by us, its peers not yet configured
-        self._reported: dict[tuple[str, str], str] = {}  # (kind, name) -> last Warning
+        self._warnings = Warnings(recorder, log)
         self._plain_warned: set[str] = set()  # BgpPeers warned about a plain-text password
         self.reconciles = 0  # full + incremental, for tests and logs
         # For the process's health checks (porter_lb.health): the loop beats each time round;
@@ -945,18 +943,10 @@ class Speaker:
     # Reconciling.
 
     def _warn(self, obj: Obj, kind: str, reason: str, message: str) -> None:
-        """A Warning Event and a log line, once per (object, message)."""
-        key = (kind, object_key(obj))
-        if self._reported.get(key) == message:
-            return
-        self._reported[key] = message
-        log.warning("%s", message, extra={"kind": kind, "reason": reason})
-        if self.recorder is not None:
-            api_version = obj.get("apiVersion") or _API_VERSIONS.get(kind, "v1")
-            self.recorder.warning({**obj, "kind": kind, "apiVersion": api_version}, reason, message)
+        self._warnings.warn(obj, kind, reason, message)
 
     def _clear_warning(self, kind: str, name: str) -> None:
-        self._reported.pop((kind, name), None)
+        self._warnings.clear(kind, name)
 
     def _read_nodes(self) -> dict[str, Node]:
         nodes = {}
@@ -993,7 +983,7 @@ class Speaker:
                 )
                 log.warning("%s", message, extra={"kind": "BgpPeer"})
                 self.recorder.warning(
-                    {**peer, "kind": "BgpPeer", "apiVersion": _API_VERSIONS["BgpPeer"]},
+                    {**peer, "kind": "BgpPeer", "apiVersion": API_VERSIONS["BgpPeer"]},
                     "PlainTextPassword",
                     message,
                 )
