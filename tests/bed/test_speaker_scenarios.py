@@ -278,11 +278,15 @@ def scenario(
     cluster.created.remove(f"{objects.EIPS}/{overlap['metadata']['name']}")
 
     # A restart of the speaker withdraws nothing: the router keeps both next hops throughout.
+    # The watch samples before the restart begins and again after the new speaker is live, so
+    # the whole restart lies between samples it took (a sample count would depend on load).
     with FibWatch(topology.router_ns, host(IP_A), {n.address for n in topology.nodes}) as watch:
+        wait_for(lambda: watch.samples >= 3, 10, "the FIB watch sampling before the restart")
         restart()
         cluster.set_endpoints("local", [node2])  # and the new speaker is live
         expect(topology, router, {IP_B: {node2}}, "endpoint moved after the restart")
-    assert watch.samples > 10
+        live = watch.samples
+        wait_for(lambda: watch.samples >= live + 3, 10, "FIB samples after the restart")
     assert watch.missing == [], "a route was withdrawn while the speaker restarted"
 
 
