@@ -23,7 +23,7 @@ from porter_lab.paths import CRD_DIR
 from porter_lab.routers import Bird, Neighbor, RouterSpec, established
 from porter_lab.speakers import Gobgpd
 from porter_lab.topology import EIP_POOL, NODE_ASN, PREFIX_ROOT, ROUTER_ASN, Topology, run_id
-from porter_lb.kubeapi import KubeAPI, KubeError
+from porter_lb.kube.api import KubeAPI, KubeError
 
 NAMESPACE = "bench"
 SYSTEM_NAMESPACE = "porter-lb-system"

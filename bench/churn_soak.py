@@ -5,7 +5,7 @@ namespaces each with gobgpd and `porter-lb agent`, a BIRD router. A seeded rando
 creates/deletes/resizes Services, switches their externalTrafficPolicy and asks, flaps Nodes
 Ready/NotReady, adds/disables/deletes Eips and changes the BgpPeer, without waiting for the
 system to follow. Then: time until quiescent, the router's FIB against the desired routes
-(`porter_lb.audit`), leaked IPs, whether the allocator would still change anything, and the
+(`porter_lb.routing.audit`), leaked IPs, whether the allocator would still change anything, and the
 RSS of the controller and the agents (start, after warm-up, half way, end).
 
 Targets: 0 missing/stale/wrong routes, 0 leaked IPs, 0 unsettled Services, RSS growth over

@@ -40,8 +40,8 @@ from porter_lab.l2watch import NeighborWatcher
 from porter_lab.paths import CRD_DIR
 from porter_lab.topology import PREFIX_ROOT, run_id
 from porter_lab.waiting import wait_for
-from porter_lb.kubeapi import KubeAPI
-from porter_lb.layer2_election import rank
+from porter_lb.kube.api import KubeAPI
+from porter_lb.layer2.election import rank
 
 EIP = "198.51.100.200"
 SYSTEM_NAMESPACE = "porter-lb-system"

@@ -42,8 +42,8 @@ from porter_lab.speakers import Gobgpd
 from porter_lab.topology import NODE_ASN, ROUTER_ASN, Topology, run_id
 from porter_lab.traffic import count_answers, serve_node_name
 from porter_lab.waiting import wait_for
-from porter_lb.hostrules import DEFAULT_PRIORITY, DEFAULT_PROTOCOL, DEFAULT_TABLE
-from porter_lb.kubeapi import KubeAPI, KubeError
+from porter_lb.host.acceptance import DEFAULT_PRIORITY, DEFAULT_PROTOCOL, DEFAULT_TABLE
+from porter_lb.kube.api import KubeAPI, KubeError
 
 POOL = "203.0.113.144/28"  # inside the routers' accepted EIP pool; no other test uses it
 SYSTEM_NAMESPACE = "porter-lb-system"

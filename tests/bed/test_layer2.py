@@ -31,9 +31,9 @@ from porter_lab.l2topology import EIP6_RANGE, EIP_RANGE, L2Topology, http_get
 from porter_lab.l2watch import AnswerCapture, NeighborWatcher
 from porter_lab.topology import run_id
 from porter_lab.waiting import wait_for
-from porter_lb.heartbeat import lease_name
-from porter_lb.kubeapi import KubeAPI, KubeError
-from porter_lb.layer2_election import rank
+from porter_lb.kube.api import KubeAPI, KubeError
+from porter_lb.layer2.election import rank
+from porter_lb.layer2.heartbeat import lease_name
 
 SYSTEM_NAMESPACE = "porter-lb-system"
 EIP = "198.51.100.200"

@@ -12,8 +12,8 @@ import pytest
 from kubernetes import client
 
 from porter_lab.waiting import wait_for
-from porter_lb.kubeapi import KubeAPI
-from porter_lb.leader_election import LeaderElector
+from porter_lb.kube.api import KubeAPI
+from porter_lb.kube.leader_election import LeaderElector
 
 
 @dataclass

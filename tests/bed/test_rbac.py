@@ -22,7 +22,7 @@ from kubernetes import client
 
 from ansible_collections.porter.lb.plugins.plugin_utils import install_manifests as description
 from porter_lab import objects
-from porter_lb.kubeapi import KubeAPI, KubeError
+from porter_lb.kube.api import KubeAPI, KubeError
 
 RBAC_KINDS = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
 PATHS = {

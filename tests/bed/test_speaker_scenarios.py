@@ -26,7 +26,7 @@ from porter_lab.routers import Bird, Frr, Neighbor, Router, RouterSpec, establis
 from porter_lab.speakers import CentralSpeaker, Gobgpd
 from porter_lab.topology import EIP_POOL, NODE_ASN, ROUTER_ASN, Topology, run_id
 from porter_lab.waiting import wait_for
-from porter_lb.kubeapi import KubeAPI, KubeError
+from porter_lb.kube.api import KubeAPI, KubeError
 
 SECRET_NAMESPACE = "porter-lb-system"
 BGP_POOL = "203.0.113.192/27"  # inside the router's accepted EIP_POOL

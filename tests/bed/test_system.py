@@ -26,7 +26,7 @@ from porter_lab.routers import Bird, Frr, Neighbor, Router, RouterSpec, establis
 from porter_lab.speakers import Gobgpd
 from porter_lab.topology import NODE_ASN, ROUTER_ASN, Topology, run_id
 from porter_lab.waiting import wait_for
-from porter_lb.kubeapi import KubeAPI, KubeError
+from porter_lb.kube.api import KubeAPI, KubeError
 
 POOL = "203.0.113.160/28"  # inside the routers' accepted EIP pool
 SYSTEM_NAMESPACE = "porter-lb-system"

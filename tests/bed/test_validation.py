@@ -24,10 +24,10 @@ from porter_lab.controlplane import ControlPlane, free_port
 from porter_lab.kube import load_manifests
 from porter_lab.processes import Daemon
 from porter_lab.waiting import wait_for
-from porter_lb.addresses import AddressPoolError, parse_address_pool
-from porter_lb.kubeapi import KubeAPI, KubeError
-from porter_lb.validation import pool_conflicts
-from porter_lb.webhook import generate_certificates
+from porter_lb.kube.api import KubeAPI, KubeError
+from porter_lb.model.addresses import AddressPoolError, parse_address_pool
+from porter_lb.model.validation import pool_conflicts
+from porter_lb.webhook.admission import generate_certificates
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures"

@@ -12,8 +12,8 @@ from kubernetes import client
 
 from porter_lab.controlplane import ControlPlane
 from porter_lab.waiting import wait_for
-from porter_lb.kubeapi import KubeAPI, Obj
-from porter_lb.watch_cache import WatchCache
+from porter_lb.kube.api import KubeAPI, Obj
+from porter_lb.kube.watch_cache import WatchCache
 
 
 @dataclass

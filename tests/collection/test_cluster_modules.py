@@ -22,10 +22,10 @@ from porter_lab.routers import Bird, Neighbor, Router, RouterSpec, established
 from porter_lab.speakers import CentralSpeaker, Gobgpd
 from porter_lab.topology import EIP_POOL, NODE_ASN, ROUTER_ASN, Topology, run_id
 from porter_lab.waiting import wait_for
-from porter_lb.controller import AllocationController
-from porter_lb.events import EventRecorder
-from porter_lb.informers import Informers
-from porter_lb.kubeapi import KubeAPI
+from porter_lb.allocation.controller import AllocationController
+from porter_lb.kube.api import KubeAPI
+from porter_lb.kube.events import EventRecorder
+from porter_lb.kube.informers import Informers
 
 PASSWORD = "s3cret-md5-pw"  # must never appear in any output
 SECRET_NAMESPACE = "porter-lb-system"

@@ -240,7 +240,7 @@ def test_rbac_grants_exactly_what_the_runtime_calls() -> None:
         ("", "events", "create"),
         ("", "events", "get"),
         ("", "events", "patch"),
-        # The webhook certificate: its caBundle (porter_lb.webhook_tls).
+        # The webhook certificate: its caBundle (porter_lb.webhook.tls).
         ("admissionregistration.k8s.io", "validatingwebhookconfigurations", "get"),
         ("admissionregistration.k8s.io", "validatingwebhookconfigurations", "update"),
     }
@@ -350,7 +350,7 @@ def test_containerfile_copies_files_that_exist(path: Path) -> None:
         for source in sources:
             assert (REPO / source).exists(), f"{path.name}: COPY source {source} does not exist"
     # The symlinked shared module must arrive where the runtime's link points.
-    link = REPO / "runtime/src/porter_lb/addresses.py"
+    link = REPO / "runtime/src/porter_lb/model/addresses.py"
     target = link.resolve().relative_to(REPO)
     assert any(str(target) in args for args in copies), f"{path.name}: {target} not copied"
 

@@ -26,7 +26,7 @@ from porter_lab.ansible_run import BIN, environment, recap, run_playbook
 from porter_lab.controlplane import ControlPlane
 from porter_lab.paths import REPO
 from porter_lab.topology import run_id
-from porter_lb.kubeapi import KubeAPI
+from porter_lb.kube.api import KubeAPI
 
 PASSWORD = "r0le-md5-pw"  # must never appear in any output
 SECRET_NAMESPACE = "porter-lb-system"

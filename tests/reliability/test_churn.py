@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from porter_lab.reliability.churn import STEP_KINDS, ChurnConfig, run_churn
-from porter_lb.audit import drift_summary
+from porter_lb.routing.audit import drift_summary
 
 # Memory is a behaviour check with a generous margin: RSS at the end of the walk within 25%
 # of RSS half way (the bench's target is 10%).

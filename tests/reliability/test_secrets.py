@@ -45,7 +45,7 @@ from porter_lab.routers import Bird, Neighbor, RouterSpec, established
 from porter_lab.speakers import Gobgpd
 from porter_lab.topology import NODE_ASN, ROUTER_ASN, Topology, run_id
 from porter_lab.waiting import wait_for
-from porter_lb.kubeapi import KubeAPI
+from porter_lb.kube.api import KubeAPI
 
 POOL = "203.0.113.192/29"  # inside the routers' accepted EIP pool, used by no other test
 SECRET_KEY = "password"

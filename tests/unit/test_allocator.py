@@ -9,8 +9,7 @@ from typing import Any
 
 import pytest
 
-from porter_lb.addresses import parse_address_pool
-from porter_lb.allocator import (
+from porter_lb.allocation.allocator import (
     Allocated,
     Allocations,
     RefusalReason,
@@ -21,7 +20,8 @@ from porter_lb.allocator import (
     rebuild,
     release,
 )
-from porter_lb.model import Pool, ServicePort, ServiceRequest
+from porter_lb.model.addresses import parse_address_pool
+from porter_lb.model.resources import Pool, ServicePort, ServiceRequest
 
 R = RefusalReason
 

@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from porter_lab import objects
-from porter_lb.addresses import parse_address_pool
-from porter_lb.audit import (
+from porter_lb.cli import build_parser
+from porter_lb.model.addresses import parse_address_pool
+from porter_lb.routing.audit import (
     AuditError,
     ClusterState,
     RouterKind,
@@ -24,7 +25,6 @@ from porter_lb.audit import (
     parse_frr_bgp_json,
     routes_from_output,
 )
-from porter_lb.cli import build_parser
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "route_audit"
 POOL = [("bgp", parse_address_pool("203.0.113.192/27"))]

@@ -9,8 +9,8 @@ import pytest
 
 from porter_lab import objects
 from porter_lab.reliability.churn import RssSeries, find_leaks, find_unsettled
-from porter_lb.audit import ClusterState
-from porter_lb.model import SHARING_KEY_ANNOTATION
+from porter_lb.model.resources import SHARING_KEY_ANNOTATION
+from porter_lb.routing.audit import ClusterState
 
 NS = "churn"
 

@@ -8,14 +8,15 @@ from collections.abc import Callable
 from typing import Any
 
 from porter_lab import objects
-from porter_lb import metrics
-from porter_lb.controller import AllocationController
+from porter_lb.allocation.controller import AllocationController
+from porter_lb.telemetry import metrics
 
 Obj = dict[str, Any]
 
 
 class Caches:
-    """What AllocationController reads of porter_lb.informers.Informers: get, items, subscribe."""
+    """What AllocationController reads of porter_lb.kube.informers.Informers: get, items,
+    subscribe."""
 
     def __init__(self) -> None:
         self.objects: dict[str, dict[str, Obj]] = {"Service": {}, "Eip": {}, "Namespace": {}}
@@ -46,7 +47,7 @@ class API:
         return written
 
     def get(self, path: str) -> Obj:
-        from porter_lb.kubeapi import KubeError
+        from porter_lb.kube.api import KubeError
 
         raise KubeError("GET", path, 404, "not found")
 

@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 
 from porter_lab import objects
-from porter_lb.audit import ClusterState, desired_routes_from_cluster
-from porter_lb.layer2_election import layer2_pools
-from porter_lb.speaker import bgp_pools
-from porter_lb.validation import effective_pools
+from porter_lb.layer2.election import layer2_pools
+from porter_lb.model.validation import effective_pools
+from porter_lb.routing.audit import ClusterState, desired_routes_from_cluster
+from porter_lb.routing.speaker import bgp_pools
 
 Obj = dict[str, Any]
 N1, N2 = "198.51.100.11", "198.51.100.12"

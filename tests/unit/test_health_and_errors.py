@@ -1,5 +1,6 @@
-"""The health checks a kubelet probes (porter_lb.health, served by porter_lb.metrics), and a user's
-mistakes ending a command with one line, never a traceback (porter_lb.cli).
+"""The health checks a kubelet probes (porter_lb.telemetry.health, served by
+porter_lb.telemetry.metrics), and a user's mistakes ending a command with one line, never a
+traceback (porter_lb.cli).
 
 The probes on the real cluster: tests/cluster/test_failures.py (gobgpd killed, restarted by the
 kubelet) and every install test (pods Ready only when /readyz passes).
@@ -16,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from porter_lb.health import Health, Heartbeat
-from porter_lb.metrics import parse_address, serve
+from porter_lb.telemetry.health import Health, Heartbeat
+from porter_lb.telemetry.metrics import parse_address, serve
 
 PORTER_LB = [sys.executable, "-m", "porter_lb"]
 

@@ -8,8 +8,7 @@ from typing import Any
 
 import pytest
 
-from porter_lb.gobgp import Route
-from porter_lb.hostrules import (
+from porter_lb.host.acceptance import (
     LOCAL_TABLE,
     HostDelta,
     HostRulesConfig,
@@ -23,7 +22,8 @@ from porter_lb.hostrules import (
     setting_problems,
     settings_to_read,
 )
-from porter_lb.speaker import Speaker
+from porter_lb.routing.gobgp import Route
+from porter_lb.routing.speaker import Speaker
 
 TABLE = HostRulesConfig("table", table=2019, priority=2019, protocol=201)
 LOCAL = HostRulesConfig("local", table=2019, priority=2019, protocol=201)

@@ -7,8 +7,7 @@ from collections import Counter
 
 import pytest
 
-from porter_lb.addresses import parse_address_pool
-from porter_lb.layer2_election import (
+from porter_lb.layer2.election import (
     Assignment,
     InterfaceSpec,
     Layer2Pool,
@@ -20,8 +19,9 @@ from porter_lb.layer2_election import (
     rank,
     rendezvous_score,
 )
-from porter_lb.model import Endpoint, ModelError, Node, Pool, ServiceTraffic
-from porter_lb.routes import EXCLUDE_FROM_EXTERNAL_LOAD_BALANCERS_LABEL
+from porter_lb.model.addresses import parse_address_pool
+from porter_lb.model.resources import Endpoint, ModelError, Node, Pool, ServiceTraffic
+from porter_lb.routing.routes import EXCLUDE_FROM_EXTERNAL_LOAD_BALANCERS_LABEL
 
 NODES = {
     n.name: n

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from porter_lb.heartbeat import (
+from porter_lb.layer2.heartbeat import (
     HEARTBEAT_LABEL,
     UNAVAILABLE_ANNOTATION,
     Beat,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import struct
 
-from porter_lb import neighbor_packets as p
+from porter_lb.layer2 import packets as p
 
 NODE_MAC = bytes.fromhex("020000000011")
 CLIENT_MAC = bytes.fromhex("02000000000a")

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from porter_lb.addresses import parse_address_pool
-from porter_lb.model import (
+from porter_lb.model.addresses import parse_address_pool
+from porter_lb.model.resources import (
     LOAD_BALANCER_CLASS,
     SHARING_KEY_ANNOTATION,
     Endpoint,

@@ -11,7 +11,7 @@ import ipaddress
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from porter_lb.addresses import AddressPool, AddressPoolError, parse_address_pool
+from porter_lb.model.addresses import AddressPool, AddressPoolError, parse_address_pool
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 

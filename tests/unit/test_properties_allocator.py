@@ -29,8 +29,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from porter_lb.addresses import parse_address_pool
-from porter_lb.allocator import (
+from porter_lb.allocation.allocator import (
     Allocated,
     Allocations,
     RefusalReason,
@@ -40,7 +39,8 @@ from porter_lb.allocator import (
     rebuild,
     release,
 )
-from porter_lb.model import IPFamilyPolicy, Pool, ServicePort, ServiceRequest
+from porter_lb.model.addresses import parse_address_pool
+from porter_lb.model.resources import IPFamilyPolicy, Pool, ServicePort, ServiceRequest
 
 POOLS = {
     p.name: p

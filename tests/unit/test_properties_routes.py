@@ -14,8 +14,8 @@ from dataclasses import replace
 from hypothesis import given
 from hypothesis import strategies as st
 
-from porter_lb.model import Endpoint, Node, ServiceTraffic
-from porter_lb.routes import (
+from porter_lb.model.resources import Endpoint, Node, ServiceTraffic
+from porter_lb.routing.routes import (
     EXCLUDE_FROM_EXTERNAL_LOAD_BALANCERS_LABEL,
     LabelSelector,
     Peer,

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from porter_lb import routes
-from porter_lb.model import Endpoint, ModelError, Node, ServiceTraffic
-from porter_lb.routes import (
+from porter_lb.model.resources import Endpoint, ModelError, Node, ServiceTraffic
+from porter_lb.routing import routes
+from porter_lb.routing.routes import (
     EXCLUDE_FROM_EXTERNAL_LOAD_BALANCERS_LABEL,
     LabelSelector,
     LabelSelectorRequirement,
@@ -380,7 +380,10 @@ def test_path_identifier(next_hop: str, identifier: int) -> None:
 
 
 def test_ipv6_path_identifier_is_stable_across_processes() -> None:
-    script = "from porter_lb.routes import path_identifier; print(path_identifier('2001:db8::1'))"
+    script = (
+        "from porter_lb.routing.routes import path_identifier; "
+        "print(path_identifier('2001:db8::1'))"
+    )
     output = subprocess.run(
         [sys.executable, "-c", script], check=True, capture_output=True, text=True
     ).stdout
@@ -402,8 +405,10 @@ def test_colliding_identifiers_of_one_prefix_stay_distinct(
 
 def test_pure_core_imports_no_grpc_or_kubernetes() -> None:
     script = (
-        "import sys, porter_lb.model, porter_lb.allocator, porter_lb.routes; "
-        "print(sorted(m for m in ('grpc', 'kubernetes', 'porter_lb.gobgp') if m in sys.modules))"
+        "import sys, porter_lb.model.resources, porter_lb.allocation.allocator, "
+        "porter_lb.routing.routes; "
+        "print(sorted(m for m in ('grpc', 'kubernetes', 'porter_lb.routing.gobgp') "
+        "if m in sys.modules))"
     )
     output = subprocess.run(
         [sys.executable, "-c", script], check=True, capture_output=True, text=True

@@ -77,7 +77,7 @@ def test_wheel_carries_stubs_generated_from_the_proto_files(tmp_path: Path) -> N
         assert f"porter_lb/gobgp_api/{name}" in names
     # Sibling imports are rewritten to relative ones, so the stubs work inside the package.
     assert "from . import gobgp_pb2 as gobgp__pb2" in grpc_stub
-    assert "porter_lb/addresses.py" in names
+    assert "porter_lb/model/addresses.py" in names
 
 
 def test_wheel_build_without_proto_files_fails_with_one_clear_error(tmp_path: Path) -> None:

@@ -1,5 +1,5 @@
 """The speaker's decisions as tables: BgpPeer/BgpConf mapping, RIB and peer diffs, and the
-incremental route table against the full computation of porter_lb.routes."""
+incremental route table against the full computation of porter_lb.routing.routes."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from porter_lb.gobgp import (
+from porter_lb.model.resources import Endpoint, ModelError, Node, ServiceTraffic
+from porter_lb.routing.gobgp import (
     GlobalConfig,
     GracefulRestart,
     PeerConfig,
@@ -18,15 +19,14 @@ from porter_lb.gobgp import (
     _api_peer,
     _peer_config,
 )
-from porter_lb.model import Endpoint, ModelError, Node, ServiceTraffic
-from porter_lb.routes import (
+from porter_lb.routing.routes import (
     EXCLUDE_FROM_EXTERNAL_LOAD_BALANCERS_LABEL,
     LabelSelector,
     Peer,
     desired_routes,
     path_identifier,
 )
-from porter_lb.speaker import (
+from porter_lb.routing.speaker import (
     DEFAULT_CENTRAL_SEND_MAX,
     RouteTable,
     announced_ips,

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from porter_lab import objects
-from porter_lb.gobgp import (
+from porter_lb.kube.watch_cache import object_key
+from porter_lb.routing.gobgp import (
     DEFAULT_DEFERRAL_TIME,
     GlobalConfig,
     GoBGP,
@@ -19,14 +20,13 @@ from porter_lb.gobgp import (
     _api_peer,
     _peer_config,
 )
-from porter_lb.speaker import (
+from porter_lb.routing.speaker import (
     GOBGP_RETRY_MAX,
     OTHER_RETRY_MAX,
     Speaker,
     peer_spec_from_bgppeer,
     retry_delay,
 )
-from porter_lb.watch_cache import object_key
 
 
 @pytest.mark.parametrize(

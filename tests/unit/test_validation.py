@@ -8,8 +8,13 @@ from typing import Any
 import pytest
 import yaml
 
-from porter_lb.validation import PoolConflict, check_admission, find_pool_conflicts, pool_conflicts
-from porter_lb.webhook import VALIDATE_EIP_PATH, admission_response
+from porter_lb.model.validation import (
+    PoolConflict,
+    check_admission,
+    find_pool_conflicts,
+    pool_conflicts,
+)
+from porter_lb.webhook.admission import VALIDATE_EIP_PATH, admission_response
 
 OPENELB_DEFAULT = "eip.openelb.kubesphere.io/is-default-eip"
 PORTER_DEFAULT = "eip.porter.kubesphere.io/is-default-eip"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from porter_lb.events import Warnings
+from porter_lb.kube.events import Warnings
 
 
 class Recorder:

@@ -1,8 +1,8 @@
-"""The webhook certificate the controller keeps (porter_lb.webhook_certificate, pure): kept
+"""The webhook certificate the controller keeps (porter_lb.webhook.certificate, pure): kept
 while good, replaced near expiry or on request, and a rotation's caBundle trusts the new CA and
 the old one until the overlap has passed.
 
-The keeper's writes (porter_lb.webhook_tls.CertificateKeeper) against an in-memory API: the
+The keeper's writes (porter_lb.webhook.tls.CertificateKeeper) against an in-memory API: the
 caBundle before the Secret, nothing written when nothing changes, a rotation asked for by the
 Secret's annotation done once. The same on a real cluster: tests/cluster/test_webhook.py.
 """
@@ -16,9 +16,9 @@ from typing import Any
 
 from cryptography import x509
 
-from porter_lb import webhook_certificate as tls
-from porter_lb.kubeapi import KubeError
-from porter_lb.webhook_tls import (
+from porter_lb.kube.api import KubeError
+from porter_lb.webhook import certificate as tls
+from porter_lb.webhook.tls import (
     ROTATE_ANNOTATION,
     ROTATED_ANNOTATION,
     WEBHOOKS_PATH,

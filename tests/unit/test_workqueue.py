@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from porter_lb.workqueue import WorkQueue
+from porter_lb.kube.workqueue import WorkQueue
 
 
 def test_a_key_added_twice_is_processed_once() -> None:

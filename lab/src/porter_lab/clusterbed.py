@@ -31,7 +31,7 @@ from porter_lab.paths import REPO
 from porter_lab.routers import Bird, Neighbor, RouterSpec
 from porter_lab.topology import EIP_POOL, NODE_ASN, ROUTER_ASN, Topology
 from porter_lab.waiting import wait_for
-from porter_lb.kubeapi import KubeAPI
+from porter_lb.kube.api import KubeAPI
 
 Obj = dict[str, Any]
 POOL = "lab-pool"

@@ -36,7 +36,7 @@ from porter_lab import cli, netns, testapp, traffic
 from porter_lab.paths import REPO, lab_state_dir
 from porter_lab.topology import CLIENT_NET, Topology
 from porter_lab.waiting import wait_for
-from porter_lb.kubeapi import KubeAPI, KubeError
+from porter_lb.kube.api import KubeAPI, KubeError
 
 NAMESPACE, APP, POOL = "demo", "web", "lab-pool"
 POOL_RANGE = "203.0.113.100-203.0.113.199"  # inventories/lab/group_vars/porter_lb_cluster.yml

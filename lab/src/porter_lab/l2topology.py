@@ -25,7 +25,7 @@ from pathlib import Path
 from porter_lab import netns
 from porter_lab.processes import Daemon
 from porter_lab.topology import PREFIX_ROOT
-from porter_lb.netns import entered
+from porter_lb.host.netns import entered
 
 NET = "198.51.100"
 NET6 = "2001:db8:100:"

@@ -9,7 +9,7 @@
   that "only one node answers at any time" can be checked request by request.
 
 Both open their sockets inside the namespace (setns on this thread, then back) and are read by
-a thread of their own. Frames are parsed by porter-lb's own codec (porter_lb.neighbor_packets).
+a thread of their own. Frames are parsed by porter-lb's own codec (porter_lb.layer2.packets).
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from typing import Any
 
 from porter_lab import netns as _netns
 from porter_lab.netlink import NetlinkWatcher
-from porter_lb import neighbor_packets as packets
-from porter_lb.netns import entered
+from porter_lb.host.netns import entered
+from porter_lb.layer2 import packets
 
 _RTMGRP_NEIGH = 0x4
 _ETH_P_ALL = 0x0003

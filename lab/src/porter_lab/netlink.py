@@ -17,7 +17,7 @@ from typing import Any
 
 from pyroute2.netlink.rtnl.marshal import MarshalRtnl
 
-from porter_lb.netns import entered
+from porter_lb.host.netns import entered
 
 _NETLINK_ROUTE = 0
 _SO_RCVBUFFORCE = 33

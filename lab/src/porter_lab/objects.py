@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from porter_lab.topology import ROUTER_ASN
-from porter_lb.kubeapi import KubeAPI, KubeError
-from porter_lb.model import GROUP_PATH, LOAD_BALANCER_CLASS, SERVICE_NAME_LABEL
+from porter_lb.kube.api import KubeAPI, KubeError
+from porter_lb.model.resources import GROUP_PATH, LOAD_BALANCER_CLASS, SERVICE_NAME_LABEL
 
 Obj = dict[str, Any]
 

@@ -1,5 +1,5 @@
 """gobgpd processes in a node's network namespace, driven over gRPC on a unix socket, and the
-central speaker (`porter_lb.agent.run_central`) in a thread of the calling process."""
+central speaker (`porter_lb.commands.agent.run_central`) in a thread of the calling process."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from porter_lab.processes import Daemon
-from porter_lb import agent
-from porter_lb.gobgp import GoBGP
-from porter_lb.informers import Informers
-from porter_lb.kubeapi import KubeAPI
-from porter_lb.speaker import SPEAKER_KINDS
+from porter_lb.commands import agent
+from porter_lb.kube.api import KubeAPI
+from porter_lb.kube.informers import Informers
+from porter_lb.routing.gobgp import GoBGP
+from porter_lb.routing.speaker import SPEAKER_KINDS
 
 
 @dataclass

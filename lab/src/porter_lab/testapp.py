@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from porter_lab import netns
-from porter_lb.kubeapi import KubeAPI
-from porter_lb.model import LOAD_BALANCER_CLASS
+from porter_lb.kube.api import KubeAPI
+from porter_lb.model.resources import LOAD_BALANCER_CLASS
 
 Obj = dict[str, Any]
 

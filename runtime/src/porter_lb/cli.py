@@ -18,11 +18,13 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, NoReturn
 
 if TYPE_CHECKING:
-    from porter_lb.kubeapi import KubeAPI
+    from porter_lb.kube.api import KubeAPI
 
-from porter_lb import __version__, agent, audit, manager, uninstall
-from porter_lb.metrics import metrics_address
-from porter_lb.model import LOAD_BALANCER_CLASS
+from porter_lb import __version__
+from porter_lb.commands import agent, controller, uninstall
+from porter_lb.model.resources import LOAD_BALANCER_CLASS
+from porter_lb.routing import audit
+from porter_lb.telemetry.metrics import metrics_address
 
 
 class CommandError(Exception):
@@ -39,7 +41,7 @@ class Parser(argparse.ArgumentParser):
 def kube_api(kubeconfig: str | None) -> KubeAPI:
     """The API client for --kubeconfig, or the in-cluster configuration; CommandError when
     neither can be loaded."""
-    from porter_lb.kubeapi import KubeAPI, load_api_client
+    from porter_lb.kube.api import KubeAPI, load_api_client
 
     if kubeconfig and not os.path.isfile(kubeconfig):
         raise CommandError(f"--kubeconfig {kubeconfig}: no such file")
@@ -53,7 +55,7 @@ def kube_api(kubeconfig: str | None) -> KubeAPI:
 
 def serve_metrics(address: str) -> None:
     """Serve /metrics, /healthz and /readyz; CommandError when the address cannot be bound."""
-    from porter_lb import metrics
+    from porter_lb.telemetry import metrics
 
     try:
         metrics.serve(address)
@@ -62,7 +64,7 @@ def serve_metrics(address: str) -> None:
 
 
 def _speaker_status(args: argparse.Namespace) -> int:
-    from porter_lb.gobgp import GoBGP, GoBGPError
+    from porter_lb.routing.gobgp import GoBGP, GoBGPError
 
     try:
         with GoBGP(args.gobgp, timeout=args.timeout) as speaker:
@@ -136,8 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--timeout", type=float, default=5.0, help="seconds (default: %(default)s)")
     status.set_defaults(run=_speaker_status)
     # Long-running commands register here, one line each.
-    manager.add_command(commands)
-    __import__("porter_lb.webhook", fromlist=["add_command"]).add_command(commands)
+    controller.add_command(commands)
+    __import__("porter_lb.webhook.admission", fromlist=["add_command"]).add_command(commands)
     agent.add_command(commands)
     audit.add_command(commands)
     uninstall.add_command(commands)

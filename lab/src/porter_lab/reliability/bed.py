@@ -32,7 +32,7 @@ from porter_lab.routers import Bird, Frr, Neighbor, Router, RouterSpec
 from porter_lab.speakers import Gobgpd
 from porter_lab.topology import NODE_ASN, ROUTER_ASN, Topology, run_id
 from porter_lab.waiting import wait_for
-from porter_lb.kubeapi import KubeAPI
+from porter_lb.kube.api import KubeAPI
 
 SYSTEM_NAMESPACE = "porter-lb-system"
 EIP_NAME = "bed"

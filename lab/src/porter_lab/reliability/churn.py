@@ -20,7 +20,7 @@ every check below passes, and keeps passing for a few seconds.
 
 * **routes**: the router's kernel FIB (every /32 of the router's accepted EIP range)
   equals the desired routes computed from the final cluster state by the runtime's own pure
-  functions (`porter_lb.audit.desired_routes_from_cluster`, compared by `audit.compare`);
+  functions (`porter_lb.routing.audit.desired_routes_from_cluster`, compared by `audit.compare`);
 * **leaks**: every Eip's `status.used` names existing Services that show that IP, `usage`
   counts them, every Service with an IP is recorded in its Eip, no two Services share an IP
   without the same sharing key, no Service is stuck being deleted;
@@ -62,11 +62,10 @@ from porter_lab.routers import Bird, Neighbor, RouterSpec, established
 from porter_lab.speakers import Gobgpd
 from porter_lab.topology import EIP_POOL, NODE_ASN, ROUTER_ASN, Topology, run_id
 from porter_lab.waiting import wait_for
-from porter_lb import audit
-from porter_lb.addresses import parse_address_pool
-from porter_lb.allocator import Allocated, allocate, rebuild
-from porter_lb.kubeapi import KubeAPI, KubeError, Obj, load_api_client
-from porter_lb.model import (
+from porter_lb.allocation.allocator import Allocated, allocate, rebuild
+from porter_lb.kube.api import KubeAPI, KubeError, Obj, load_api_client
+from porter_lb.model.addresses import parse_address_pool
+from porter_lb.model.resources import (
     REQUESTED_IP_ANNOTATIONS,
     REQUESTED_POOL_ANNOTATIONS,
     SERVICE_NAME_LABEL,
@@ -79,7 +78,8 @@ from porter_lb.model import (
     selects_porter,
     service_key,
 )
-from porter_lb.validation import pool_conflicts
+from porter_lb.model.validation import pool_conflicts
+from porter_lb.routing import audit
 
 SYSTEM_NAMESPACE = "porter-lb-system"
 DEFAULT_POOL = "203.0.113.0/28"  # 16 addresses: with 40 Services, exhaustion is routine

@@ -41,7 +41,7 @@ from porter_lab.processes import Daemon
 from porter_lab.reliability.bed import EIP_NAME, SYSTEM_NAMESPACE, Mode, ServiceBed, running_bed
 from porter_lab.routers import Bird, Router, established
 from porter_lab.waiting import wait_for
-from porter_lb.kubeapi import KubeError
+from porter_lb.kube.api import KubeError
 
 POOL = "10.200.0.0/21"  # 2,048 addresses, routed only inside the bed's namespaces
 NAMESPACE = "faults"

@@ -342,7 +342,7 @@ from ansible_collections.kubernetes.core.plugins.module_utils.k8s.exceptions imp
 )
 
 try:
-    from porter_lb import audit
+    from porter_lb.routing import audit
 except ImportError:
     HAS_PORTER_LB = False
     PORTER_LB_IMPORT_ERROR = traceback.format_exc()

@@ -17,7 +17,7 @@ the cluster before it is removed. It is the single source of truth:
 
 No object carries a certificate: the controller's leader makes the webhook's serving
 certificate, keeps it in a Secret and the ValidatingWebhookConfiguration's caBundle matching
-it (porter_lb.webhook_tls), so nothing is re-made when a manifest is rendered again.
+it (porter_lb.webhook.tls), so nothing is re-made when a manifest is rendered again.
 
 Rules that keep the chart generator able to see through this code: a value is only ever
 *placed* into a manifest (whole, or inside a string), never computed on — except the values in
@@ -161,7 +161,7 @@ SECRET_RULE = _rule([""], ["secrets"], ["list", "watch"])
 
 
 # The webhook's certificate: the leader keeps the caBundle of porter-lb's one webhook
-# configuration (porter_lb.webhook_tls).
+# configuration (porter_lb.webhook.tls).
 WEBHOOK_CONFIGURATION_RULE = _rule(
     ["admissionregistration.k8s.io"],
     ["validatingwebhookconfigurations"],
@@ -253,7 +253,8 @@ def _exec_probe(command, period, failures):
 
 def _http_probes(port_name):
     """/healthz (liveness: the process's loops come round) and /readyz (readiness: caches
-    synced, gobgpd answers, the leader has caught up) on the metrics port (porter_lb.health)."""
+    synced, gobgpd answers, the leader has caught up) on the metrics port
+    (porter_lb.telemetry.health)."""
     return {
         "livenessProbe": {
             "httpGet": {"path": "/healthz", "port": port_name},
@@ -646,7 +647,7 @@ def _agent_objects(values):
     ]
 
 
-# What `porter-lb uninstall` calls (runtime/src/porter_lb/uninstall.py), and nothing more.
+# What `porter-lb uninstall` calls (runtime/src/porter_lb/commands/uninstall.py), and nothing more.
 UNINSTALL_CLUSTER_RULES = [
     _rule([""], ["services"], ["list", "patch"]),
     _rule(

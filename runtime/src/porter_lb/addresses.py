@@ -1,1 +1,0 @@
-../../../ansible_collections/porter/lb/plugins/module_utils/addresses.py

@@ -1,0 +1,2 @@
+"""Kubernetes I/O: the API client, list/watch caches and informers, Events, Leases, the work
+queue."""

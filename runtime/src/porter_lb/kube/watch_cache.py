@@ -1,0 +1,134 @@
+"""List+watch caches of Kubernetes collections (what client-go calls an informer).
+
+A cache lists its collection once, then watches from the list's resourceVersion: it resumes a
+closed watch from the last resourceVersion it saw (bookmarks keep that fresh on quiet
+collections) and relists only when the server says the version is gone (410). After a relist
+it reports the difference against what it held, deletions included, so a consumer never misses
+an object that vanished while the watch was down.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from porter_lb.kube.api import KubeAPI, KubeError, Obj, Watch
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[str, Obj | None, Obj | None], None]  # (key, old, new); new None = deleted
+
+
+def object_key(obj: Obj) -> str:
+    """`namespace/name` for namespaced objects, `name` for cluster-scoped ones."""
+    metadata = obj["metadata"]
+    namespace = metadata.get("namespace")
+    return f"{namespace}/{metadata['name']}" if namespace else str(metadata["name"])
+
+
+@dataclass
+class WatchCache:
+    """One collection, at a path such as `/api/v1/services`."""
+
+    api: KubeAPI
+    path: str
+    on_change: Handler
+    watch_timeout: int = 300
+    retry_delay: float = 1.0
+    _objects: dict[str, Obj] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    resource_version: str = ""
+    synced: threading.Event = field(default_factory=threading.Event)
+    lists: int = 0  # how many full lists were made: 1 unless versions expired
+    watches: int = 0  # how many watches were opened (each resumes where the last ended)
+    _stopped: threading.Event = field(default_factory=threading.Event)
+    _watch: Watch | None = None
+
+    def get(self, key: str) -> Obj | None:
+        with self._lock:
+            return self._objects.get(key)
+
+    def items(self) -> list[Obj]:
+        with self._lock:
+            return list(self._objects.values())
+
+    def relist(self) -> None:
+        items, version = self.api.list(self.path)
+        self.lists += 1
+        fresh = {object_key(obj): _slim(obj) for obj in items}
+        with self._lock:
+            old = self._objects
+            self._objects = fresh
+            self.resource_version = version
+        for key, obj in fresh.items():
+            previous = old.get(key)
+            if previous is None or _version(previous) != _version(obj):
+                self.on_change(key, previous, obj)
+        for key in old.keys() - fresh.keys():
+            self.on_change(key, old[key], None)
+        self.synced.set()
+
+    def watch_once(self) -> None:
+        """Follow one watch until the server closes it. Raises KubeError(410) when expired."""
+        self._watch = self.api.watch(self.path, self.resource_version, self.watch_timeout)
+        self.watches += 1
+        if self._stopped.is_set():
+            self._watch.close()
+        for event in self._watch:
+            version = _version(event.object)
+            if event.type == "BOOKMARK":
+                self.resource_version = version
+                continue
+            key = object_key(_slim(event.object))
+            with self._lock:
+                previous = self._objects.get(key)
+                if event.type == "DELETED":
+                    self._objects.pop(key, None)
+                else:
+                    self._objects[key] = event.object
+                self.resource_version = version
+            self.on_change(key, previous, None if event.type == "DELETED" else event.object)
+
+    def stop(self) -> None:
+        """End run() promptly, also in the middle of a watch (from any thread)."""
+        self._stopped.set()
+        if self._watch is not None:
+            self._watch.close()
+
+    def run(self) -> None:
+        """List, then watch until stop(); never gives up on transient errors."""
+        stop = self._stopped
+        while not stop.is_set():
+            try:
+                if not self.synced.is_set():
+                    self.relist()
+                self.watch_once()
+            except KubeError as error:
+                if stop.is_set():
+                    return
+                if error.status == 410:
+                    log.info(
+                        "watch %s: resourceVersion %s expired, relisting",
+                        self.path,
+                        self.resource_version,
+                    )
+                    self.synced.clear()
+                    continue
+                log.warning("watch %s: %s; retrying", self.path, error)
+                stop.wait(self.retry_delay)
+            except Exception as error:  # noqa: BLE001 - connection errors of every kind
+                log.warning("watch %s: %s: %s; retrying", self.path, type(error).__name__, error)
+                stop.wait(self.retry_delay)
+
+
+def _version(obj: Obj) -> str:
+    return str(obj.get("metadata", {}).get("resourceVersion", ""))
+
+
+def _slim(obj: Obj) -> Obj:
+    """Drop what porter-lb never reads and what costs most memory: managedFields (often half
+    of an object's JSON). 10,000 Services and EndpointSlices are held in every cache."""
+    obj.get("metadata", {}).pop("managedFields", None)
+    return obj

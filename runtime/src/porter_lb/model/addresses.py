@@ -1,0 +1,1 @@
+../../../../ansible_collections/porter/lb/plugins/module_utils/addresses.py

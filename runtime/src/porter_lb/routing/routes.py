@@ -1,0 +1,281 @@
+"""Desired routes: for each BGP peer, which nodes should be next hops for each Service IP.
+
+Pure and level-triggered: the whole desired state is computed from Services, EndpointSlices,
+Nodes and peers every time; the speaker adapter diffs it against what the speaker holds and
+applies only the delta. A prefix whose set of eligible nodes is empty is ABSENT from the
+result, so the diff withdraws it; nothing stale is ever kept (OpenELB #458 kept the last next
+hops announced when the candidate set emptied).
+
+Two ways to announce, one computation:
+
+* a speaker on every node announces `node_announcements(...)` with next hop self;
+* one central speaker announces `central_paths(...)`: one path per (prefix, node) with the
+  node's address as third-party next hop, told apart by ADD-PATH path identifiers.
+
+This module must not import `porter_lb.routing.gobgp` (which imports grpc): `Path` is its own plain
+value and the GoBGP adapter translates it into a `Route`.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import ipaddress
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from porter_lb.model.resources import Endpoint, ModelError, Node, ServiceTraffic
+
+__all__ = [
+    "EXCLUDE_FROM_EXTERNAL_LOAD_BALANCERS_LABEL",
+    "LabelSelector",
+    "LabelSelectorRequirement",
+    "Path",
+    "Peer",
+    "SelectorOperator",
+    "central_paths",
+    "desired_routes",
+    "eligible_nodes",
+    "host_prefix",
+    "node_announcements",
+    "path_identifier",
+]
+
+EXCLUDE_FROM_EXTERNAL_LOAD_BALANCERS_LABEL = (
+    "node.kubernetes.io/exclude-from-external-load-balancers"
+)
+"""Kubernetes' well-known label: a node carrying it (any value) is never a load-balancer target."""
+
+SelectorOperator = Literal["In", "NotIn", "Exists", "DoesNotExist"]
+_OPERATORS: dict[str, SelectorOperator] = {
+    "In": "In",
+    "NotIn": "NotIn",
+    "Exists": "Exists",
+    "DoesNotExist": "DoesNotExist",
+}
+
+
+@dataclass(frozen=True)
+class LabelSelectorRequirement:
+    """One `matchExpressions` entry, with Kubernetes' meaning (NotIn matches an absent key)."""
+
+    key: str
+    operator: SelectorOperator
+    values: tuple[str, ...] = ()
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        if self.operator == "Exists":
+            return self.key in labels
+        if self.operator == "DoesNotExist":
+            return self.key not in labels
+        if self.operator == "In":
+            return self.key in labels and labels[self.key] in self.values
+        return self.key not in labels or labels[self.key] not in self.values
+
+
+@dataclass(frozen=True)
+class LabelSelector:
+    """A Kubernetes LabelSelector; all of its terms must match. The empty selector matches all."""
+
+    match_labels: Mapping[str, str] = field(default_factory=dict, hash=False)
+    match_expressions: tuple[LabelSelectorRequirement, ...] = ()
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        return all(labels.get(k) == v for k, v in self.match_labels.items()) and all(
+            r.matches(labels) for r in self.match_expressions
+        )
+
+    @classmethod
+    def from_dict(
+        cls,
+        selector: Mapping[str, Any] | None,
+        *,
+        kind: str = "BgpPeer",
+        name: str = "",
+        field: str = "spec.nodeSelector",
+    ) -> LabelSelector:
+        """Build a selector from its JSON form; errors name the object and the field."""
+        if not selector:
+            return cls()
+        labels = selector.get("matchLabels") or {}
+        if not isinstance(labels, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
+        ):
+            raise ModelError(kind, name, f"{field}.matchLabels", labels, "must map strings")
+        requirements = []
+        for index, entry in enumerate(selector.get("matchExpressions") or []):
+            where = f"{field}.matchExpressions[{index}]"
+            item: Mapping[str, Any] = entry if isinstance(entry, Mapping) else {}
+            key = item.get("key")
+            if not isinstance(key, str) or not key:
+                raise ModelError(kind, name, f"{where}.key", key, "must be a label key")
+            operator = _OPERATORS.get(str(item.get("operator")))
+            if operator is None:
+                raise ModelError(
+                    kind,
+                    name,
+                    f"{where}.operator",
+                    item.get("operator"),
+                    f"must be one of {list(_OPERATORS)}",
+                )
+            values = item.get("values") or []
+            if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+                raise ModelError(kind, name, f"{where}.values", values, "must be a list of strings")
+            if operator in ("In", "NotIn") and not values:
+                raise ModelError(kind, name, f"{where}.values", values, f"{operator} needs values")
+            if operator in ("Exists", "DoesNotExist") and values:
+                raise ModelError(
+                    kind, name, f"{where}.values", values, f"{operator} takes no values"
+                )
+            requirements.append(LabelSelectorRequirement(key, operator, tuple(values)))
+        return cls(dict(labels), tuple(requirements))
+
+
+@dataclass(frozen=True)
+class Peer:
+    """A BGP neighbour, as route computation sees it: which nodes may be its next hops."""
+
+    name: str
+    node_selector: LabelSelector = field(default_factory=LabelSelector)
+
+
+@dataclass(frozen=True, order=True)
+class Path:
+    """One path a central speaker announces: prefix, third-party next hop, ADD-PATH identifier."""
+
+    prefix: str
+    next_hop: str
+    identifier: int
+
+
+def host_prefix(ip: str, service_key: str = "") -> str:
+    """`ip` as a host prefix: ``203.0.113.10/32`` or ``2001:db8::10/128``, canonical."""
+    try:
+        address = ipaddress.ip_address(ip.strip())
+    except ValueError:
+        raise ModelError(
+            "Service", service_key, "status.loadBalancer.ingress[].ip", ip, "not an IP address"
+        ) from None
+    return f"{address}/{address.max_prefixlen}"
+
+
+def _serves_traffic(node: Node) -> bool:
+    return node.ready and EXCLUDE_FROM_EXTERNAL_LOAD_BALANCERS_LABEL not in node.labels
+
+
+def eligible_nodes(
+    traffic: ServiceTraffic, endpoints: Iterable[Endpoint], nodes: Mapping[str, Node]
+) -> frozenset[str]:
+    """The nodes that may receive the Service's external traffic.
+
+    externalTrafficPolicy Cluster: every Ready node (kube-proxy forwards to any endpoint).
+    Local: the Ready nodes hosting a ready endpoint (kube-proxy drops traffic elsewhere).
+    Never a NotReady node, a node Kubernetes does not know, or a node labelled
+    `node.kubernetes.io/exclude-from-external-load-balancers`.
+    """
+    if traffic.external_traffic_policy == "Local":
+        hosting = {e.node_name for e in endpoints if e.ready}
+        candidates: Iterable[Node] = (nodes[n] for n in hosting if n in nodes)
+    else:
+        candidates = nodes.values()
+    return frozenset(node.name for node in candidates if _serves_traffic(node))
+
+
+def desired_routes(
+    services: Iterable[ServiceTraffic],
+    endpoints_by_service: Mapping[str, Sequence[Endpoint]],
+    nodes: Mapping[str, Node],
+    peers: Iterable[Peer],
+) -> dict[str, dict[str, frozenset[str]]]:
+    """For each peer (by name): host prefix -> names of the nodes that should be next hops.
+
+    A node is a next hop for a prefix when it is eligible for a Service holding that IP and
+    matches the peer's node selector. Services sharing an IP contribute the union of their
+    nodes. A prefix with no such node is absent: announcing it must stop. Every peer is in the
+    result, with an empty mapping when nothing is to be announced to it.
+
+    `services` should carry only the IPs announced over BGP (from pools whose protocol is
+    `bgp`); layer2 IPs are answered by ARP/NDP, not routed.
+    """
+    by_prefix: dict[str, set[str]] = {}
+    for traffic in services:
+        eligible = eligible_nodes(traffic, endpoints_by_service.get(traffic.key, ()), nodes)
+        for ip in traffic.ips:
+            by_prefix.setdefault(host_prefix(ip, traffic.key), set()).update(eligible)
+    result: dict[str, dict[str, frozenset[str]]] = {}
+    for peer in peers:
+        selected = {name for name, node in nodes.items() if peer.node_selector.matches(node.labels)}
+        routes = {prefix: frozenset(names & selected) for prefix, names in by_prefix.items()}
+        result[peer.name] = {prefix: hops for prefix, hops in sorted(routes.items()) if hops}
+    return result
+
+
+def node_announcements(desired: Mapping[str, frozenset[str]], node_name: str) -> set[str]:
+    """The prefixes a speaker on `node_name` announces (next hop self) to one peer.
+
+    `desired` is one peer's entry of `desired_routes`. A node matches a peer's selector or not
+    whatever the prefix, so every peer the node's speaker talks to gets the same set.
+    """
+    return {prefix for prefix, hops in desired.items() if node_name in hops}
+
+
+@functools.lru_cache(maxsize=1 << 12)
+def path_identifier(next_hop: str) -> int:
+    """The ADD-PATH path identifier (32 bits) of the path through `next_hop`.
+
+    IPv4: the address itself as an integer, so two next hops can never collide. IPv6: the
+    first 32 bits of the SHA-256 of the address, stable across restarts and hosts (Python's
+    `hash` is salted per process); two of them may collide, which `central_paths` resolves.
+    """
+    address = ipaddress.ip_address(next_hop)
+    if address.version == 4:
+        return int(address) & 0xFFFFFFFF
+    return int.from_bytes(hashlib.sha256(address.packed).digest()[:4], "big")
+
+
+def first_of_family(addresses: Sequence[str] | str, version: int) -> str | None:
+    """The first of `addresses` (one address or several) that parses as an IP address of
+    `version` (4 or 6), normalised; None if none does. A node's next hop for a prefix."""
+    candidates = (addresses,) if isinstance(addresses, str) else addresses
+    for text in candidates:
+        try:
+            address = ipaddress.ip_address(text)
+        except ValueError:
+            continue
+        if address.version == version:
+            return str(address)
+    return None
+
+
+def central_paths(
+    desired: Mapping[str, frozenset[str]], node_addresses: Mapping[str, Sequence[str] | str]
+) -> set[Path]:
+    """The paths a central speaker announces to one peer: one per (prefix, next-hop node).
+
+    `desired` is one peer's entry of `desired_routes`; `node_addresses` gives each node's
+    addresses (`Node.addresses`), of which the first of the prefix's family is the next hop.
+    A node without such an address cannot be a next hop for that prefix and is left out.
+    Should two IPv6 next hops of one prefix hash to the same identifier, the one later in
+    sorted order takes the next free value, so paths never replace each other.
+    """
+    paths: set[Path] = set()
+    # Each node's next hop per family, in address order, parsed once per call: a full
+    # reconcile asks for tens of thousands of (prefix, node) paths.
+    hops: dict[int, dict[str, tuple[int, str]]] = {4: {}, 6: {}}
+    for name, addresses in node_addresses.items():
+        for version in (4, 6):
+            hop = first_of_family(addresses, version)
+            if hop is not None:
+                hops[version][name] = (int(ipaddress.ip_address(hop)), hop)
+    for prefix, names in desired.items():
+        by_node = hops[6 if ":" in prefix else 4]
+        next_hops = sorted({by_node[name] for name in names if name in by_node})
+        taken: set[int] = set()
+        for _, hop in next_hops:
+            identifier = path_identifier(hop)
+            while identifier in taken:
+                identifier = (identifier + 1) & 0xFFFFFFFF
+            taken.add(identifier)
+            paths.add(Path(prefix, hop, identifier))
+    return paths

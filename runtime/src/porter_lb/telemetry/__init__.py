@@ -1,0 +1,1 @@
+"""Metrics and the health endpoints of every long-running process."""

@@ -1,0 +1,1 @@
+"""The validating admission webhook and the certificate it serves."""
