@@ -18,7 +18,7 @@ from porter_lab.routers import Router, established
 from porter_lab.speakers import Gobgpd
 from porter_lab.topology import NODE_ASN, ROUTER_ASN, Topology
 from porter_lab.waiting import wait_for
-from porter_lb.routing.gobgp import Route
+from porter_lb.routing.routes import Route
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 EIP = "203.0.113.10"

@@ -22,10 +22,10 @@ from porter_lab.controlplane import ControlPlane
 from porter_lab.topology import run_id
 from porter_lab.waiting import wait_for
 from porter_lb.allocation.controller import FINALIZER, AllocationController
-from porter_lb.kube.api import KubeAPI, KubeError, Obj
+from porter_lb.kube.api import KubeAPI, KubeError
 from porter_lb.kube.events import EventRecorder
 from porter_lb.kube.informers import Informers
-from porter_lb.model.resources import GROUP_PATH, LOAD_BALANCER_CLASS
+from porter_lb.model.resources import GROUP_PATH, LOAD_BALANCER_CLASS, Obj
 
 POOL_ANNOTATION = "eip.openelb.kubesphere.io/v1alpha2"
 SHARING = "lb.porter-lb.io/allow-shared-ip"

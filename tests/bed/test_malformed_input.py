@@ -20,10 +20,10 @@ from porter_lab.speakers import CentralSpeaker, Gobgpd
 from porter_lab.topology import NODE_ASN, ROUTER_ASN, Topology, run_id
 from porter_lab.waiting import wait_for
 from porter_lb.allocation.controller import AllocationController
-from porter_lb.kube.api import KubeAPI, KubeError, Obj
+from porter_lb.kube.api import KubeAPI, KubeError
 from porter_lb.kube.events import EventRecorder
 from porter_lb.kube.informers import Informers
-from porter_lb.model.resources import GROUP_PATH
+from porter_lb.model.resources import GROUP_PATH, Obj
 
 REQUESTED_IP = "eip.openelb.kubesphere.io/v1alpha1"
 REQUESTED_POOL = "eip.openelb.kubesphere.io/v1alpha2"

@@ -27,8 +27,8 @@ from porter_lab.speakers import CentralSpeaker, Gobgpd
 from porter_lab.topology import NODE_ASN, Topology, run_id
 from porter_lab.waiting import wait_for
 from porter_lb.kube.api import KubeAPI
-from porter_lb.routing.gobgp import GoBGP, Route
-from porter_lb.routing.routes import path_identifier
+from porter_lb.routing.gobgp import GoBGP
+from porter_lb.routing.routes import Route, path_identifier
 
 SECRET_NAMESPACE = "porter-lb-system"
 BGP_POOL = "203.0.113.192/27"  # inside the router's accepted EIP_POOL

@@ -20,9 +20,8 @@ from porter_lab.routers import Bird, Neighbor, Router, RouterSpec
 from porter_lab.speakers import Gobgpd
 from porter_lab.topology import NODE_ASN, ROUTER_ASN, Topology
 from porter_lab.waiting import wait_for
-from porter_lb.kube.api import Obj
 from porter_lb.kube.watch_cache import Handler, object_key
-from porter_lb.model.resources import LOAD_BALANCER_CLASS, SERVICE_NAME_LABEL
+from porter_lb.model.resources import LOAD_BALANCER_CLASS, SERVICE_NAME_LABEL, Obj
 from porter_lb.routing.gobgp import GoBGP
 from porter_lb.routing.speaker import Speaker
 

@@ -12,8 +12,9 @@ from kubernetes import client
 
 from porter_lab.controlplane import ControlPlane
 from porter_lab.waiting import wait_for
-from porter_lb.kube.api import KubeAPI, Obj
+from porter_lb.kube.api import KubeAPI
 from porter_lb.kube.watch_cache import WatchCache
+from porter_lb.model.resources import Obj
 
 
 @dataclass

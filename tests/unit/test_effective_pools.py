@@ -22,7 +22,7 @@ from porter_lab import objects
 from porter_lb.layer2.election import layer2_pools
 from porter_lb.model.validation import effective_pools
 from porter_lb.routing.audit import ClusterState, desired_routes_from_cluster
-from porter_lb.routing.speaker import bgp_pools
+from porter_lb.routing.routes import bgp_pools
 
 Obj = dict[str, Any]
 N1, N2 = "198.51.100.11", "198.51.100.12"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from porter_lb.gobgp_api import attribute_pb2, gobgp_pb2
-from porter_lb.routing.gobgp import Route, _family, _path
+from porter_lb.routing.gobgp import _family, _path
+from porter_lb.routing.routes import Route
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,7 @@ from porter_lb.host.acceptance import (
     setting_problems,
     settings_to_read,
 )
-from porter_lb.routing.gobgp import Route
+from porter_lb.routing.routes import Route
 from porter_lb.routing.speaker import Speaker
 
 TABLE = HostRulesConfig("table", table=2019, priority=2019, protocol=201)

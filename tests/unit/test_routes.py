@@ -15,8 +15,8 @@ from porter_lb.routing.routes import (
     EXCLUDE_FROM_EXTERNAL_LOAD_BALANCERS_LABEL,
     LabelSelector,
     LabelSelectorRequirement,
-    Path,
     Peer,
+    Route,
     central_paths,
     desired_routes,
     eligible_nodes,
@@ -350,18 +350,18 @@ def test_central_paths_use_node_addresses_as_third_party_next_hops() -> None:
     addresses = {name: node.addresses for name, node in NODES.items()}
     v6_n1, v6_n3 = "2001:db8:1::11", "2001:db8:1::13"
     assert central_paths(DESIRED, addresses) == {
-        Path("203.0.113.10/32", "192.0.2.11", int(ipaddress.IPv4Address("192.0.2.11"))),
-        Path("203.0.113.10/32", "192.0.2.12", int(ipaddress.IPv4Address("192.0.2.12"))),
-        Path("203.0.113.11/32", "192.0.2.12", int(ipaddress.IPv4Address("192.0.2.12"))),
-        Path("2001:db8:f::10/128", v6_n1, path_identifier(v6_n1)),
-        Path("2001:db8:f::10/128", v6_n3, path_identifier(v6_n3)),
+        Route("203.0.113.10/32", "192.0.2.11", int(ipaddress.IPv4Address("192.0.2.11"))),
+        Route("203.0.113.10/32", "192.0.2.12", int(ipaddress.IPv4Address("192.0.2.12"))),
+        Route("203.0.113.11/32", "192.0.2.12", int(ipaddress.IPv4Address("192.0.2.12"))),
+        Route("2001:db8:f::10/128", v6_n1, path_identifier(v6_n1)),
+        Route("2001:db8:f::10/128", v6_n3, path_identifier(v6_n3)),
     }
 
 
 def test_central_paths_skip_nodes_without_an_address_of_the_family() -> None:
     desired = {"2001:db8:f::10/128": frozenset({"n1", "n2"})}
     assert central_paths(desired, {"n1": "2001:db8:1::11", "n2": ("192.0.2.12",)}) == {
-        Path("2001:db8:f::10/128", "2001:db8:1::11", path_identifier("2001:db8:1::11"))
+        Route("2001:db8:f::10/128", "2001:db8:1::11", path_identifier("2001:db8:1::11"))
     }
 
 
@@ -397,9 +397,9 @@ def test_colliding_identifiers_of_one_prefix_stay_distinct(
     desired = {"2001:db8:f::10/128": frozenset({"a", "b", "c"})}
     addresses = {"a": "2001:db8::a", "b": "2001:db8::b", "c": "2001:db8::c"}
     assert sorted(central_paths(desired, addresses)) == [
-        Path("2001:db8:f::10/128", "2001:db8::a", 7),
-        Path("2001:db8:f::10/128", "2001:db8::b", 8),
-        Path("2001:db8:f::10/128", "2001:db8::c", 9),
+        Route("2001:db8:f::10/128", "2001:db8::a", 7),
+        Route("2001:db8:f::10/128", "2001:db8::b", 8),
+        Route("2001:db8:f::10/128", "2001:db8::c", 9),
     ]
 
 

@@ -10,36 +10,33 @@ from typing import Any
 import pytest
 
 from porter_lb.model.resources import Endpoint, ModelError, Node, ServiceTraffic
-from porter_lb.routing.gobgp import (
+from porter_lb.routing.bgp_config import (
+    DEFAULT_CENTRAL_SEND_MAX,
     GlobalConfig,
     GracefulRestart,
     PeerConfig,
     PeerStatus,
-    Route,
-    _api_peer,
-    _peer_config,
-)
-from porter_lb.routing.routes import (
-    EXCLUDE_FROM_EXTERNAL_LOAD_BALANCERS_LABEL,
-    LabelSelector,
-    Peer,
-    desired_routes,
-    path_identifier,
-)
-from porter_lb.routing.speaker import (
-    DEFAULT_CENTRAL_SEND_MAX,
-    RouteTable,
-    announced_ips,
-    bgp_pools,
-    central_rib,
     choose_bgpconf,
     global_config_from_bgpconf,
     global_differs,
-    node_rib,
     peer_delta,
     peer_spec_from_bgppeer,
     peer_status_entry,
     plain_text_password_peers,
+)
+from porter_lb.routing.gobgp import _api_peer, _peer_config
+from porter_lb.routing.routes import (
+    EXCLUDE_FROM_EXTERNAL_LOAD_BALANCERS_LABEL,
+    LabelSelector,
+    Peer,
+    Route,
+    RouteTable,
+    announced_ips,
+    bgp_pools,
+    central_rib,
+    desired_routes,
+    node_rib,
+    path_identifier,
     rib_delta,
     service_next_hops,
 )

@@ -10,23 +10,16 @@ import pytest
 
 from porter_lab import objects
 from porter_lb.kube.watch_cache import object_key
-from porter_lb.routing.gobgp import (
+from porter_lb.routing.bgp_config import (
     DEFAULT_DEFERRAL_TIME,
     GlobalConfig,
-    GoBGP,
     GracefulRestart,
     PeerConfig,
-    Route,
-    _api_peer,
-    _peer_config,
-)
-from porter_lb.routing.speaker import (
-    GOBGP_RETRY_MAX,
-    OTHER_RETRY_MAX,
-    Speaker,
     peer_spec_from_bgppeer,
-    retry_delay,
 )
+from porter_lb.routing.gobgp import GoBGP, _api_peer, _peer_config
+from porter_lb.routing.routes import Route
+from porter_lb.routing.speaker import GOBGP_RETRY_MAX, OTHER_RETRY_MAX, Speaker, retry_delay
 
 
 @pytest.mark.parametrize(

@@ -63,7 +63,7 @@ from porter_lab.speakers import Gobgpd
 from porter_lab.topology import EIP_POOL, NODE_ASN, ROUTER_ASN, Topology, run_id
 from porter_lab.waiting import wait_for
 from porter_lb.allocation.allocator import Allocated, allocate, rebuild
-from porter_lb.kube.api import KubeAPI, KubeError, Obj, load_api_client
+from porter_lb.kube.api import KubeAPI, KubeError, load_api_client
 from porter_lb.model.addresses import parse_address_pool
 from porter_lb.model.resources import (
     REQUESTED_IP_ANNOTATIONS,
@@ -71,6 +71,7 @@ from porter_lb.model.resources import (
     SERVICE_NAME_LABEL,
     SHARING_KEY_ANNOTATION,
     ModelError,
+    Obj,
     Pool,
     load_balancer_ips,
     pool_from_eip,

@@ -47,7 +47,7 @@ from porter_lb.allocation.allocator import (
     rebuild,
     release,
 )
-from porter_lb.kube.api import KubeAPI, KubeError, Obj
+from porter_lb.kube.api import KubeAPI, KubeError
 from porter_lb.kube.events import EventRecorder
 from porter_lb.kube.informers import Informers
 from porter_lb.kube.workqueue import WorkQueue
@@ -55,8 +55,10 @@ from porter_lb.model.resources import (
     GROUP_PATH,
     LOAD_BALANCER_CLASS,
     ModelError,
+    Obj,
     Pool,
     ServiceRequest,
+    being_deleted,
     load_balancer_ips,
     request_from_service,
     selects_porter,
@@ -90,10 +92,6 @@ def _rv(obj: Obj | None) -> int:
 
 def _used(eip: Obj) -> dict[str, str]:
     return dict((eip.get("status") or {}).get("used") or {})
-
-
-def _being_deleted(obj: Obj) -> bool:
-    return bool(obj.get("metadata", {}).get("deletionTimestamp"))
 
 
 def _service_path(key: str) -> str:
@@ -211,7 +209,7 @@ class AllocationController:
     def _requests(self) -> dict[str, ServiceRequest]:
         requests = {}
         for service in self.informers.items("Service"):
-            if not selects_porter(service, self.class_name) or _being_deleted(service):
+            if not selects_porter(service, self.class_name) or being_deleted(service):
                 continue
             try:
                 namespace = service["metadata"].get("namespace", "default")
@@ -241,7 +239,7 @@ class AllocationController:
         statuses: dict[str, tuple[str, ...]] = {
             service_key(s): load_balancer_ips(s)
             for s in self.informers.items("Service")
-            if selects_porter(s, self.class_name) and not _being_deleted(s)
+            if selects_porter(s, self.class_name) and not being_deleted(s)
         }
         if keep_unknown:
             for used in persisted.values():
@@ -435,12 +433,12 @@ class AllocationController:
             return _Outcome(key, None, None)
         finalizers = service.get("metadata", {}).get("finalizers") or []
         held = self.allocations.ips_of(key)
-        if _being_deleted(service) or not selects_porter(service, self.class_name):
+        if being_deleted(service) or not selects_porter(service, self.class_name):
             self._release(key)
             self._refused.pop(key, None)
             current = load_balancer_ips(service)
             # A Service that stopped being ours keeps no IP of ours in its status.
-            clear = () if current and not _being_deleted(service) else None
+            clear = () if current and not being_deleted(service) else None
             event = None
             if held:
                 event = ("Normal", "ReleasedIP", f"released {', '.join(held)}")
@@ -597,7 +595,7 @@ class AllocationController:
         """Write each Eip's status when it differs; False on a resourceVersion conflict."""
         for name in names:
             eip = self._eip(name)
-            if eip is None or _being_deleted(eip):
+            if eip is None or being_deleted(eip):
                 continue
             if _used(eip) != self._basis.get(name, {}):
                 # Claims changed since our allocations were built (another controller wrote

@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 from kubernetes import client, config
 from kubernetes.watch.watch import iter_resp_lines
 
-Obj = dict[str, Any]
+from porter_lb.model.resources import Obj
 
 
 class KubeError(RuntimeError):

@@ -14,8 +14,8 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from porter_lb.kube.api import KubeAPI, KubeError, Obj
-from porter_lb.model.resources import GROUP_VERSION
+from porter_lb.kube.api import KubeAPI, KubeError
+from porter_lb.model.resources import GROUP_VERSION, Obj
 
 log = logging.getLogger(__name__)
 

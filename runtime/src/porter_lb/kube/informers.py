@@ -16,9 +16,9 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from porter_lb.kube.api import KubeAPI, Obj
+from porter_lb.kube.api import KubeAPI
 from porter_lb.kube.watch_cache import Handler, WatchCache
-from porter_lb.model.resources import GROUP_PATH, SERVICE_NAME_LABEL
+from porter_lb.model.resources import GROUP_PATH, SERVICE_NAME_LABEL, Obj
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from porter_lb.kube.api import KubeAPI, KubeError, Obj
+from porter_lb.kube.api import KubeAPI, KubeError
+from porter_lb.model.resources import Obj
 
 log = logging.getLogger(__name__)
 

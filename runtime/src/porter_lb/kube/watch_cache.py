@@ -14,7 +14,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from porter_lb.kube.api import KubeAPI, KubeError, Obj, Watch
+from porter_lb.kube.api import KubeAPI, KubeError, Watch
+from porter_lb.model.resources import Obj
 
 log = logging.getLogger(__name__)
 

@@ -47,7 +47,7 @@ from typing import Any
 from prometheus_client import Counter, Gauge
 
 from porter_lb.host.netns import entered
-from porter_lb.kube.api import KubeAPI, Obj
+from porter_lb.kube.api import KubeAPI
 from porter_lb.kube.events import EventRecorder, Warnings
 from porter_lb.kube.informers import Informers
 from porter_lb.layer2 import packets
@@ -70,6 +70,7 @@ from porter_lb.model.resources import (
     Endpoint,
     ModelError,
     Node,
+    Obj,
     ServiceTraffic,
     endpoints_from_slice,
     node_from_object,

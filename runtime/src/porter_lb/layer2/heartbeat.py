@@ -29,8 +29,9 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from porter_lb.kube.api import KubeAPI, KubeError, Obj
+from porter_lb.kube.api import KubeAPI, KubeError
 from porter_lb.kube.watch_cache import WatchCache
+from porter_lb.model.resources import Obj
 
 log = logging.getLogger(__name__)
 

@@ -236,16 +236,31 @@ class ServiceTraffic:
     ips: tuple[str, ...] = ()
 
 
-def _mapping(value: object) -> Mapping[str, Any]:
+Obj = dict[str, Any]
+"""A Kubernetes object as the API serves it: parsed JSON."""
+
+
+def as_mapping(value: object) -> Mapping[str, Any]:
+    """`value` if it is a mapping, else an empty one: optional fields of API objects read safely."""
     return value if isinstance(value, Mapping) else {}
 
 
+def object_name(obj: Mapping[str, Any]) -> str:
+    """`metadata.name`, or "" when the object has none."""
+    return str(as_mapping(obj.get("metadata")).get("name", ""))
+
+
+def being_deleted(obj: Mapping[str, Any]) -> bool:
+    """Whether the object has a deletionTimestamp (it goes once its finalizers are gone)."""
+    return bool(as_mapping(obj.get("metadata")).get("deletionTimestamp"))
+
+
 def _metadata(obj: Mapping[str, Any]) -> Mapping[str, Any]:
-    return _mapping(obj.get("metadata"))
+    return as_mapping(obj.get("metadata"))
 
 
 def _annotations(obj: Mapping[str, Any]) -> Mapping[str, Any]:
-    return _mapping(_metadata(obj).get("annotations"))
+    return as_mapping(_metadata(obj).get("annotations"))
 
 
 def _string_map(value: object, kind: str, name: str, field_name: str) -> dict[str, str]:
@@ -272,7 +287,7 @@ def selects_porter(service: Mapping[str, Any], class_name: str = LOAD_BALANCER_C
     ``lb.kubesphere.io/v1alpha1: porter|openelb``. A Service of another class is never ours,
     whatever its annotations say: two implementations must not fight over one Service.
     """
-    spec = _mapping(service.get("spec"))
+    spec = as_mapping(service.get("spec"))
     if spec.get("type") != "LoadBalancer":
         return False
     load_balancer_class = spec.get("loadBalancerClass")
@@ -286,7 +301,7 @@ def pool_from_eip(eip: Mapping[str, Any]) -> Pool:
     """Build a Pool from an Eip (network.kubesphere.io/v1alpha2)."""
     metadata = _metadata(eip)
     name = str(metadata.get("name", ""))
-    spec = _mapping(eip.get("spec"))
+    spec = as_mapping(eip.get("spec"))
     try:
         addresses = parse_address_pool(spec.get("address", ""), "spec.address")
     except AddressPoolError as error:
@@ -396,12 +411,12 @@ def _families(
 def _ports(key: str, spec: Mapping[str, Any]) -> frozenset[ServicePort]:
     ports = set()
     for index, item in enumerate(spec.get("ports") or []):
-        port = _mapping(item).get("port")
+        port = as_mapping(item).get("port")
         if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
             raise ModelError(
                 "Service", key, f"spec.ports[{index}].port", port, "must be a port number"
             )
-        protocol = _mapping(item).get("protocol") or "TCP"
+        protocol = as_mapping(item).get("protocol") or "TCP"
         ports.add(ServicePort(str(protocol), port))
     return frozenset(ports)
 
@@ -430,7 +445,7 @@ def request_from_service(
     dual-stack policies add the other family.
     """
     key = service_key(service)
-    spec = _mapping(service.get("spec"))
+    spec = as_mapping(service.get("spec"))
     annotations = _annotations(service)
 
     ip_fields = ["spec.loadBalancerIP"] + [f"annotation {a}" for a in REQUESTED_IP_ANNOTATIONS]
@@ -481,11 +496,11 @@ def load_balancer_ips(service: Mapping[str, Any]) -> tuple[str, ...]:
     Entries that are not IP addresses (hostnames, garbage) are skipped: they were not written
     by porter-lb and hold no address of ours.
     """
-    status = _mapping(service.get("status"))
+    status = as_mapping(service.get("status"))
     ips: list[str] = []
-    for entry in _mapping(status.get("loadBalancer")).get("ingress") or []:
+    for entry in as_mapping(status.get("loadBalancer")).get("ingress") or []:
         try:
-            ip = str(ipaddress.ip_address(str(_mapping(entry).get("ip", ""))))
+            ip = str(ipaddress.ip_address(str(as_mapping(entry).get("ip", ""))))
         except ValueError:
             continue
         if ip not in ips:
@@ -498,7 +513,7 @@ def traffic_from_service(service: Mapping[str, Any]) -> ServiceTraffic:
     key = service_key(service)
     return ServiceTraffic(
         key=key,
-        external_traffic_policy=_traffic_policy(key, _mapping(service.get("spec"))),
+        external_traffic_policy=_traffic_policy(key, as_mapping(service.get("spec"))),
         ips=load_balancer_ips(service),
     )
 
@@ -507,15 +522,15 @@ def node_from_object(node: Mapping[str, Any]) -> Node:
     """Build a Node: ready when its `Ready` condition is `"True"`; addresses are InternalIPs."""
     metadata = _metadata(node)
     name = str(metadata.get("name", ""))
-    status = _mapping(node.get("status"))
+    status = as_mapping(node.get("status"))
     ready = any(
-        _mapping(c).get("type") == "Ready" and _mapping(c).get("status") == "True"
+        as_mapping(c).get("type") == "Ready" and as_mapping(c).get("status") == "True"
         for c in status.get("conditions") or []
     )
     addresses = tuple(
-        str(_mapping(a).get("address"))
+        str(as_mapping(a).get("address"))
         for a in status.get("addresses") or []
-        if _mapping(a).get("type") == "InternalIP" and _mapping(a).get("address")
+        if as_mapping(a).get("type") == "InternalIP" and as_mapping(a).get("address")
     )
     return Node(
         name=name,
@@ -528,7 +543,7 @@ def node_from_object(node: Mapping[str, Any]) -> Node:
 def slice_service_key(endpoint_slice: Mapping[str, Any]) -> str:
     """The `namespace/name` of the Service an EndpointSlice belongs to ("" when unlabelled)."""
     metadata = _metadata(endpoint_slice)
-    service_name = _mapping(metadata.get("labels")).get(SERVICE_NAME_LABEL)
+    service_name = as_mapping(metadata.get("labels")).get(SERVICE_NAME_LABEL)
     if not service_name:
         return ""
     return f"{metadata.get('namespace') or 'default'}/{service_name}"
@@ -543,9 +558,9 @@ def endpoints_from_slice(endpoint_slice: Mapping[str, Any]) -> tuple[Endpoint, .
     """
     endpoints = []
     for item in endpoint_slice.get("endpoints") or []:
-        node_name = _mapping(item).get("nodeName")
+        node_name = as_mapping(item).get("nodeName")
         if not node_name:
             continue
-        ready = _mapping(_mapping(item).get("conditions")).get("ready")
+        ready = as_mapping(as_mapping(item).get("conditions")).get("ready")
         endpoints.append(Endpoint(node_name=str(node_name), ready=ready is not False))
     return tuple(endpoints)

@@ -34,7 +34,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from porter_lb.model.resources import DEFAULT_POOL_ANNOTATIONS, ModelError, Pool, pool_from_eip
+from porter_lb.model.resources import (
+    DEFAULT_POOL_ANNOTATIONS,
+    ModelError,
+    Pool,
+    being_deleted,
+    object_name,
+    pool_from_eip,
+)
 
 __all__ = [
     "ConflictKind",
@@ -90,14 +97,6 @@ def _metadata(obj: Mapping[str, Any]) -> Mapping[str, Any]:
     return metadata if isinstance(metadata, Mapping) else {}
 
 
-def _is_deleting(obj: Mapping[str, Any]) -> bool:
-    return bool(_metadata(obj).get("deletionTimestamp"))
-
-
-def _name(obj: Mapping[str, Any]) -> str:
-    return str(_metadata(obj).get("name", ""))
-
-
 def _created(obj: Mapping[str, Any]) -> datetime.datetime:
     """creationTimestamp; an object without one (not created yet) is the youngest."""
     text = _metadata(obj).get("creationTimestamp")
@@ -111,7 +110,7 @@ def _created(obj: Mapping[str, Any]) -> datetime.datetime:
 
 
 def _participant(obj: Mapping[str, Any]) -> _Eip | None:
-    if _is_deleting(obj):
+    if being_deleted(obj):
         return None
     try:
         return _eip(obj, pool_from_eip(obj))
@@ -224,17 +223,17 @@ def effective_pools(eips: Iterable[Mapping[str, Any]]) -> EffectivePools:
     (`pool_conflicts`: an older Eip shares an address, or is the older default of its family)
     owns nothing, its whole range (Conflict). Every other Eip owns its pool, disabled or not:
     a disabled pool gives out no new address, but those it gave out stay announced."""
-    live = [e for e in eips if not _is_deleting(e)]
+    live = [e for e in eips if not being_deleted(e)]
     pools: dict[str, Pool] = {}
     problems: dict[str, tuple[str, str]] = {}
     for eip in live:
         try:
             pool = pool_from_eip(eip)
         except ModelError as error:
-            problems[_name(eip)] = ("InvalidSpec", str(error))
+            problems[object_name(eip)] = ("InvalidSpec", str(error))
             continue
         pools[pool.name] = pool
-    valid = [e for e in live if _name(e) in pools]
+    valid = [e for e in live if object_name(e) in pools]
     for name, message in pool_conflicts(valid).items():
         problems[name] = ("Conflict", message)
         del pools[name]
@@ -276,15 +275,15 @@ def check_admission(obj: Mapping[str, Any], existing: Sequence[Mapping[str, Any]
     an Eip that already loses (created while the webhook was away) can still be edited, and
     an Eip being deleted is never held up: nobody is trapped by the webhook.
     """
-    name = _name(obj)
-    if _is_deleting(obj):
+    name = object_name(obj)
+    if being_deleted(obj):
         return None
     try:
         admitted = _eip(obj, pool_from_eip(obj))
     except ModelError as error:
         return str(error)
     before = {(c.eip, c.kind, c.winner) for c in find_pool_conflicts(existing)}
-    others = [p for e in existing if _name(e) != name and (p := _participant(e)) is not None]
+    others = [p for e in existing if object_name(e) != name and (p := _participant(e)) is not None]
     for conflict, loser, winner in _conflicts([*others, admitted]):
         if (conflict.eip, conflict.kind, conflict.winner) in before:
             continue

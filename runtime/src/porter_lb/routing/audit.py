@@ -35,25 +35,26 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from porter_lb.kube.api import Obj
 from porter_lb.model.addresses import AddressPool
 from porter_lb.model.resources import (
     GROUP_PATH,
     LOAD_BALANCER_CLASS,
     ModelError,
     Node,
+    Obj,
     node_from_object,
+    object_name,
     pool_from_eip,
     service_key,
     slice_service_key,
 )
-from porter_lb.routing.routes import central_paths, first_of_family
-from porter_lb.routing.speaker import (
+from porter_lb.routing.bgp_config import Mode, choose_bgpconf, usable_peer_specs
+from porter_lb.routing.routes import (
     RouteTable,
     bgp_pools,
-    choose_bgpconf,
+    central_paths,
+    first_of_family,
     service_share,
-    usable_peer_specs,
 )
 
 __all__ = [
@@ -74,7 +75,6 @@ __all__ = [
     "run_audit",
 ]
 
-Mode = Literal["node", "central"]
 RouterKind = Literal["bird", "frr", "gobgp"]
 
 Routes = dict[str, frozenset[str]]
@@ -112,11 +112,6 @@ class ClusterRoutes:
     warnings: list[str] = field(default_factory=list)
 
 
-def _name(obj: Mapping[str, Any]) -> str:
-    metadata = obj.get("metadata")
-    return str(metadata.get("name", "")) if isinstance(metadata, Mapping) else ""
-
-
 def _without_secret_refs(bgppeer: Obj) -> Obj:
     spec = dict(bgppeer.get("spec") or {})
     conf = dict(spec.get("conf") or {})
@@ -140,13 +135,13 @@ def _pools_in_scope(
     eips: Sequence[Obj], announced: Sequence[AddressPool], names: Sequence[str]
 ) -> tuple[list[tuple[str, AddressPool]], list[str]]:
     scope: list[tuple[str, AddressPool]] = []
-    for eip in sorted(eips, key=_name):
+    for eip in sorted(eips, key=object_name):
         try:
             pool = pool_from_eip(eip)
         except ModelError:
             continue  # reported by bgp_pools
-        if pool.addresses in announced and (not names or _name(eip) in names):
-            scope.append((_name(eip), pool.addresses))
+        if pool.addresses in announced and (not names or object_name(eip) in names):
+            scope.append((object_name(eip), pool.addresses))
     unknown = sorted(set(names) - {n for n, _ in scope})
     return scope, [f"pools: Eip {n!r}: no such Eip with protocol bgp" for n in unknown]
 
@@ -541,7 +536,7 @@ def read_cluster(api: Any, secret_namespace: str) -> ClusterState:
 
     try:
         listed, _ = api.list(f"/api/v1/namespaces/{secret_namespace}/secrets")
-        secrets: dict[str, Obj] | None = {_name(s): s for s in listed}
+        secrets: dict[str, Obj] | None = {object_name(s): s for s in listed}
     except KubeError as error:
         if error.status not in (401, 403):
             raise AuditError(f"list Secrets in {secret_namespace}: {error}") from None

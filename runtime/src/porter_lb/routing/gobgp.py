@@ -19,86 +19,23 @@ from __future__ import annotations
 import functools
 import ipaddress
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
 
 from porter_lb.gobgp_api import attribute_pb2, gobgp_pb2, gobgp_pb2_grpc
+from porter_lb.routing.bgp_config import (
+    GlobalConfig,
+    GracefulRestart,
+    PeerConfig,
+    PeerStatus,
+)
+from porter_lb.routing.routes import Route
 
 _SESSION_STATES = {
     value.number: value.name.lower()
     for value in gobgp_pb2.PeerState.DESCRIPTOR.enum_types_by_name["SessionState"].values
 }
-
-
-@dataclass(frozen=True)
-class PeerStatus:
-    neighbor_address: str
-    peer_asn: int
-    session_state: str  # "established", "active", "idle", ...
-    received_prefixes: int = 0
-
-
-@dataclass(frozen=True)
-class Route:
-    prefix: str  # "203.0.113.10/32"
-    next_hop: str  # "0.0.0.0" means next-hop self
-    identifier: int = 0  # ADD-PATH path identifier; distinct values keep distinct paths
-
-
-DEFAULT_DEFERRAL_TIME = 360
-"""gobgpd's own default Selection_Deferral_Timer (RFC 4724 4.1), in seconds."""
-
-
-@dataclass(frozen=True)
-class GracefulRestart:
-    """RFC 4724 graceful restart: peers keep our routes `restart_time` s while we restart.
-
-    Give a peer's values in full, as gobgpd reports them back: gobgpd fills a 0 restart time
-    (with the hold time) and deferral time (360 s) itself, and a PeerConfig that differs from
-    what ListPeer reports makes the speaker call UpdatePeer, which resets the session when the
-    graceful-restart settings differ. `deferral_time` bounds how long a restarting gobgpd
-    waits for a peer's End-of-RIB before sending its own routes."""
-
-    enabled: bool = False
-    restart_time: int = 0  # seconds; 0 lets gobgpd choose (the hold time)
-    deferral_time: int = DEFAULT_DEFERRAL_TIME
-
-
-@dataclass(frozen=True)
-class GlobalConfig:
-    """The BGP instance: what StartBgp takes. `listen_port=-1` makes gobgpd only connect out."""
-
-    asn: int
-    router_id: str
-    listen_port: int = 179
-    listen_addresses: tuple[str, ...] = ()
-    graceful_restart: GracefulRestart = field(default_factory=GracefulRestart)
-
-
-@dataclass(frozen=True)
-class PeerConfig:
-    """One BGP neighbour as gobgpd is told about it (AddPeer/UpdatePeer).
-
-    `families` are IP versions (4, 6) of the unicast families to enable; `ebgp_multihop_ttl` 0
-    means directly connected; `add_paths_send_max` 0 means no ADD-PATH send. The password is
-    kept out of `repr` so that logging a PeerConfig never shows it.
-    """
-
-    neighbor_address: str
-    peer_asn: int
-    port: int = 179
-    local_asn: int = 0  # 0: the instance's ASN
-    passive: bool = False
-    auth_password: str = field(default="", repr=False)
-    ebgp_multihop_ttl: int = 0
-    hold_time: int = 90
-    keepalive: int = 30
-    connect_retry: int = 5
-    families: tuple[int, ...] = (4,)
-    add_paths_send_max: int = 0
-    graceful_restart: GracefulRestart = field(default_factory=GracefulRestart)
 
 
 class GoBGPError(RuntimeError):

@@ -12,8 +12,8 @@ Two ways to announce, one computation:
 * one central speaker announces `central_paths(...)`: one path per (prefix, node) with the
   node's address as third-party next hop, told apart by ADD-PATH path identifiers.
 
-This module must not import `porter_lb.routing.gobgp` (which imports grpc): `Path` is its own plain
-value and the GoBGP adapter translates it into a `Route`.
+This module must not import `porter_lb.routing.gobgp` (which imports grpc): `Route` is a plain
+value and the GoBGP adapter translates it into gobgpd's Route message.
 """
 
 from __future__ import annotations
@@ -21,25 +21,47 @@ from __future__ import annotations
 import functools
 import hashlib
 import ipaddress
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from porter_lb.model.resources import Endpoint, ModelError, Node, ServiceTraffic
+from porter_lb.model.addresses import AddressPool
+from porter_lb.model.resources import (
+    LOAD_BALANCER_CLASS,
+    Endpoint,
+    ModelError,
+    Node,
+    Obj,
+    ServiceTraffic,
+    being_deleted,
+    endpoints_from_slice,
+    pool_from_eip,
+    selects_porter,
+    traffic_from_service,
+)
+from porter_lb.model.validation import effective_pools
 
 __all__ = [
     "EXCLUDE_FROM_EXTERNAL_LOAD_BALANCERS_LABEL",
     "LabelSelector",
     "LabelSelectorRequirement",
-    "Path",
     "Peer",
+    "Route",
+    "RouteTable",
     "SelectorOperator",
+    "announced_ips",
+    "bgp_pools",
     "central_paths",
+    "central_rib",
     "desired_routes",
     "eligible_nodes",
     "host_prefix",
     "node_announcements",
+    "node_rib",
     "path_identifier",
+    "rib_delta",
+    "service_next_hops",
+    "service_share",
 ]
 
 EXCLUDE_FROM_EXTERNAL_LOAD_BALANCERS_LABEL = (
@@ -141,12 +163,12 @@ class Peer:
 
 
 @dataclass(frozen=True, order=True)
-class Path:
-    """One path a central speaker announces: prefix, third-party next hop, ADD-PATH identifier."""
+class Route:
+    """One path: prefix, next hop ("0.0.0.0"/"::": next hop self) and ADD-PATH identifier."""
 
-    prefix: str
-    next_hop: str
-    identifier: int
+    prefix: str  # "203.0.113.10/32"
+    next_hop: str  # "0.0.0.0" means next-hop self
+    identifier: int = 0  # ADD-PATH path identifier; distinct values keep distinct paths
 
 
 def host_prefix(ip: str, service_key: str = "") -> str:
@@ -250,7 +272,7 @@ def first_of_family(addresses: Sequence[str] | str, version: int) -> str | None:
 
 def central_paths(
     desired: Mapping[str, frozenset[str]], node_addresses: Mapping[str, Sequence[str] | str]
-) -> set[Path]:
+) -> set[Route]:
     """The paths a central speaker announces to one peer: one per (prefix, next-hop node).
 
     `desired` is one peer's entry of `desired_routes`; `node_addresses` gives each node's
@@ -259,7 +281,7 @@ def central_paths(
     Should two IPv6 next hops of one prefix hash to the same identifier, the one later in
     sorted order takes the next free value, so paths never replace each other.
     """
-    paths: set[Path] = set()
+    paths: set[Route] = set()
     # Each node's next hop per family, in address order, parsed once per call: a full
     # reconcile asks for tens of thousands of (prefix, node) paths.
     hops: dict[int, dict[str, tuple[int, str]]] = {4: {}, 6: {}}
@@ -277,5 +299,172 @@ def central_paths(
             while identifier in taken:
                 identifier = (identifier + 1) & 0xFFFFFFFF
             taken.add(identifier)
-            paths.add(Path(prefix, hop, identifier))
+            paths.add(Route(prefix, hop, identifier))
     return paths
+
+
+_NEXT_HOP_SELF = {4: "0.0.0.0", 6: "::"}
+
+
+def bgp_pools(eips: Iterable[Obj]) -> tuple[list[AddressPool], list[tuple[Obj, ModelError]]]:
+    """Address blocks of the Eips announced over BGP: those with protocol bgp that own their
+    addresses (`validation.effective_pools`: not being deleted, readable, not the loser of a
+    conflict with an older Eip). A disabled Eip gives no new IPs but the ones given out stay,
+    so it is still announced. Returns the blocks and the Eips that could not be read, with why.
+    """
+    listed = list(eips)
+    owners = effective_pools(listed).pools
+    errors: list[tuple[Obj, ModelError]] = []
+    for eip in listed:
+        if being_deleted(eip):
+            continue
+        try:
+            pool_from_eip(eip)
+        except ModelError as error:
+            errors.append((eip, error))
+    return [p.addresses for p in owners.values() if p.protocol == "bgp"], errors
+
+
+def announced_ips(ips: Iterable[str], pools: Sequence[AddressPool]) -> tuple[str, ...]:
+    """The IPs that lie inside one of `pools` (the others are not porter-lb's to announce)."""
+    return tuple(ip for ip in ips if any(ip in pool for pool in pools))
+
+
+def service_next_hops(
+    traffic: ServiceTraffic,
+    endpoints: Iterable[Endpoint],
+    nodes: Mapping[str, Node],
+    selected: frozenset[str],
+) -> dict[str, frozenset[str]]:
+    """One Service's share of the desired routes: host prefix -> next-hop node names.
+
+    The nodes are the Service's eligible nodes (`routes.eligible_nodes`) among `selected`,
+    the nodes some BgpPeer's nodeSelector picks (a node speaker: its own node, if picked).
+    `traffic.ips` must already be reduced to announced IPs. No node: no entry.
+    """
+    hops = eligible_nodes(traffic, endpoints, nodes) & selected
+    if not hops:
+        return {}
+    return {host_prefix(ip, traffic.key): hops for ip in traffic.ips}
+
+
+def service_share(
+    service: Obj,
+    endpoint_slices: Callable[[], Iterable[Obj]],
+    *,
+    nodes: Mapping[str, Node],
+    pools: Sequence[AddressPool],
+    selected: frozenset[str],
+    class_name: str = LOAD_BALANCER_CLASS,
+) -> dict[str, frozenset[str]]:
+    """One Service object's share of the desired routes (`service_next_hops`), from the objects.
+
+    Only a Service porter-lb implements (`selects_porter`) has a share; only its IPs inside
+    `pools` (the BGP Eips, `bgp_pools`) are announced. `endpoint_slices` is called only for
+    `externalTrafficPolicy: Local`, to give the Service's EndpointSlices. Raises ModelError
+    for an unreadable Service.
+    """
+    if not selects_porter(service, class_name) or not selected:
+        return {}
+    traffic = traffic_from_service(service)
+    ips = announced_ips(traffic.ips, pools)
+    if not ips:
+        return {}
+    traffic = ServiceTraffic(traffic.key, traffic.external_traffic_policy, ips)
+    endpoints: list[Endpoint] = []
+    if traffic.external_traffic_policy == "Local":
+        for endpoint_slice in endpoint_slices():
+            endpoints.extend(endpoints_from_slice(endpoint_slice))
+    return service_next_hops(traffic, endpoints, nodes, selected)
+
+
+@dataclass
+class RouteTable:
+    """The desired next-hop nodes of every prefix, kept per Service so that one Service can
+    be recomputed alone; Services sharing an IP contribute the union of their nodes."""
+
+    by_service: dict[str, dict[str, frozenset[str]]] = field(default_factory=dict)
+    by_prefix: dict[str, dict[str, frozenset[str]]] = field(default_factory=dict)
+
+    def set_service(self, key: str, next_hops: Mapping[str, frozenset[str]]) -> set[str]:
+        """Replace Service `key`'s share; return the prefixes whose node set may have changed."""
+        old = self.by_service.pop(key, {})
+        changed = set()
+        for prefix, nodes in old.items():
+            if next_hops.get(prefix) != nodes:
+                contributors = self.by_prefix[prefix]
+                del contributors[key]
+                if not contributors:
+                    del self.by_prefix[prefix]
+                changed.add(prefix)
+        for prefix, nodes in next_hops.items():
+            if old.get(prefix) != nodes:
+                self.by_prefix.setdefault(prefix, {})[key] = nodes
+                changed.add(prefix)
+        if next_hops:
+            self.by_service[key] = dict(next_hops)
+        return changed
+
+    def nodes(self, prefix: str) -> frozenset[str]:
+        contributors = self.by_prefix.get(prefix)
+        if not contributors:
+            return frozenset()
+        if len(contributors) == 1:
+            return next(iter(contributors.values()))
+        return frozenset().union(*contributors.values())
+
+    def prefixes(self) -> set[str]:
+        return set(self.by_prefix)
+
+    def as_dict(self) -> dict[str, frozenset[str]]:
+        return {prefix: self.nodes(prefix) for prefix in sorted(self.by_prefix)}
+
+
+def node_rib(table: RouteTable, prefixes: Iterable[str], node_name: str) -> dict[str, set[Route]]:
+    """A node speaker's desired paths for `prefixes`: next hop self where the node is a hop."""
+    rib: dict[str, set[Route]] = {}
+    for prefix in prefixes:
+        if node_name in table.nodes(prefix):
+            version = ipaddress.ip_network(prefix).version
+            rib[prefix] = {Route(prefix, _NEXT_HOP_SELF[version])}
+    return rib
+
+
+def central_rib(
+    table: RouteTable, prefixes: Iterable[str], node_addresses: Mapping[str, Sequence[str]]
+) -> dict[str, set[Route]]:
+    """A central speaker's desired paths for `prefixes`: one per next-hop node, with the
+    node's address as next hop and its ADD-PATH path identifier (`routes.central_paths`)."""
+    desired = {p: nodes for p in prefixes if (nodes := table.nodes(p))}
+    rib: dict[str, set[Route]] = {}
+    for path in central_paths(desired, node_addresses):
+        rib.setdefault(path.prefix, set()).add(Route(path.prefix, path.next_hop, path.identifier))
+    return rib
+
+
+def rib_delta(
+    held: Mapping[str, set[Route]],
+    desired: Mapping[str, set[Route]],
+    prefixes: Iterable[str] | None = None,
+) -> tuple[list[Route], list[Route]]:
+    """(paths to add, paths to withdraw) turning `held` into `desired` for `prefixes` (all if
+    None). Paths in both are left alone: a route that stays is never withdrawn.
+
+    gobgpd tells paths apart by prefix and path identifier, not by next hop: a path whose next
+    hop changes under the same identifier is replaced by adding it, and its old version must
+    NOT be withdrawn (that would withdraw the new one). Add before withdrawing, so a prefix
+    moving between nodes is never absent.
+    """
+    keys = set(held) | set(desired) if prefixes is None else set(prefixes)
+    add: list[Route] = []
+    withdraw: list[Route] = []
+    for prefix in keys:
+        have = held.get(prefix, set())
+        want = desired.get(prefix, set())
+        if have == want:
+            continue
+        add.extend(want - have)
+        kept_ids = {route.identifier for route in want}
+        withdraw.extend(route for route in have - want if route.identifier not in kept_ids)
+    order = lambda r: (r.prefix, r.identifier, r.next_hop)  # noqa: E731
+    return sorted(add, key=order), sorted(withdraw, key=order)

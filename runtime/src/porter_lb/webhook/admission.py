@@ -31,12 +31,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from porter_lb.model.resources import Obj
 from porter_lb.model.validation import check_admission
 from porter_lb.telemetry.metrics import LocalHTTPServer, QuietHandler
 
 log = logging.getLogger(__name__)
 
-Obj = dict[str, Any]
 EipSource = Callable[[], Sequence[Mapping[str, Any]]]
 """Returns the Eips stored now; raises when it cannot (the request is then let through)."""
 

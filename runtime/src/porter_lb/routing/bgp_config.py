@@ -1,0 +1,494 @@
+"""What one gobgpd's BGP instance and peers must be, from BgpConf, BgpPeer and their Secrets.
+
+Pure, table-tested: the plain values gobgpd is configured with (`GlobalConfig`, `PeerConfig`,
+`GracefulRestart`) and reports back (`PeerStatus`), and the functions that derive them from the
+custom resources. The speaker (`porter_lb.routing.speaker`) applies them through the GoBGP
+adapter (`porter_lb.routing.gobgp`), which translates them into gRPC messages and decides nothing.
+
+GoBGP 3 renamed fields that Porter/OpenELB CRDs still spell the v2 way (`as` -> `asn`,
+`peer_as` -> `peer_asn`): these values carry the explicit numbers, never CR JSON.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from porter_lb.model.resources import (
+    ModelError,
+    Node,
+    Obj,
+    as_mapping,
+    being_deleted,
+    object_name,
+)
+from porter_lb.routing.routes import (
+    LabelSelector,
+    Peer,
+)
+
+Mode = Literal["node", "central"]
+"""How gobgpd speakers are deployed: one per node (next hop self), or one central."""
+
+DEFAULT_BGPCONF_NAME = "default"
+"""The BgpConf porter-lb uses (Porter's name); otherwise the first by name."""
+
+DEFAULT_CENTRAL_SEND_MAX = 255
+"""ADD-PATH send_max of a central speaker's peers when the BgpPeer gives none: the protocol's
+most. Not the number of nodes: a value that followed the node count would change the peer's
+configuration, and so reset its session, every time a node joined."""
+
+DEFAULT_HOLD_TIME = 90
+DEFAULT_KEEPALIVE = 30
+DEFAULT_CONNECT_RETRY = 5  # GoBGP's own default, 120 s, leaves a peer down long after a restart
+
+
+@dataclass(frozen=True)
+class PeerStatus:
+    neighbor_address: str
+    peer_asn: int
+    session_state: str  # "established", "active", "idle", ...
+    received_prefixes: int = 0
+
+
+DEFAULT_DEFERRAL_TIME = 360
+"""gobgpd's own default Selection_Deferral_Timer (RFC 4724 4.1), in seconds."""
+
+
+@dataclass(frozen=True)
+class GracefulRestart:
+    """RFC 4724 graceful restart: peers keep our routes `restart_time` s while we restart.
+
+    Give a peer's values in full, as gobgpd reports them back: gobgpd fills a 0 restart time
+    (with the hold time) and deferral time (360 s) itself, and a PeerConfig that differs from
+    what ListPeer reports makes the speaker call UpdatePeer, which resets the session when the
+    graceful-restart settings differ. `deferral_time` bounds how long a restarting gobgpd
+    waits for a peer's End-of-RIB before sending its own routes."""
+
+    enabled: bool = False
+    restart_time: int = 0  # seconds; 0 lets gobgpd choose (the hold time)
+    deferral_time: int = DEFAULT_DEFERRAL_TIME
+
+
+@dataclass(frozen=True)
+class GlobalConfig:
+    """The BGP instance: what StartBgp takes. `listen_port=-1` makes gobgpd only connect out."""
+
+    asn: int
+    router_id: str
+    listen_port: int = 179
+    listen_addresses: tuple[str, ...] = ()
+    graceful_restart: GracefulRestart = field(default_factory=GracefulRestart)
+
+
+@dataclass(frozen=True)
+class PeerConfig:
+    """One BGP neighbour as gobgpd is told about it (AddPeer/UpdatePeer).
+
+    `families` are IP versions (4, 6) of the unicast families to enable; `ebgp_multihop_ttl` 0
+    means directly connected; `add_paths_send_max` 0 means no ADD-PATH send. The password is
+    kept out of `repr` so that logging a PeerConfig never shows it.
+    """
+
+    neighbor_address: str
+    peer_asn: int
+    port: int = 179
+    local_asn: int = 0  # 0: the instance's ASN
+    passive: bool = False
+    auth_password: str = field(default="", repr=False)
+    ebgp_multihop_ttl: int = 0
+    hold_time: int = 90
+    keepalive: int = 30
+    connect_retry: int = 5
+    families: tuple[int, ...] = (4,)
+    add_paths_send_max: int = 0
+    graceful_restart: GracefulRestart = field(default_factory=GracefulRestart)
+
+
+def choose_bgpconf(bgpconfs: Iterable[Obj]) -> Obj | None:
+    """The BgpConf in force: the one named `default`, else the first by name; None if none."""
+    usable = sorted((c for c in bgpconfs if not being_deleted(c)), key=object_name)
+    for conf in usable:
+        if object_name(conf) == DEFAULT_BGPCONF_NAME:
+            return conf
+    return usable[0] if usable else None
+
+
+def _int_field(
+    value: object, kind: str, name: str, field_name: str, bounds: tuple[int, int]
+) -> int | None:
+    """An integer field given as a number or a decimal string (Porter's timers are strings)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise ModelError(kind, name, field_name, value, "must be an integer")
+    try:
+        number = int(value.strip(), 10) if isinstance(value, str) else int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        raise ModelError(kind, name, field_name, value, "must be an integer") from None
+    low, high = bounds
+    if not low <= number <= high:
+        raise ModelError(kind, name, field_name, value, f"must be between {low} and {high}")
+    return number
+
+
+def _graceful_restart(
+    spec: Mapping[str, Any], kind: str, name: str, field_name: str, hold_time: int = 0
+) -> GracefulRestart:
+    """`spec.gracefulRestart`: `restartTime` (default `hold_time`, as gobgpd itself chooses
+    for a peer) and `deferralTime` (default gobgpd's 360 s)."""
+    settings = as_mapping(spec.get("gracefulRestart"))
+    if settings.get("enabled") is not True:
+        return GracefulRestart()
+    restart_time = _int_field(
+        settings.get("restartTime"), kind, name, f"{field_name}.restartTime", (0, 4095)
+    )
+    deferral_time = _int_field(
+        settings.get("deferralTime"), kind, name, f"{field_name}.deferralTime", (0, 65535)
+    )
+    return GracefulRestart(True, restart_time or hold_time, deferral_time or DEFAULT_DEFERRAL_TIME)
+
+
+def _ipv4_address(addresses: Sequence[str]) -> str:
+    for text in addresses:
+        try:
+            if ipaddress.ip_address(text).version == 4:
+                return text
+        except ValueError:
+            continue
+    return ""
+
+
+def global_config_from_bgpconf(
+    bgpconf: Mapping[str, Any], node: Node | None = None, default_router_id: str = ""
+) -> GlobalConfig:
+    """The gobgpd instance a BgpConf asks for.
+
+    The router ID is `spec.routerId`, else the IPv4 InternalIP of `node` (a node speaker),
+    else `default_router_id`; with none of them the BgpConf cannot be used. `listenPort`
+    absent or 0 means 179; -1 makes gobgpd only connect out.
+    """
+    name = object_name(bgpconf)
+    spec = as_mapping(bgpconf.get("spec"))
+    asn = _int_field(spec.get("as"), "BgpConf", name, "spec.as", (1, 4294967295))
+    if asn is None:
+        raise ModelError("BgpConf", name, "spec.as", None, "is required")
+    router_id = str(spec.get("routerId") or "").strip()
+    if router_id:
+        try:
+            ipaddress.IPv4Address(router_id)
+        except ValueError:
+            raise ModelError(
+                "BgpConf", name, "spec.routerId", router_id, "must be an IPv4 address"
+            ) from None
+    else:
+        router_id = (_ipv4_address(node.addresses) if node else "") or default_router_id
+        if not router_id:
+            where = f"node {node.name!r} has no IPv4 InternalIP" if node else "no node address"
+            raise ModelError(
+                "BgpConf", name, "spec.routerId", None, f"is needed: {where} to use instead"
+            )
+    port = _int_field(spec.get("listenPort"), "BgpConf", name, "spec.listenPort", (-1, 65535))
+    listen_addresses = spec.get("listenAddresses") or []
+    if not isinstance(listen_addresses, list):
+        raise ModelError(
+            "BgpConf", name, "spec.listenAddresses", listen_addresses, "must be a list"
+        )
+    for address in listen_addresses:
+        try:
+            ipaddress.ip_address(str(address))
+        except ValueError:
+            raise ModelError(
+                "BgpConf", name, "spec.listenAddresses", address, "not an IP address"
+            ) from None
+    return GlobalConfig(
+        asn=asn,
+        router_id=router_id,
+        listen_port=port or 179,
+        listen_addresses=tuple(str(a) for a in listen_addresses),
+        graceful_restart=_graceful_restart(spec, "BgpConf", name, "spec.gracefulRestart"),
+    )
+
+
+def global_differs(running: GlobalConfig, wanted: GlobalConfig) -> bool:
+    """True if gobgpd's running instance (as GetBgp reports it) is not the wanted one.
+
+    GetBgp reports neither graceful restart nor, when none were given, the listen addresses
+    gobgpd chose itself, so those are compared only when wanted explicitly.
+    """
+    if (running.asn, running.router_id, running.listen_port) != (
+        wanted.asn,
+        wanted.router_id,
+        wanted.listen_port,
+    ):
+        return True
+    return bool(wanted.listen_addresses) and set(running.listen_addresses) != set(
+        wanted.listen_addresses
+    )
+
+
+@dataclass(frozen=True)
+class PeerSpec:
+    """A BgpPeer made usable: whom its selector picks (`peer`) and what gobgpd is told."""
+
+    name: str
+    peer: Peer
+    config: PeerConfig
+
+
+def _families(
+    spec: Mapping[str, Any], name: str, neighbor: ipaddress._BaseAddress
+) -> tuple[tuple[int, ...], int]:
+    families: list[int] = []
+    send_max = 0
+    afi_safis = spec.get("afiSafis") or []
+    if not isinstance(afi_safis, list):
+        raise ModelError("BgpPeer", name, "spec.afiSafis", afi_safis, "must be a list")
+    for index, entry in enumerate(afi_safis):
+        where = f"spec.afiSafis[{index}]"
+        config = as_mapping(as_mapping(entry).get("config"))
+        if config.get("enabled") is False:
+            continue
+        afi = as_mapping(config.get("family")).get("afi") or (
+            "AFI_IP" if neighbor.version == 4 else "AFI_IP6"
+        )
+        if afi not in ("AFI_IP", "AFI_IP6"):
+            raise ModelError(
+                "BgpPeer", name, f"{where}.config.family.afi", afi, "AFI_IP or AFI_IP6"
+            )
+        version = 4 if afi == "AFI_IP" else 6
+        if version not in families:
+            families.append(version)
+        add_paths = as_mapping(as_mapping(as_mapping(entry).get("addPaths")).get("config"))
+        send = _int_field(
+            add_paths.get("sendMax"), "BgpPeer", name, f"{where}.addPaths.config.sendMax", (0, 255)
+        )
+        send_max = max(send_max, send or 0)
+    return tuple(families) or (neighbor.version,), send_max
+
+
+def _password(
+    conf: Mapping[str, Any], name: str, secrets: Mapping[str, Obj], secret_namespace: str
+) -> str:
+    """The MD5 password: from the referenced Secret, else the plain `authPassword`.
+
+    Errors name the Secret and the key, never the password.
+    """
+    ref = conf.get("authPasswordSecretRef")
+    if ref is None:
+        plain = conf.get("authPassword") or ""
+        return str(plain)
+    where = "spec.conf.authPasswordSecretRef"
+    ref = as_mapping(ref)
+    secret_name = str(ref.get("name") or "")
+    if not secret_name:
+        raise ModelError("BgpPeer", name, f"{where}.name", None, "is required")
+    namespace = str(ref.get("namespace") or secret_namespace)
+    if namespace != secret_namespace:
+        raise ModelError(
+            "BgpPeer",
+            name,
+            f"{where}.namespace",
+            namespace,
+            f"porter-lb reads Secrets only in its own namespace {secret_namespace!r}",
+        )
+    key = str(ref.get("key") or "password")
+    secret = secrets.get(secret_name)
+    if secret is None:
+        raise ModelError("BgpPeer", name, where, f"{namespace}/{secret_name}", "Secret not found")
+    data = as_mapping(secret.get("data"))
+    if key in data:
+        try:
+            return base64.b64decode(str(data[key]), validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            raise ModelError(
+                "BgpPeer",
+                name,
+                f"{where}.key",
+                key,
+                f"Secret {namespace}/{secret_name}: the value is not base64 text",
+            ) from None
+    string_data = as_mapping(secret.get("stringData"))
+    if key in string_data:
+        return str(string_data[key])
+    raise ModelError(
+        "BgpPeer", name, f"{where}.key", key, f"Secret {namespace}/{secret_name} has no such key"
+    )
+
+
+def peer_spec_from_bgppeer(
+    bgppeer: Mapping[str, Any],
+    secrets: Mapping[str, Obj],
+    *,
+    mode: Mode = "node",
+    secret_namespace: str = "porter-lb-system",
+) -> PeerSpec:
+    """Map a BgpPeer (v1alpha2, GoBGP v2 field names) to a PeerSpec; ModelError if unusable.
+
+    `secrets` are the Secrets of porter-lb's namespace by name. Timers are whole seconds
+    (numbers or decimal strings); absent ones default to hold 90 s, keepalive 30 s, connect
+    retry 5 s. Families come from the enabled `afiSafis` (default: the neighbour address's
+    family). ADD-PATH send_max is the largest `addPaths.config.sendMax`; a central speaker
+    without one uses DEFAULT_CENTRAL_SEND_MAX.
+    """
+    name = object_name(bgppeer)
+    spec = as_mapping(bgppeer.get("spec"))
+    conf = as_mapping(spec.get("conf"))
+    address_text = conf.get("neighborAddress")
+    try:
+        neighbor = ipaddress.ip_address(str(address_text or "").strip())
+    except ValueError:
+        raise ModelError(
+            "BgpPeer", name, "spec.conf.neighborAddress", address_text, "must be an IP address"
+        ) from None
+    peer_asn = _int_field(conf.get("peerAs"), "BgpPeer", name, "spec.conf.peerAs", (1, 4294967295))
+    if peer_asn is None:
+        raise ModelError("BgpPeer", name, "spec.conf.peerAs", None, "is required")
+    local_asn = _int_field(
+        conf.get("localAs"), "BgpPeer", name, "spec.conf.localAs", (0, 4294967295)
+    )
+    families, send_max = _families(spec, name, neighbor)
+    if mode == "central" and not send_max:
+        send_max = DEFAULT_CENTRAL_SEND_MAX
+    timers = as_mapping(as_mapping(spec.get("timers")).get("config"))
+    hold = _int_field(
+        timers.get("holdTime"), "BgpPeer", name, "spec.timers.config.holdTime", (3, 65535)
+    )
+    keepalive = _int_field(
+        timers.get("keepaliveInterval"),
+        "BgpPeer",
+        name,
+        "spec.timers.config.keepaliveInterval",
+        (1, 21845),
+    )
+    connect_retry = _int_field(
+        timers.get("connectRetry"), "BgpPeer", name, "spec.timers.config.connectRetry", (1, 65535)
+    )
+    transport = as_mapping(spec.get("transport"))
+    port = _int_field(
+        transport.get("remotePort"), "BgpPeer", name, "spec.transport.remotePort", (1, 65535)
+    )
+    multihop = as_mapping(spec.get("ebgpMultihop"))
+    ttl = 0
+    if multihop.get("enabled") is True:
+        ttl = (
+            _int_field(
+                multihop.get("multihopTtl"),
+                "BgpPeer",
+                name,
+                "spec.ebgpMultihop.multihopTtl",
+                (1, 255),
+            )
+            or 255
+        )
+    selector = LabelSelector.from_dict(as_mapping(spec.get("nodeSelector")), name=name)
+    config = PeerConfig(
+        neighbor_address=str(neighbor),
+        peer_asn=peer_asn,
+        port=port or 179,
+        local_asn=local_asn or 0,
+        passive=transport.get("passiveMode") is True,
+        auth_password=_password(conf, name, secrets, secret_namespace),
+        ebgp_multihop_ttl=ttl,
+        hold_time=hold or DEFAULT_HOLD_TIME,
+        keepalive=keepalive or (hold // 3 if hold else DEFAULT_KEEPALIVE),
+        connect_retry=connect_retry or DEFAULT_CONNECT_RETRY,
+        families=families,
+        add_paths_send_max=send_max,
+        graceful_restart=_graceful_restart(
+            spec, "BgpPeer", name, "spec.gracefulRestart", hold or DEFAULT_HOLD_TIME
+        ),
+    )
+    return PeerSpec(name=name, peer=Peer(name, selector), config=config)
+
+
+def plain_text_password_peers(bgppeers: Iterable[Obj]) -> list[str]:
+    """Names of the BgpPeers whose password is Porter's plain-text `spec.conf.authPassword`
+    (no Secret reference): still honoured, for Porter's manifests, but warned about."""
+    return sorted(
+        object_name(obj)
+        for obj in bgppeers
+        if not being_deleted(obj)
+        and as_mapping(as_mapping(obj.get("spec")).get("conf")).get("authPassword")
+        and as_mapping(as_mapping(obj.get("spec")).get("conf")).get("authPasswordSecretRef") is None
+    )
+
+
+def usable_peer_specs(
+    bgppeers: Iterable[Obj],
+    secrets: Mapping[str, Obj],
+    *,
+    mode: Mode = "node",
+    secret_namespace: str = "porter-lb-system",
+) -> tuple[list[PeerSpec], list[tuple[Obj, str, str]]]:
+    """The BgpPeers a speaker uses, by name, one per neighbour address; and the rejected ones
+    as (BgpPeer, Event reason, message). BgpPeers being deleted are neither.
+
+    Reasons: `InvalidBgpPeer` (unreadable, or its Secret is missing), `DuplicateNeighbor`
+    (an earlier BgpPeer by name already peers with that address).
+    """
+    specs: list[PeerSpec] = []
+    rejected: list[tuple[Obj, str, str]] = []
+    by_address: dict[str, str] = {}
+    for obj in sorted(bgppeers, key=object_name):
+        name = object_name(obj)
+        if being_deleted(obj):
+            continue
+        try:
+            spec = peer_spec_from_bgppeer(
+                obj, secrets, mode=mode, secret_namespace=secret_namespace
+            )
+        except ModelError as error:
+            rejected.append((obj, "InvalidBgpPeer", str(error)))
+            continue
+        address = spec.config.neighbor_address
+        if address in by_address:
+            rejected.append(
+                (
+                    obj,
+                    "DuplicateNeighbor",
+                    f"BgpPeer '{name}': spec.conf.neighborAddress '{address}': "
+                    f"BgpPeer '{by_address[address]}' already peers with it; ignored",
+                )
+            )
+            continue
+        by_address[address] = name
+        specs.append(spec)
+    return specs, rejected
+
+
+def peer_delta(
+    wanted: Mapping[str, PeerConfig], configured: Mapping[str, PeerConfig]
+) -> tuple[list[PeerConfig], list[PeerConfig], list[str]]:
+    """(to add, to update, addresses to delete) turning gobgpd's peers into the wanted ones.
+
+    Both are keyed by neighbour address. A peer whose configuration is unchanged is left
+    alone: UpdatePeer can reset a session.
+    """
+    add = [wanted[a] for a in sorted(wanted.keys() - configured.keys())]
+    update = [
+        wanted[a] for a in sorted(wanted.keys() & configured.keys()) if wanted[a] != configured[a]
+    ]
+    delete = sorted(configured.keys() - wanted.keys())
+    return add, update, delete
+
+
+def peer_status_entry(status: PeerStatus | None, config: PeerConfig) -> dict[str, Any]:
+    """One `status.nodesPeerStatus` value (Porter's shape, the fields that change rarely).
+
+    `sessionState` uses GoBGP's names (ESTABLISHED, ACTIVE, IDLE, ...); UNKNOWN while gobgpd
+    does not list the peer. Counters and timestamps are left out on purpose: a status write
+    per UPDATE message would load the API server for nothing (see the metrics instead).
+    """
+    state = status.session_state.upper() if status else "UNKNOWN"
+    return {
+        "peerState": {
+            "neighborAddress": config.neighbor_address,
+            "peerAs": config.peer_asn,
+            "sessionState": state,
+        }
+    }
