@@ -1,5 +1,5 @@
 """gobgpd processes in a node's network namespace, driven over gRPC on a unix socket, and the
-central speaker (`porter_lb.commands.agent.run_central`) in a thread of the calling process."""
+central speaker (`porter_lb.routing.central.run_central`) in a thread of the calling process."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from porter_lab.processes import Daemon
-from porter_lb.commands import agent
 from porter_lb.kube.api import KubeAPI
 from porter_lb.kube.informers import Informers
+from porter_lb.routing import central
 from porter_lb.routing.gobgp import GoBGP
 from porter_lb.routing.speaker import SPEAKER_KINDS
 
@@ -66,7 +66,7 @@ class Gobgpd:
 
 
 class CentralSpeaker:
-    """`agent.run_central` in a daemon thread of this process, feeding the gobgpd at `target`,
+    """`central.run_central` in a daemon thread of this process, feeding the gobgpd at `target`,
     with informers of its own (SPEAKER_KINDS, Secrets of `namespace`). Restartable: `start`
     after `stop` runs a fresh thread with fresh informers."""
 
@@ -82,7 +82,7 @@ class CentralSpeaker:
         self.stop_event = threading.Event()
         self.informers = Informers(self.api, SPEAKER_KINDS, secret_namespace=self.namespace)
         self.thread = threading.Thread(
-            target=agent.run_central,
+            target=central.run_central,
             kwargs={
                 "api": self.api,
                 "informers": self.informers,

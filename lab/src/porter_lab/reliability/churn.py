@@ -80,7 +80,7 @@ from porter_lb.model.resources import (
     service_key,
 )
 from porter_lb.model.validation import pool_conflicts
-from porter_lb.routing import audit
+from porter_lb.routing import audit, audit_sources
 
 SYSTEM_NAMESPACE = "porter-lb-system"
 DEFAULT_POOL = "203.0.113.0/28"  # 16 addresses: with 40 Services, exhaustion is routine
@@ -841,7 +841,7 @@ def read_metrics(address: str) -> str:
 def check(api: KubeAPI, router_ns: str, namespace: str, metrics_address: str) -> Checks:
     """One listing of the cluster, one read of the router's FIB and of the controller's
     metrics, compared."""
-    state = audit.read_cluster(api, SYSTEM_NAMESPACE)
+    state = audit_sources.read_cluster(api, SYSTEM_NAMESPACE)
     cluster = audit.desired_routes_from_cluster(state, secret_namespace=SYSTEM_NAMESPACE)
     fib = netns.host_routes(router_ns)
     # The whole range the router accepts: a route left behind by a deleted Eip counts too.
@@ -948,7 +948,7 @@ def _wait_quiescent(bed: ChurnBed, config: ChurnConfig) -> tuple[float | None, C
 
 
 def _final_counts(api: KubeAPI, namespace: str, checks: Checks) -> dict[str, int]:
-    state = audit.read_cluster(api, SYSTEM_NAMESPACE)
+    state = audit_sources.read_cluster(api, SYSTEM_NAMESPACE)
     ours = [s for s in state.services if s.get("metadata", {}).get("namespace") == namespace]
     return {
         "services": len(ours),

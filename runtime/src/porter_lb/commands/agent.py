@@ -30,18 +30,15 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import threading
 from typing import Any
 
 from porter_lb.commands.process import setup_logging, stop_event_on_signals
 from porter_lb.host.acceptance import HostRulesError, add_host_rule_options, host_rules_from_args
-from porter_lb.kube.api import KubeAPI
 from porter_lb.kube.events import EventRecorder
 from porter_lb.kube.informers import Informers
 from porter_lb.layer2 import announcer as layer2
-from porter_lb.model.resources import LOAD_BALANCER_CLASS
 from porter_lb.routing.gobgp import GoBGP
-from porter_lb.routing.speaker import CENTRAL_STATUS_KEY, SPEAKER_KINDS, Speaker
+from porter_lb.routing.speaker import SPEAKER_KINDS, Speaker
 from porter_lb.telemetry.health import HEALTH
 
 log = logging.getLogger("porter_lb.agent")
@@ -51,7 +48,7 @@ DEFAULT_GOBGP = "unix:///run/porter-lb/gobgp.sock"
 
 def add_command(commands: Any) -> None:
     # cli imports this module: import late
-    from porter_lb.cli import add_cluster_watch_options, add_common_options
+    from porter_lb.commands.startup import add_cluster_watch_options, add_common_options
 
     parser: argparse.ArgumentParser = commands.add_parser(
         "agent", help="run the node agent: drive this node's gobgpd (per-node BGP speaker)"
@@ -89,7 +86,7 @@ def add_command(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from porter_lb.cli import CommandError, kube_api, serve_metrics
+    from porter_lb.commands.startup import CommandError, kube_api, serve_metrics
 
     setup_logging(args.log_level, args.log_format)
     if not args.node:
@@ -143,76 +140,3 @@ def run(args: argparse.Namespace) -> int:
             host_rules.close()  # the rules stay: gobgpd still announces the EIPs
     log.info("agent stopped")
     return 0
-
-
-def central_speaker(
-    *,
-    api: KubeAPI,
-    informers: Informers,
-    gobgp: GoBGP,
-    identity: str = "",
-    namespace: str = "porter-lb-system",
-    router_id: str = "",
-    class_name: str = LOAD_BALANCER_CLASS,
-    status_key: str = CENTRAL_STATUS_KEY,
-    recorder: EventRecorder | None = None,
-) -> Speaker:
-    """A central-mode Speaker subscribed to `informers` (which must watch SPEAKER_KINDS).
-
-    Build it before `informers.start()` when you can; `speaker.run(stop)` then blocks.
-    """
-    return Speaker(
-        informers,
-        gobgp,
-        api,
-        recorder or EventRecorder(api, host=identity),
-        mode="central",
-        status_key=status_key,
-        default_router_id=router_id,
-        secret_namespace=namespace,
-        class_name=class_name,
-    )
-
-
-def run_central(
-    *,
-    api: KubeAPI,
-    informers: Informers,
-    gobgp_target: str,
-    stop: threading.Event,
-    identity: str = "",
-    namespace: str = "porter-lb-system",
-    router_id: str = "",
-    class_name: str = LOAD_BALANCER_CLASS,
-    status_key: str = CENTRAL_STATUS_KEY,
-    recorder: EventRecorder | None = None,
-) -> None:
-    """Run the cluster's one central speaker in the calling thread until `stop` is set.
-
-    `informers` are the caller's and must include SPEAKER_KINDS (Service, EndpointSlice,
-    Node, Eip, BgpConf, BgpPeer, Secret); the caller starts and stops them. The speaker may
-    subscribe after they started: it rebuilds everything from the caches once synced.
-    `router_id` is used when the BgpConf has no `spec.routerId`. Sessions are reported in
-    each BgpPeer's `status.nodesPeerStatus[status_key]` ("central" by default, so a restarted
-    replica under another pod name overwrites rather than adds an entry).
-
-    Run it in ONE process at a time (the leader): two central speakers would both announce,
-    and both write the same status entry. On `stop` nothing is withdrawn (see the module
-    docstring); gobgpd's own exit withdraws the routes.
-    """
-    gobgp = GoBGP(gobgp_target)
-    speaker = central_speaker(
-        api=api,
-        informers=informers,
-        gobgp=gobgp,
-        identity=identity,
-        namespace=namespace,
-        router_id=router_id,
-        class_name=class_name,
-        status_key=status_key,
-        recorder=recorder,
-    )
-    try:
-        speaker.run(stop)
-    finally:
-        gobgp.close()

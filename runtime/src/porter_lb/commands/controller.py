@@ -18,7 +18,6 @@ import logging
 import os
 import socket
 import threading
-import time
 from typing import Any
 
 from porter_lb.allocation.controller import KINDS, AllocationController
@@ -27,6 +26,7 @@ from porter_lb.kube.api import KubeAPI
 from porter_lb.kube.events import EventRecorder
 from porter_lb.kube.informers import Informers
 from porter_lb.kube.leader_election import LeaderElector
+from porter_lb.routing.central import CentralSpeaker
 from porter_lb.telemetry import metrics
 from porter_lb.telemetry.health import HEALTH, thread_alive
 from porter_lb.webhook.tls import CertificateKeeper
@@ -35,7 +35,7 @@ log = logging.getLogger("porter_lb.controller")
 
 
 def add_command(commands: Any) -> None:
-    from porter_lb.cli import add_cluster_watch_options, add_common_options
+    from porter_lb.commands.startup import add_cluster_watch_options, add_common_options
 
     parser: argparse.ArgumentParser = commands.add_parser(
         "controller", help="run the controller: IP allocation (and the central BGP speaker)"
@@ -106,7 +106,7 @@ def add_command(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from porter_lb.cli import kube_api, serve_metrics
+    from porter_lb.commands.startup import kube_api, serve_metrics
 
     setup_logging(args.log_level, args.log_format)
     api = kube_api(args.kubeconfig)
@@ -123,7 +123,19 @@ def run(args: argparse.Namespace) -> int:
     recorder = EventRecorder(api, host=args.identity)
     controller = AllocationController(api, informers, recorder, class_name=args.load_balancer_class)
     controller.register()
-    central = _CentralSpeaker(api, informers, args) if args.speaker == "central" else None
+    central = (
+        CentralSpeaker(
+            api,
+            informers,
+            gobgp_target=args.gobgp,
+            identity=args.identity,
+            namespace=args.namespace,
+            router_id=args.router_id,
+            class_name=args.load_balancer_class,
+        )
+        if args.speaker == "central"
+        else None
+    )
     keeper = (
         CertificateKeeper(
             api,
@@ -173,7 +185,7 @@ LEADING = threading.Event()
 
 
 def _health_checks(
-    informers: Informers, controller: AllocationController, central: _CentralSpeaker | None
+    informers: Informers, controller: AllocationController, central: CentralSpeaker | None
 ) -> None:
     """Readiness: the caches are synced; leading, the allocator has caught up; central, the
     leader's gobgpd answers. A standby is ready (it can take over at once). Liveness: the
@@ -213,7 +225,7 @@ def _lead_while_elected(
     args: argparse.Namespace,
     controller: AllocationController,
     *,
-    central: _CentralSpeaker | None,
+    central: CentralSpeaker | None,
     keeper: CertificateKeeper | None,
     stop: threading.Event,
 ) -> None:
@@ -291,76 +303,3 @@ def _lead_while_elected(
         thread.join(30)
     elector.stop()  # run() releases the Lease as it returns
     election.join(args.retry_period + 35)
-
-
-class _CentralSpeaker:
-    """The central speaker (`--speaker central`): built once, run for each leadership term.
-
-    Only the leader drives gobgpd. Between terms nothing is withdrawn (the API server may just
-    be unreachable: traffic keeps flowing on what gobgpd announces), until another replica is
-    seen holding the Lease: then this replica's gobgpd is emptied, the new leader's announces.
-    """
-
-    def __init__(self, api: KubeAPI, informers: Informers, args: argparse.Namespace) -> None:
-        from porter_lb.commands import agent
-        from porter_lb.routing.gobgp import GoBGP
-
-        self.gobgp = GoBGP(args.gobgp)
-        self.speaker = agent.central_speaker(
-            api=api,
-            informers=informers,
-            gobgp=self.gobgp,
-            identity=args.identity,
-            namespace=args.namespace,
-            router_id=args.router_id,
-            class_name=args.load_balancer_class,
-            recorder=EventRecorder(api, host=args.identity),
-        )
-        self.thread: threading.Thread | None = None
-        self.terms = 0
-
-    def start_term(self, stop: threading.Event) -> None:
-        """Run the speaker until `stop`; return once it has announced what the cluster holds.
-
-        A restarting controller brings the routes back first and only then runs its
-        allocation pass (which changes nothing after a restart): both are CPU-bound in one
-        process, and the routes are what traffic waits for. The wait is bounded: a speaker
-        that cannot reach gobgpd must not hold allocation up.
-        """
-        if self.terms:
-            self.speaker.resync()  # gobgpd may have changed hands meanwhile: re-read its RIB
-        self.terms += 1
-        reconciles = self.speaker.reconciles
-        self.thread = threading.Thread(
-            target=self.speaker.run, args=(stop,), name="central-speaker", daemon=True
-        )
-        self.thread.start()
-        deadline = time.monotonic() + CENTRAL_FIRST_SYNC_WAIT
-        while (
-            self.speaker.reconciles == reconciles
-            and time.monotonic() < deadline
-            and not stop.is_set()
-        ):
-            stop.wait(0.05)
-
-    def end_term(self) -> None:
-        if self.thread is not None:
-            self.thread.join(10)
-            self.thread = None
-
-    def another_leads(self, holder: str) -> None:
-        if self.thread is not None and self.thread.is_alive():
-            return  # cannot happen while leading; never empty gobgpd under a running speaker
-        log.warning(
-            "%s holds the leader Lease: withdrawing what this replica's gobgpd announces",
-            holder,
-        )
-        self.speaker.withdraw_all()
-
-    def close(self) -> None:
-        self.end_term()
-        self.gobgp.close()
-
-
-CENTRAL_FIRST_SYNC_WAIT = 30.0
-"""Seconds the allocation pass waits at most for the central speaker's first announcement."""

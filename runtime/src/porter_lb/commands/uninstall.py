@@ -33,7 +33,7 @@ CONTROLLER_PODS = "app.kubernetes.io/name=porter-lb,app.kubernetes.io/component=
 
 
 def add_command(commands: Any) -> None:
-    from porter_lb.cli import add_common_options
+    from porter_lb.commands.startup import add_common_options
 
     parser: argparse.ArgumentParser = commands.add_parser(
         "uninstall",
@@ -66,8 +66,8 @@ def _ignore_missing(call: Any, *args: Any) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    from porter_lb.cli import CommandError, kube_api
     from porter_lb.commands.process import setup_logging
+    from porter_lb.commands.startup import CommandError, kube_api
 
     setup_logging(args.log_level, args.log_format)
     api = kube_api(args.kubeconfig)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -42,17 +43,34 @@ class WatchEvent:
     object: Obj
 
 
-def load_api_client(kubeconfig: str | None = None, pool_size: int = 64) -> client.ApiClient:
-    """In-cluster configuration unless a kubeconfig path is given.
+class KubeconfigError(Exception):
+    """No API credentials could be loaded; the message names where they were looked for."""
+
+
+def load_api_client(
+    kubeconfig: str | None = None, *, context: str | None = None, pool_size: int = 64
+) -> client.ApiClient:
+    """The API client of `kubeconfig` (and its `context`); without one, the pod's service
+    account inside a pod, else `$KUBECONFIG` or ~/.kube/config, as kubectl finds them.
 
     Every open watch holds one pooled connection, and status writes go out from several
     threads: the pool is sized for both (urllib3 would otherwise discard connections).
     """
     configuration = client.Configuration()
-    if kubeconfig:
-        config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
-    else:
-        config.load_incluster_config(client_configuration=configuration)
+    path = kubeconfig or ""
+    if not path and not os.environ.get("KUBERNETES_SERVICE_HOST"):
+        default = os.path.expanduser(os.environ.get("KUBECONFIG", "~/.kube/config").split(":")[0])
+        path = default if os.path.exists(default) else ""
+    try:
+        if path:
+            config.load_kube_config(
+                config_file=path, context=context or None, client_configuration=configuration
+            )
+        else:
+            config.load_incluster_config(client_configuration=configuration)
+    except (config.ConfigException, OSError, ValueError) as error:
+        where = f"kubeconfig {path}" if path else "the in-cluster configuration"
+        raise KubeconfigError(f"cannot load {where}: {error}") from None
     configuration.connection_pool_maxsize = pool_size
     return client.ApiClient(configuration)
 

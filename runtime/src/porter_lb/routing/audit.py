@@ -1,7 +1,7 @@
 """Route audit: what the cluster says should be announced, against what a router holds.
 
-The desired side is computed with the speaker's own functions (`speaker.usable_peer_specs`,
-`speaker.service_share`, `speaker.RouteTable`, `routes.central_paths`) from one listing of
+The desired side is computed with the speaker's own functions (`bgp_config.usable_peer_specs`,
+`routes.service_share`, `routes.RouteTable`, `routes.central_paths`) from one listing of
 the cluster's objects; the observed side is a router's BGP RIB (BIRD through `birdc`, FRR
 through `vtysh`, gobgpd over gRPC). Both are reduced to host prefix -> set of next-hop
 addresses and compared per prefix, within the EIP pools announced over BGP: routes outside
@@ -16,20 +16,16 @@ family of each eligible node, exactly as the central speaker sends them (third-p
 hops); in `node` mode each node's speaker announces next hop self, which the router sees as
 the node's address on the session, so any address of a node counts as that node.
 
-Decision logic (everything above the shell marker) is pure and table-tested; the shell reads
-the cluster (`KubeAPI.list`) and the routers, and wires `porter-lb audit`. See
-docs/route_audit.md.
+This module is pure and table-tested; `porter_lb.routing.audit_sources` reads the cluster
+(`KubeAPI.list`) and the routers and runs the comparison, for `porter-lb audit`
+(`porter_lb.commands.audit`) and the `porter.lb.route_audit` module. See docs/route_audit.md.
 """
 
 from __future__ import annotations
 
-import argparse
 import functools
 import ipaddress
 import json
-import os
-import subprocess
-import sys
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -37,7 +33,6 @@ from typing import Any, Literal
 
 from porter_lb.model.addresses import AddressPool
 from porter_lb.model.resources import (
-    GROUP_PATH,
     LOAD_BALANCER_CLASS,
     ModelError,
     Node,
@@ -67,12 +62,7 @@ __all__ = [
     "desired_routes_from_cluster",
     "parse_bird_routes",
     "parse_frr_bgp_json",
-    "read_bird",
-    "read_cluster",
-    "read_frr",
-    "read_gobgp",
     "routes_from_output",
-    "run_audit",
 ]
 
 RouterKind = Literal["bird", "frr", "gobgp"]
@@ -439,257 +429,3 @@ def routes_from_output(router: RouterKind, outputs: Sequence[str]) -> dict[str, 
             routes.update(parse_frr_bgp_json(document))
         return routes
     raise AuditError(f"router_output: only for router bird or frr, not {router}")
-
-
-# --- shell ------------------------------------------------------------------------------------
-
-
-def _run(command: list[str], netns: str, timeout: float) -> str:
-    if netns:
-        command = ["ip", "netns", "exec", netns, *command]
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
-    except (OSError, subprocess.TimeoutExpired) as error:
-        raise AuditError(f"{' '.join(command)}: {error}") from None
-    if done.returncode != 0:
-        output = (done.stderr.strip() or done.stdout.strip())[-500:]
-        raise AuditError(f"{' '.join(command)}: exit status {done.returncode}: {output}")
-    return done.stdout
-
-
-def read_bird(socket: str, *, netns: str = "", timeout: float = 30.0) -> dict[str, set[str]]:
-    """The BGP routes of a BIRD 2 (restricted, read-only `birdc -r`)."""
-    command = ["birdc", "-r"] + (["-s", socket] if socket else [])
-    output = _run([*command, BIRD_SHOW_ROUTES], netns, timeout)
-    if "Access denied" in output or "Unable to connect" in output:
-        raise AuditError(f"birdc {socket}: {output.strip()}")
-    return parse_bird_routes(output)
-
-
-def read_frr(vty_socket: str, *, netns: str = "", timeout: float = 30.0) -> dict[str, set[str]]:
-    """The BGP routes (IPv4 and IPv6 unicast) of an FRR bgpd, through vtysh."""
-    command = ["vtysh"] + (["--vty_socket", vty_socket] if vty_socket else [])
-    routes: dict[str, set[str]] = {}
-    for show in FRR_SHOW_ROUTES:
-        output = _run([*command, "-c", show], netns, timeout)
-        try:
-            document = json.loads(output or "{}")
-        except ValueError:
-            raise AuditError(f"vtysh: {show}: not JSON: {output[:200]}") from None
-        routes.update(parse_frr_bgp_json(document))
-    return routes
-
-
-def read_gobgp(target: str, *, timeout: float = 10.0) -> dict[str, set[str]]:
-    """The paths (IPv4 and IPv6) in a gobgpd's global RIB, received or local; next-hop-self
-    paths (a node speaker's own, next hop 0.0.0.0 or ::) say nothing about a next hop and
-    are left out."""
-    from porter_lb.routing.gobgp import GoBGP, GoBGPError
-
-    routes: dict[str, set[str]] = {}
-    try:
-        with GoBGP(target, timeout=timeout) as gobgp:
-            gobgp.wait_ready(timeout)
-            paths = gobgp.rib_routes("0.0.0.0/0") + gobgp.rib_routes("::/0")
-    except GoBGPError as error:
-        raise AuditError(str(error)) from None
-    for path in paths:
-        hops = routes.setdefault(path.prefix, set())
-        if path.next_hop and not ipaddress.ip_address(path.next_hop).is_unspecified:
-            hops.add(path.next_hop)
-    return routes
-
-
-def load_api_client(kubeconfig: str = "", context: str = "") -> Any:
-    """A Kubernetes client: the kubeconfig (or `$KUBECONFIG` / ~/.kube/config) with `context`,
-    else the in-cluster service account."""
-    from kubernetes import client, config
-
-    configuration = client.Configuration()
-    default = os.path.expanduser(os.environ.get("KUBECONFIG", "~/.kube/config").split(":")[0])
-    path = kubeconfig or (default if os.path.exists(default) else "")
-    try:
-        if path:
-            config.load_kube_config(  # type: ignore[no-untyped-call]
-                config_file=path, context=context or None, client_configuration=configuration
-            )
-        else:
-            config.load_incluster_config(  # type: ignore[no-untyped-call]
-                client_configuration=configuration
-            )
-    except (config.ConfigException, OSError) as error:
-        raise AuditError(f"kubeconfig {path or '(in-cluster)'}: {error}") from None
-    return client.ApiClient(configuration)
-
-
-def read_cluster(api: Any, secret_namespace: str) -> ClusterState:
-    """One list of every kind the speaker reads (`api` is a `KubeAPI`). Secrets are read in
-    porter-lb's namespace only; if that is forbidden, `secrets` is None."""
-    from porter_lb.kube.api import KubeError
-
-    def items(path: str) -> list[Obj]:
-        try:
-            found, _ = api.list(path)
-        except KubeError as error:
-            raise AuditError(f"list {path}: {error}") from None
-        return list(found)
-
-    try:
-        listed, _ = api.list(f"/api/v1/namespaces/{secret_namespace}/secrets")
-        secrets: dict[str, Obj] | None = {object_name(s): s for s in listed}
-    except KubeError as error:
-        if error.status not in (401, 403):
-            raise AuditError(f"list Secrets in {secret_namespace}: {error}") from None
-        secrets = None
-    return ClusterState(
-        services=items("/api/v1/services"),
-        endpoint_slices=items("/apis/discovery.k8s.io/v1/endpointslices"),
-        nodes=items("/api/v1/nodes"),
-        eips=items(f"{GROUP_PATH}/eips"),
-        bgpconfs=items(f"{GROUP_PATH}/bgpconfs"),
-        bgppeers=items(f"{GROUP_PATH}/bgppeers"),
-        secrets=secrets,
-    )
-
-
-def run_audit(
-    *,
-    router: RouterKind,
-    socket: str = "",
-    vty_socket: str = "",
-    gobgp: str = "",
-    netns: str = "",
-    kubeconfig: str = "",
-    context: str = "",
-    mode: Mode = "node",
-    namespace: str = "porter-lb-system",
-    class_name: str = LOAD_BALANCER_CLASS,
-    bgp_peers: Sequence[str] = (),
-    pools: Sequence[str] = (),
-    timeout: float = 30.0,
-    api_client: Any = None,
-    router_output: Sequence[str] | None = None,
-) -> dict[str, Any]:
-    """Read the cluster and the router, compare; the report of `compare` plus `router`,
-    `mode`, `pools` (the Eips in scope) and `warnings`. AuditError if either is unreadable.
-
-    `api_client` (a kubernetes ApiClient) is used instead of `kubeconfig`/`context` when
-    given; `router_output` (see `routes_from_output`) instead of reading the router."""
-    from porter_lb.kube.api import KubeAPI
-
-    # output given is checked before the cluster is read: a bad one fails fast
-    given = routes_from_output(router, router_output) if router_output is not None else None
-    api = KubeAPI(api_client if api_client is not None else load_api_client(kubeconfig, context))
-    state = read_cluster(api, namespace)
-    cluster = desired_routes_from_cluster(
-        state,
-        mode=mode,
-        class_name=class_name,
-        secret_namespace=namespace,
-        bgp_peers=bgp_peers,
-        pools=pools,
-    )
-    if given is not None:
-        observed = given
-    elif router == "bird":
-        observed = read_bird(socket, netns=netns, timeout=timeout)
-    elif router == "frr":
-        observed = read_frr(vty_socket, netns=netns, timeout=timeout)
-    else:
-        observed = read_gobgp(gobgp or "unix:///run/porter-lb/gobgp.sock", timeout=timeout)
-    report = compare(
-        cluster.desired,
-        observed,
-        cluster.pools,
-        aliases=cluster.aliases if mode == "node" else None,
-        services=cluster.services,
-    )
-    return {
-        **report,
-        "router": router,
-        "mode": mode,
-        "pools": [
-            {"name": name, "first": str(p.first), "last": str(p.last)} for name, p in cluster.pools
-        ],
-        "warnings": cluster.warnings,
-    }
-
-
-def _run_command(args: argparse.Namespace) -> int:
-    try:
-        report = run_audit(
-            router=args.router,
-            socket=args.socket,
-            vty_socket=args.vty_socket,
-            gobgp=args.gobgp,
-            netns=args.netns,
-            kubeconfig=args.kubeconfig,
-            context=args.context,
-            mode=args.mode,
-            namespace=args.namespace,
-            class_name=args.load_balancer_class,
-            bgp_peers=args.bgp_peer,
-            pools=args.pool,
-            timeout=args.timeout,
-        )
-    except AuditError as error:
-        print(f"porter-lb audit: {error}", file=sys.stderr)
-        return 2
-    print(json.dumps(report, indent=2))
-    if args.fail_on_drift and not report["in_sync"]:
-        print(f"porter-lb audit: {drift_summary(report)}", file=sys.stderr)
-        return 1
-    return 0
-
-
-def add_command(commands: Any) -> None:
-    """Register `porter-lb audit`."""
-    parser = commands.add_parser(
-        "audit",
-        help="compare the routes the cluster wants announced with a router's BGP RIB",
-        description="Print, as JSON, the prefixes of the BGP Eip pools that a router is "
-        "missing, holds but should not (stale), or holds with the wrong next hops. Exit "
-        "status: 0 in sync (or drift without --fail-on-drift), 1 drift with "
-        "--fail-on-drift, 2 cluster or router unreadable.",
-    )
-    parser.add_argument("--router", required=True, choices=["bird", "frr", "gobgp"])
-    parser.add_argument("--socket", default="", help="BIRD control socket (birdc -s)")
-    parser.add_argument("--vty-socket", default="", help="FRR vty socket directory")
-    parser.add_argument(
-        "--gobgp", default="", help="gobgpd gRPC target (default unix:///run/porter-lb/gobgp.sock)"
-    )
-    parser.add_argument(
-        "--netns", default="", help="run birdc/vtysh in this network namespace (ip netns exec)"
-    )
-    parser.add_argument("--kubeconfig", default=os.environ.get("K8S_AUTH_KUBECONFIG", ""))
-    parser.add_argument("--context", default=os.environ.get("K8S_AUTH_CONTEXT", ""))
-    parser.add_argument(
-        "--mode",
-        default="node",
-        choices=["node", "central"],
-        help="how the cluster announces: a speaker per node (next hop self) or one central "
-        "speaker (third-party next hops); default %(default)s",
-    )
-    parser.add_argument(
-        "--namespace",
-        default=os.environ.get("POD_NAMESPACE", "porter-lb-system"),
-        help="porter-lb's namespace, where BgpPeer password Secrets live (default %(default)s)",
-    )
-    parser.add_argument("--load-balancer-class", default=LOAD_BALANCER_CLASS)
-    parser.add_argument(
-        "--bgp-peer",
-        action="append",
-        default=[],
-        metavar="NAME",
-        help="only the nodes these BgpPeers select (the audited router's); repeatable",
-    )
-    parser.add_argument(
-        "--pool",
-        action="append",
-        default=[],
-        metavar="EIP",
-        help="only the prefixes of these Eips; repeatable (default: every BGP Eip)",
-    )
-    parser.add_argument("--fail-on-drift", action="store_true")
-    parser.add_argument("--timeout", type=float, default=30.0, help="seconds per router query")
-    parser.set_defaults(run=_run_command)

@@ -342,7 +342,7 @@ from ansible_collections.kubernetes.core.plugins.module_utils.k8s.exceptions imp
 )
 
 try:
-    from porter_lb.routing import audit
+    from porter_lb.routing import audit, audit_sources
 except ImportError:
     HAS_PORTER_LB = False
     PORTER_LB_IMPORT_ERROR = traceback.format_exc()
@@ -393,7 +393,7 @@ def main():
     except CoreException as error:
         module.fail_json(msg=f"Kubernetes API: {error}")
     try:
-        report = audit.run_audit(
+        report = audit_sources.run_audit(
             router=params["router"],
             socket=params["socket"] or "",
             vty_socket=params["vty_socket"] or "",
