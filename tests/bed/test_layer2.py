@@ -1,9 +1,11 @@
 """Layer 2 as stories: a client and three nodes on one bridge, real agents, real API server.
 
-Each node namespace serves HTTP naming itself and holds the EIPs on `lo` (the test's stand-in
-for the host-rules engine, which covers BGP EIPs), with arp_ignore=1 so that only porter-lb
-answers ARP. The agents run as processes in the host namespace with `--layer2 --netns NODE`.
-No controller runs: the tests write Services' status.loadBalancer.ingress themselves.
+Each node namespace serves HTTP naming itself on plain sockets. Nothing else makes a node accept
+the EIPs: the agents do it with their host rules (`--host-rules local`: mode `table` needs DNAT
+or a transparent proxy, docs/agent.md), for the IPs they win only, and the tests read each
+node's kernel for them. The agents run as processes in the host namespace with
+`--layer2 --host-rules local --netns NODE`. No controller runs: the tests write Services'
+status.loadBalancer.ingress themselves.
 
 The client resolves the EIP by ARP/NDP and connects. When the announcer's agent stops, or its
 link is cut, the client's neighbour entry moves to the next node in the rendezvous ranking and
@@ -25,7 +27,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from porter_lab import objects
+from porter_lab import netns, objects
 from porter_lab.agents import Agent
 from porter_lab.l2topology import EIP6_RANGE, EIP_RANGE, L2Topology, http_get
 from porter_lab.l2watch import AnswerCapture, NeighborWatcher
@@ -95,7 +97,6 @@ class L2Bed:
         collection = objects.services(self.namespace)
         self.create(collection, objects.load_balancer_service(name, self.namespace, policy=policy))
         self.api.merge_patch(f"{collection}/{name}/status", objects.load_balancer_status(ip))
-        self.topology.accept_eip(ip)
 
     def set_endpoints(self, service: str, nodes: list[str]) -> None:
         body = objects.endpoint_slice(
@@ -127,6 +128,8 @@ class L2Bed:
             namespace=SYSTEM_NAMESPACE,
             extra_args=(
                 "--layer2",
+                "--host-rules",
+                "local",
                 "--netns",
                 self.topology.node(node).netns,
                 "--metrics-address",
@@ -156,6 +159,25 @@ class L2Bed:
 
     def mac(self, node: str) -> str:
         return self.topology.mac(self.topology.node(node).netns)
+
+    def accepts(self, node: str, ip: str) -> bool:
+        """Whether `node`'s kernel holds porter-lb's local route (protocol 201) for `ip`."""
+        family = "-6" if ":" in ip else "-4"
+        entries = netns.ip_json(
+            family,
+            "route",
+            "show",
+            "table",
+            "local",
+            ip,
+            "proto",
+            "201",
+            netns=self.topology.node(node).netns,
+        )
+        return bool(entries)
+
+    def accepting(self, ip: str) -> list[str]:
+        return [n.name for n in self.topology.nodes if self.accepts(n.name, ip)]
 
     def check_running(self) -> None:
         for agent in self.agents.values():
@@ -210,11 +232,15 @@ def test_one_node_answers_and_hands_over_on_agent_stop_and_link_cut(l2bed: L2Bed
         assert bed.metric(second, "porter_lb_layer2_announced", ip=EIP) == 0
         assert bed.metric(first, "porter_lb_layer2_answers_total", protocol="arp") >= 1
         assert bed.metric(first, "porter_lb_layer2_gratuitous_packets_total", protocol="arp") >= 2
+        # Only the node that answers accepts the EIP: its agent's local route, nobody else's.
+        assert bed.accepting(EIP) == [first]
 
         # Its agent stops (SIGTERM: it stops answering, then releases its heartbeat Lease).
         bed.agents[bed.node_name(first)].stop()
         neighbors.wait(EIP, bed.mac(second), MOVE_TIMEOUT)
         wait_for(lambda: _http_names(bed, EIP, second), 5, f"HTTP answered by {second}")
+        # The stopped agent took its route away with it; the new answerer has its own.
+        wait_for(lambda: bed.accepting(EIP) == [second], 5, f"only {second} accepts {EIP}")
 
         # It comes back: after its join delay it takes its IP back, the other stops first.
         bed.start_agent(first)
@@ -264,11 +290,15 @@ def test_ipv6_ndp_and_local_traffic_policy(l2bed: L2Bed) -> None:
         bed.topology.forget(EIP6)  # asked again now, answered by NDP (not unsolicited)
         assert _http_names(bed, EIP6, middle)
         assert bed.metric(middle, "porter_lb_layer2_answers_total", protocol="ndp") >= 1
+        assert bed.accepting(EIP6) == [middle]  # its local route, nobody else's
 
         # SIGKILL: no release; the others wait for the heartbeat to expire.
         bed.agents[bed.node_name(middle)].kill()
         neighbors.wait(EIP6, bed.mac(last), MOVE_TIMEOUT)
         wait_for(lambda: _http_names(bed, EIP6, last), 5, f"HTTP via {last}")
+        # A killed agent cannot remove its route: the kernel keeps it until the agent's next
+        # start reads it back as its own (docs/layer2.md says why arp_ignore matters here).
+        assert last in bed.accepting(EIP6)
     finally:
         capture.stop()
         neighbors.close()

@@ -7,10 +7,10 @@
 
 Layer-2 EIPs come from the nodes' own subnet (198.51.100.200-198.51.100.220,
 2001:db8:100::200-2001:db8:100::220), as on a real LAN: the client resolves them by ARP/NDP.
-Every node holds the EIPs on `lo` so that it accepts traffic for them (as the host-rules
-engine does), with arp_ignore=1 and arp_announce=2 so that the kernel itself never answers ARP
-for them: only porter-lb's announcer does. IPv6 addresses on `lo` are not answered by the
-kernel's NDP on eth0 either. All addresses are documentation ranges inside namespaces made
+The nodes do not accept traffic for the EIPs by themselves: the agents' host rules make the node
+that wins an EIP accept it. arp_ignore=1 and arp_announce=2 keep the kernel from answering ARP
+for an address it holds on another interface (or by a local route): only porter-lb's announcer
+answers. All addresses are documentation ranges inside namespaces made
 here; nothing leaves them.
 """
 
@@ -138,12 +138,6 @@ class L2Topology:
 
     def mac(self, namespace: str, link: str = "eth0") -> str:
         return str(netns.ip_json("link", "show", link, netns=namespace)[0]["address"])
-
-    def accept_eip(self, ip: str) -> None:
-        """Every node accepts traffic for `ip`: the address on lo (not on eth0: see above)."""
-        length = 128 if ":" in ip else 32
-        for node in self.nodes:
-            netns.ip("address", "add", f"{ip}/{length}", "dev", "lo", netns=node.netns)
 
     def serve_http(self, workdir: Path) -> None:
         """In every node: an HTTP server on port 80 answering '<node> <local address>'."""

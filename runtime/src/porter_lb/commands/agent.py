@@ -30,13 +30,24 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+from collections.abc import Callable
 from typing import Any
 
 from porter_lb.commands.process import setup_logging, stop_event_on_signals
-from porter_lb.host.acceptance import HostRulesError, add_host_rule_options, host_rules_from_args
+from porter_lb.host.acceptance import (
+    DEFAULT_PRIORITY,
+    DEFAULT_PROTOCOL,
+    DEFAULT_TABLE,
+    MODES,
+    HostRulesConfig,
+    HostRulesError,
+)
+from porter_lb.host.netlink import HostRules
+from porter_lb.kube.api import KubeAPI
 from porter_lb.kube.events import EventRecorder
 from porter_lb.kube.informers import Informers
-from porter_lb.layer2 import announcer as layer2
+from porter_lb.layer2.announcer import Layer2Announcer
+from porter_lb.layer2.heartbeat import DEFAULT_INTERVAL, DEFAULT_TIMEOUT
 from porter_lb.routing.gobgp import GoBGP
 from porter_lb.routing.speaker import SPEAKER_KINDS, Speaker
 from porter_lb.telemetry.health import HEALTH
@@ -81,7 +92,7 @@ def add_command(commands: Any) -> None:
         default=300.0,
         help="seconds between full re-reads of gobgpd's RIB (default: %(default)s)",
     )
-    layer2.add_options(parser, lambda option: option in parser._option_string_actions)
+    add_layer2_options(parser, lambda option: option in parser._option_string_actions)
     parser.set_defaults(run=run)
 
 
@@ -103,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     )
     gobgp = GoBGP(args.gobgp)
     recorder = EventRecorder(api, host=args.node)
-    announcer = layer2.layer2_announcer(informers, api, recorder, args)
+    announcer = layer2_announcer(informers, api, recorder, args, host_rules)
     speaker = Speaker(
         informers,
         gobgp,
@@ -140,3 +151,133 @@ def run(args: argparse.Namespace) -> int:
             host_rules.close()  # the rules stay: gobgpd still announces the EIPs
     log.info("agent stopped")
     return 0
+
+
+def add_host_rule_options(parser: argparse.ArgumentParser) -> None:
+    """`porter-lb agent`'s host-rule options (see docs/agent.md)."""
+    parser.add_argument(
+        "--host-rules",
+        choices=MODES,
+        default=os.environ.get("PORTER_LB_HOST_RULES", "off"),
+        help="how this node accepts the EIPs it announces: an ip rule per EIP to a table with"
+        " a local default route (table), a local route per EIP (local), or not at all (off:"
+        " kube-proxy accepts them) (default: $PORTER_LB_HOST_RULES or %(default)s)",
+    )
+    parser.add_argument(
+        "--host-rules-table",
+        type=int,
+        default=DEFAULT_TABLE,
+        help="routing table of mode table (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--host-rules-priority",
+        type=int,
+        default=DEFAULT_PRIORITY,
+        help="priority of the ip rules of mode table (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--host-rules-protocol",
+        type=int,
+        default=DEFAULT_PROTOCOL,
+        help="protocol number marking porter-lb's rules and routes (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--netns",
+        default="",
+        help="network namespace holding the node's interfaces, rules and routes: a name under"
+        " /run/netns or an absolute path (default: the agent's own; the lab runs agents in the"
+        " host's)",
+    )
+
+
+def host_rules_from_args(args: argparse.Namespace) -> HostRules | None:
+    """The agent's HostRules (None with `--host-rules off`), its settings checked: each
+    problem is logged as a warning naming the sysctl and the value wanted.
+
+    Raises ValueError for bad numbers and HostRulesError when the namespace cannot be
+    entered or read.
+    """
+    config = HostRulesConfig(
+        args.host_rules, args.host_rules_table, args.host_rules_priority, args.host_rules_protocol
+    )
+    if config.mode == "off":
+        return None
+    rules = HostRules(config, netns=args.netns, node=args.node)
+    try:
+        problems = rules.check_settings()
+    except Exception:
+        rules.close()
+        raise
+    for name, message in sorted(problems.items()):
+        log.warning("host setting: %s", message, extra={"sysctl": name, "netns": args.netns})
+    log.info(
+        "host rules on",
+        extra={
+            "mode": config.mode,
+            "table": config.table,
+            "priority": config.priority,
+            "protocol": config.protocol,
+            "netns": args.netns,
+        },
+    )
+    return rules
+
+
+def layer2_announcer(
+    informers: Informers,
+    api: KubeAPI,
+    recorder: EventRecorder | None,
+    args: Any,
+    host_rules: HostRules | None = None,
+) -> Layer2Announcer | None:
+    """The announcer as `porter-lb agent` configures it from its command line (None: off).
+    With host rules on, the node accepts the IPs it answers for through them."""
+    if not args.layer2:
+        return None
+
+    def accept_ips(ips: frozenset[str]) -> None:
+        if host_rules is not None:
+            host_rules.sync(ips, "layer2")
+
+    return Layer2Announcer(
+        informers,
+        api,
+        recorder,
+        node_name=args.node,
+        namespace=args.namespace,
+        netns=getattr(args, "netns", "") or "",
+        heartbeat_interval=args.heartbeat_interval,
+        heartbeat_timeout=args.heartbeat_timeout,
+        class_name=args.load_balancer_class,
+        accept_ips=accept_ips if host_rules is not None else None,
+    )
+
+
+def add_layer2_options(parser: Any, has_option: Callable[[str], bool]) -> None:
+    """The agent's layer-2 options (`--netns` only if the agent does not define it already)."""
+    parser.add_argument(
+        "--layer2",
+        action="store_true",
+        help="answer ARP/NDP for the IPs of layer2 Eips this node wins, and renew this "
+        "node's heartbeat Lease (default: off)",
+    )
+    if not has_option("--netns"):
+        parser.add_argument(
+            "--netns",
+            default="",
+            help="network namespace holding the node's interfaces: a name under /run/netns "
+            "or an absolute path (default: the agent's own)",
+        )
+    parser.add_argument(
+        "--heartbeat-interval",
+        type=float,
+        default=DEFAULT_INTERVAL,
+        help="seconds between renewals of this node's heartbeat Lease (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--heartbeat-timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        help="a node whose heartbeat has not changed for this many seconds is dead for "
+        "layer-2 announcement (default: %(default)s)",
+    )

@@ -46,6 +46,7 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge
 
+from porter_lb.host.netlink import Link, Links
 from porter_lb.host.netns import entered
 from porter_lb.kube.api import KubeAPI
 from porter_lb.kube.events import EventRecorder, Warnings
@@ -120,9 +121,6 @@ _PACKET_ADD_MEMBERSHIP = 1
 _PACKET_MR_ALLMULTI = 2
 _PACKET_OUTGOING = 4
 _SO_ATTACH_FILTER = 26
-_IFF_UP = 0x1
-_IFF_RUNNING = 0x40
-_IFF_LOWER_UP = 0x10000
 
 # Classic BPF, so the sockets wake only for what they answer.
 _ARP_REQUESTS = ((0x28, 0, 0, 20), (0x15, 0, 1, 1), (0x06, 0, 0, 0x40000), (0x06, 0, 0, 0))
@@ -141,17 +139,6 @@ def _attach_filter(sock: socket.socket, program: tuple[tuple[int, int, int, int]
     buffer = ctypes.create_string_buffer(code)
     fprog = struct.pack("HL", len(program), ctypes.addressof(buffer))
     sock.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, fprog)
-
-
-@dataclass(frozen=True)
-class Link:
-    """An interface of the node, as the responder needs it."""
-
-    name: str
-    index: int
-    mac: bytes
-    running: bool
-    link_local: str = ""  # an fe80:: address, the source of advertisements
 
 
 class Responder:
@@ -300,62 +287,6 @@ class Responder:
             self._answers["ndp"].inc()
 
 
-class Links:
-    """The node's interfaces and routes, read over netlink inside `netns` (pyroute2)."""
-
-    def __init__(self, netns: str) -> None:
-        from pyroute2 import IPRoute
-
-        self.netns = netns
-        with entered(netns):
-            self._ipr = IPRoute()  # the netlink socket stays in the namespace it was made in
-
-    def close(self) -> None:
-        self._ipr.close()
-
-    def all(self) -> dict[str, Link]:
-        local: dict[int, str] = {}
-        for address in self._ipr.get_addr(family=socket.AF_INET6):
-            if address.get("scope") == 253 and address["index"] not in local:
-                local[address["index"]] = str(address.get_attr("IFA_ADDRESS"))
-        found: dict[str, Link] = {}
-        for message in self._ipr.get_links():
-            name = str(message.get_attr("IFLA_IFNAME"))
-            mac_text = message.get_attr("IFLA_ADDRESS") or ""
-            flags = int(message.get("flags", 0))
-            try:
-                mac = bytes.fromhex(str(mac_text).replace(":", ""))
-            except ValueError:
-                continue
-            found[name] = Link(
-                name=name,
-                index=int(message["index"]),
-                mac=mac,
-                running=bool(flags & _IFF_UP) and bool(flags & (_IFF_LOWER_UP | _IFF_RUNNING)),
-                link_local=local.get(int(message["index"]), ""),
-            )
-        return found
-
-    def toward(self, ip: str, links: Mapping[str, Link]) -> str | None:
-        """The interface the routing table sends packets for `ip` out of (None: no route)."""
-        try:
-            routes = self._ipr.route("get", dst=ip)
-        except Exception:  # noqa: BLE001 - unreachable: no interface
-            return None
-        if not routes:
-            return None
-        index = routes[0].get_attr("RTA_OIF")
-        return next((link.name for link in links.values() if link.index == index), None)
-
-    def sysctl(self, key: str) -> str | None:
-        with entered(self.netns):
-            try:
-                with open(f"/proc/sys/{key.replace('.', '/')}") as file:
-                    return file.read().strip()
-            except OSError:
-                return None
-
-
 @dataclass
 class _State:
     """What the loop last applied, to decide whether anything needs recomputing."""
@@ -382,8 +313,10 @@ class Layer2Announcer:
         heartbeat_timeout: float = DEFAULT_TIMEOUT,
         class_name: str = LOAD_BALANCER_CLASS,
         join_delay: float | None = None,
+        accept_ips: Callable[[frozenset[str]], None] | None = None,
     ) -> None:
         self.informers = informers
+        self.accept_ips = accept_ips
         self.recorder = recorder
         self.node_name = node_name
         self.netns = netns
@@ -405,6 +338,7 @@ class Layer2Announcer:
             wanted=lambda: self._has_layer2,
         )
         self.responders: dict[str, Responder] = {}
+        self._accepted: frozenset[str] = frozenset()  # what accept_ips was last given
         self.assignments: dict[str, Assignment] = {}  # the whole cluster's, last computed
         self._links: Links | None = None
         self._usable_since: dict[str, float] = {}  # pool -> when it last became usable here
@@ -460,6 +394,8 @@ class Layer2Announcer:
                     wake_at = self.step()
                 except Exception:
                     log.exception("layer2 reconcile failed")
+                    with self._cond:
+                        self._dirty = True  # recompute and apply again, not only on a change
                     wake_at = time.monotonic() + 1.0
                 with self._cond:
                     if not self._dirty and not stop.is_set():
@@ -467,6 +403,11 @@ class Layer2Announcer:
         finally:
             for responder in self.responders.values():
                 responder.close()  # stop answering before the heartbeat is released
+            if self.accept_ips is not None:
+                # Another node answers for these IPs now: with a local route left here, this
+                # node's kernel could answer ARP for them too (arp_ignore=0).
+                with contextlib.suppress(Exception):
+                    self.accept_ips(frozenset())
             self.heartbeat.poke()
             self.responders.clear()
             ANNOUNCED.clear()
@@ -622,6 +563,13 @@ class Layer2Announcer:
         links: Mapping[str, Link],
         placed: Mapping[str, tuple[Assignment, str]],
     ) -> None:
+        # The node accepts an IP before it answers for it, and stops accepting it only after
+        # it stopped answering (the host rules' order, as for BGP).
+        wanted = frozenset().union(*desired.values()) if desired else frozenset()
+        answering = frozenset(self.announced())
+        if self.accept_ips is not None and not wanted <= answering | self._accepted:
+            self.accept_ips(wanted | answering)
+            self._accepted = wanted | answering
         for name in list(self.responders):
             responder = self.responders[name]
             link = links.get(name)
@@ -645,6 +593,9 @@ class Layer2Announcer:
                 log.info("layer2: answering for %s on %s", ip, name, extra={"ip": ip})
                 if ip in placed:
                     self._record_takeover(placed[ip][0], name)
+        if self.accept_ips is not None and self._accepted != wanted:
+            self.accept_ips(wanted)
+            self._accepted = wanted
         ANNOUNCED.clear()
         for ip, (assignment, name) in placed.items():
             if name in self.responders and ip in self.responders[name].ips:
@@ -668,55 +619,3 @@ class Layer2Announcer:
     def announced(self) -> dict[str, str]:
         """IP -> interface this node answers for right now."""
         return {ip: name for name, r in list(self.responders.items()) for ip in r.ips}
-
-
-def layer2_announcer(
-    informers: Informers,
-    api: KubeAPI,
-    recorder: EventRecorder | None,
-    args: Any,
-) -> Layer2Announcer | None:
-    """The announcer as `porter-lb agent` configures it from its command line (None: off)."""
-    if not args.layer2:
-        return None
-    return Layer2Announcer(
-        informers,
-        api,
-        recorder,
-        node_name=args.node,
-        namespace=args.namespace,
-        netns=getattr(args, "netns", "") or "",
-        heartbeat_interval=args.heartbeat_interval,
-        heartbeat_timeout=args.heartbeat_timeout,
-        class_name=args.load_balancer_class,
-    )
-
-
-def add_options(parser: Any, has_option: Callable[[str], bool]) -> None:
-    """The agent's layer-2 options (`--netns` only if the agent does not define it already)."""
-    parser.add_argument(
-        "--layer2",
-        action="store_true",
-        help="answer ARP/NDP for the IPs of layer2 Eips this node wins, and renew this "
-        "node's heartbeat Lease (default: off)",
-    )
-    if not has_option("--netns"):
-        parser.add_argument(
-            "--netns",
-            default="",
-            help="network namespace holding the node's interfaces: a name under /run/netns "
-            "or an absolute path (default: the agent's own)",
-        )
-    parser.add_argument(
-        "--heartbeat-interval",
-        type=float,
-        default=DEFAULT_INTERVAL,
-        help="seconds between renewals of this node's heartbeat Lease (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--heartbeat-timeout",
-        type=float,
-        default=DEFAULT_TIMEOUT,
-        help="a node whose heartbeat has not changed for this many seconds is dead for "
-        "layer-2 announcement (default: %(default)s)",
-    )
