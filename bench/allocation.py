@@ -19,7 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import report
 
-from porter_lb.allocation.allocator import Allocated, Allocations, allocate, pool_status, rebuild
+from porter_lb.allocation.allocator import Allocated, allocate, rebuild
+from porter_lb.allocation.holdings import Allocations, pool_status
 from porter_lb.model.resources import ServiceRequest, pool_from_eip
 
 SIZE = 65_536

@@ -11,15 +11,13 @@ import pytest
 
 from porter_lb.allocation.allocator import (
     Allocated,
-    Allocations,
     RefusalReason,
     Refused,
     allocate,
     allocate_all,
-    pool_status,
     rebuild,
-    release,
 )
+from porter_lb.allocation.holdings import Allocations, pool_status, release
 from porter_lb.model.addresses import parse_address_pool
 from porter_lb.model.resources import Pool, ServicePort, ServiceRequest
 

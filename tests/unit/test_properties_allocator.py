@@ -29,16 +29,8 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from porter_lb.allocation.allocator import (
-    Allocated,
-    Allocations,
-    RefusalReason,
-    Refused,
-    allocate,
-    pool_status,
-    rebuild,
-    release,
-)
+from porter_lb.allocation.allocator import Allocated, RefusalReason, Refused, allocate, rebuild
+from porter_lb.allocation.holdings import Allocations, pool_status, release
 from porter_lb.model.addresses import parse_address_pool
 from porter_lb.model.resources import IPFamilyPolicy, Pool, ServicePort, ServiceRequest
 

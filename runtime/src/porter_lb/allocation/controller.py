@@ -32,21 +32,14 @@ import datetime
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from porter_lb.allocation.allocator import (
-    Allocated,
-    Allocations,
-    RefusalReason,
-    Refused,
-    allocate,
-    pool_status,
-    rebuild,
-    release,
-)
+from porter_lb.allocation.allocator import Allocated, RefusalReason, Refused, allocate, rebuild
+from porter_lb.allocation.eip_status import eip_spec_changed, eip_status, ready_event, same_status
+from porter_lb.allocation.holdings import Allocations, release
 from porter_lb.kube.api import KubeAPI, KubeError
 from porter_lb.kube.events import EventRecorder
 from porter_lb.kube.informers import Informers
@@ -158,7 +151,7 @@ class AllocationController:
 
     def _on_eip(self, key: str, old: Obj | None, new: Obj | None) -> None:
         self.queue.add(_EIP + key)
-        if old is None or new is None or _eip_spec_changed(old, new):
+        if old is None or new is None or eip_spec_changed(old, new):
             # Pools decide every Service's IP: re-run all of them (cheap when nothing changes).
             self._queue_all_services()
         # A status-only change (ours, echoed by the watch) needs only the Eip re-checked.
@@ -547,50 +540,6 @@ class AllocationController:
             if error.status != 404:
                 raise
 
-    def _eip_status(self, name: str, eip: Obj) -> dict[str, Any]:
-        old = dict(eip.get("status") or {})
-        generation = eip.get("metadata", {}).get("generation", 0)
-        pool = self.pools.get(name)
-        if pool is None:
-            reason, message = self.pool_problems.get(name, ("Unknown", "not a usable pool"))
-            status: dict[str, Any] = {
-                k: v for k, v in old.items() if k not in ("conditions", "ready", "used", "usage")
-            }
-            status.update({"ready": False, "usage": 0, "used": {}})
-            ready = ("False", reason, message)
-        else:
-            status = dict(pool_status(pool, self.allocations))
-            if pool.disabled:
-                ready = (
-                    "True",
-                    "Disabled",
-                    "gives out no new addresses (spec.disable); keeps the used ones",
-                )
-            elif status["occupied"]:
-                ready = ("True", "Exhausted", f"all {status['poolSize']} addresses are in use")
-            else:
-                ready = (
-                    "True",
-                    "Ready",
-                    f"{status['usage']} of {status['poolSize']} addresses in use",
-                )
-        conditions = [c for c in old.get("conditions") or [] if c.get("type") != "Ready"]
-        previous: dict[str, Any] = next(
-            (c for c in old.get("conditions") or [] if c.get("type") == "Ready"), {}
-        )
-        condition = {
-            "type": "Ready",
-            "status": ready[0],
-            "reason": ready[1],
-            "message": ready[2],
-            "observedGeneration": generation,
-            "lastTransitionTime": previous.get("lastTransitionTime", _now())
-            if previous.get("status") == ready[0]
-            else _now(),
-        }
-        status["conditions"] = [condition, *conditions]
-        return status
-
     def _write_eips(self, names: list[str]) -> bool:
         """Write each Eip's status when it differs; False on a resourceVersion conflict."""
         for name in names:
@@ -603,9 +552,11 @@ class AllocationController:
                 log.info("Eip %s: claims changed under us; rebuilding", name)
                 self._written.pop(name, None)
                 return False
-            status = self._eip_status(name, eip)
+            pool = self.pools.get(name)
+            problem = self.pool_problems.get(name, ("Unknown", "not a usable pool"))
+            status = eip_status(eip, pool, self.allocations, problem, _now())
             old = eip.get("status") or {}
-            if _same_status(old, status):
+            if same_status(old, status):
                 continue
             body = copy.copy(eip)
             body["status"] = status
@@ -621,22 +572,12 @@ class AllocationController:
                 raise
             self._written[name] = written
             self._basis[name] = _used(written)
-            self._eip_events(eip, old, status)
+            event = ready_event(old, status)
+            if event is not None:
+                kind, reason, message = event
+                record = self.recorder.warning if kind == "Warning" else self.recorder.normal
+                record(eip, reason, message)
         return True
-
-    def _eip_events(self, eip: Obj, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
-        before: dict[str, Any] = next(
-            (c for c in old.get("conditions") or [] if c.get("type") == "Ready"), {}
-        )
-        after = new["conditions"][0]
-        if (before.get("status"), before.get("reason")) == (after["status"], after["reason"]):
-            return
-        if after["status"] == "False":
-            self.recorder.warning(eip, f"Pool{after['reason']}", after["message"])
-        elif after["reason"] == "Exhausted":
-            self.recorder.warning(eip, "PoolExhausted", after["message"])
-        elif before.get("status") != "True":
-            self.recorder.normal(eip, "PoolReady", after["message"])
 
     def _update_gauges(self) -> None:
         for name in self._gauged_pools - self.pools.keys() - self.pool_problems.keys():
@@ -646,7 +587,7 @@ class AllocationController:
         self._gauged_pools = set(self.pools) | set(self.pool_problems)
         for name, pool in self.pools.items():
             metrics.POOL_SIZE.labels(name).set(pool.addresses.size)
-            metrics.POOL_USAGE.labels(name).set(len(self.allocations._ips_by_pool.get(name, ())))
+            metrics.POOL_USAGE.labels(name).set(len(self.allocations.ips_in_pool(name)))
             metrics.POOL_READY.labels(name).set(1)
         for name in self.pool_problems:
             metrics.POOL_READY.labels(name).set(0)
@@ -657,30 +598,6 @@ class AllocationController:
     @property
     def refused(self) -> dict[str, Refused]:
         return dict(self._refused)
-
-
-def _eip_spec_changed(old: Obj, new: Obj) -> bool:
-    def relevant(obj: Obj) -> tuple[Any, ...]:
-        metadata = obj.get("metadata", {})
-        return (
-            obj.get("spec"),
-            metadata.get("annotations"),
-            bool(metadata.get("deletionTimestamp")),
-        )
-
-    return relevant(old) != relevant(new)
-
-
-def _same_status(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
-    def strip(status: Mapping[str, Any]) -> dict[str, Any]:
-        result = dict(status)
-        result["conditions"] = [
-            {k: v for k, v in c.items() if k != "lastTransitionTime"}
-            for c in status.get("conditions") or []
-        ]
-        return result
-
-    return strip(old) == strip(new)
 
 
 __all__ = ["FINALIZER", "KINDS", "AllocationController", "RefusalReason"]
