@@ -492,3 +492,13 @@ def peer_status_entry(status: PeerStatus | None, config: PeerConfig) -> dict[str
             "sessionState": state,
         }
     }
+
+
+def plain_text_password_message(name: str, secret_namespace: str) -> str:
+    """The Warning for BgpPeer `name`, whose password is in the object itself."""
+    return (
+        f"BgpPeer '{name}': spec.conf.authPassword holds the BGP password in plain "
+        "text, readable by anyone who may read BgpPeers: put it in a Secret in "
+        f"{secret_namespace!r} and name it in "
+        "spec.conf.authPasswordSecretRef"
+    )

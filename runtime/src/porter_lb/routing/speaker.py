@@ -31,27 +31,23 @@ the metrics.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
 
-from porter_lb.kube.api import KubeAPI, KubeError
+from porter_lb.kube.api import KubeAPI
 from porter_lb.kube.events import API_VERSIONS, EventRecorder, Warnings
 from porter_lb.kube.informers import Informers
 from porter_lb.kube.watch_cache import object_key
 from porter_lb.model.addresses import AddressPool
 from porter_lb.model.resources import (
-    GROUP_PATH,
     LOAD_BALANCER_CLASS,
     ModelError,
     Node,
     Obj,
     as_mapping,
-    being_deleted,
     node_from_object,
     object_name,
     selects_porter,
@@ -65,11 +61,12 @@ from porter_lb.routing.bgp_config import (
     global_config_from_bgpconf,
     global_differs,
     peer_delta,
-    peer_status_entry,
+    plain_text_password_message,
     plain_text_password_peers,
     usable_peer_specs,
 )
 from porter_lb.routing.gobgp import GoBGP, GoBGPError
+from porter_lb.routing.peer_status import PeerStatusReporter
 from porter_lb.routing.routes import (
     Route,
     RouteTable,
@@ -173,6 +170,7 @@ class Speaker:
         self.mode: Mode = mode
         self.node_name = node_name
         self.status_key = status_key or (node_name if mode == "node" else CENTRAL_STATUS_KEY)
+        self.peer_status = PeerStatusReporter(api, informers, self.status_key)
         self.default_router_id = default_router_id
         self.secret_namespace = secret_namespace
         self.poll_interval = poll_interval
@@ -344,19 +342,13 @@ class Speaker:
 
     # Reconciling.
 
-    def _warn(self, obj: Obj, kind: str, reason: str, message: str) -> None:
-        self._warnings.warn(obj, kind, reason, message)
-
-    def _clear_warning(self, kind: str, name: str) -> None:
-        self._warnings.clear(kind, name)
-
     def _read_nodes(self) -> dict[str, Node]:
         nodes = {}
         for obj in self.informers.items("Node"):
             try:
                 node = node_from_object(obj)
             except ModelError as error:
-                self._warn(obj, "Node", "InvalidNode", str(error))
+                self._warnings.warn(obj, "Node", "InvalidNode", str(error))
                 continue
             nodes[node.name] = node
         return nodes
@@ -370,19 +362,14 @@ class Speaker:
             secret_namespace=self.secret_namespace,
         )
         for obj, reason, message in rejected:
-            self._warn(obj, "BgpPeer", reason, message)
+            self._warnings.warn(obj, "BgpPeer", reason, message)
         for spec in specs:
-            self._clear_warning("BgpPeer", spec.name)
+            self._warnings.clear("BgpPeer", spec.name)
         plain = set(plain_text_password_peers(self.informers.items("BgpPeer")))
         for name in sorted(plain - self._plain_warned):
             peer = self.informers.get("BgpPeer", name)
             if peer is not None and self.recorder is not None:
-                message = (
-                    f"BgpPeer '{name}': spec.conf.authPassword holds the BGP password in plain "
-                    "text, readable by anyone who may read BgpPeers: put it in a Secret in "
-                    f"{self.secret_namespace!r} and name it in "
-                    "spec.conf.authPasswordSecretRef"
-                )
+                message = plain_text_password_message(name, self.secret_namespace)
                 log.warning("%s", message, extra={"kind": "BgpPeer"})
                 self.recorder.warning(
                     {**peer, "kind": "BgpPeer", "apiVersion": API_VERSIONS["BgpPeer"]},
@@ -406,9 +393,9 @@ class Speaker:
         try:
             wanted = global_config_from_bgpconf(conf, node, self.default_router_id)
         except ModelError as error:
-            self._warn(conf, "BgpConf", "InvalidBgpConf", str(error))
+            self._warnings.warn(conf, "BgpConf", "InvalidBgpConf", str(error))
             raise
-        self._clear_warning("BgpConf", object_name(conf))
+        self._warnings.clear("BgpConf", object_name(conf))
         return wanted
 
     def _ensure_instance(self, wanted: GlobalConfig | None) -> bool:
@@ -486,7 +473,9 @@ class Speaker:
             except GoBGPError as error:
                 # Rejected (or gobgpd went away: then the next call fails and says so).
                 obj = self.informers.get("BgpPeer", spec.name) or {"metadata": {"name": spec.name}}
-                self._warn(obj, "BgpPeer", "PeerRejected", f"BgpPeer '{spec.name}': {error}")
+                self._warnings.warn(
+                    obj, "BgpPeer", "PeerRejected", f"BgpPeer '{spec.name}': {error}"
+                )
                 wanted.pop(config.neighbor_address)
         self._peers = [s for s in specs if s.config.neighbor_address in wanted]
 
@@ -511,7 +500,7 @@ class Speaker:
                 class_name=self.class_name,
             )
         except ModelError as error:
-            self._warn(obj, "Service", "InvalidService", str(error))
+            self._warnings.warn(obj, "Service", "InvalidService", str(error))
             return {}
 
     def _desired_rib(self, prefixes: Iterable[str]) -> dict[str, set[Route]]:
@@ -583,7 +572,7 @@ class Speaker:
         self._nodes = nodes
         pools, errors = bgp_pools(self.informers.items("Eip"))
         for eip, error in errors:
-            self._warn(eip, "Eip", "InvalidEip", str(error))
+            self._warnings.warn(eip, "Eip", "InvalidEip", str(error))
         self._pools = pools
         try:
             wanted = self._wanted_global(nodes)
@@ -646,39 +635,4 @@ class Speaker:
             return
         statuses = {p.neighbor_address: p for p in self.gobgp.peers()} if self._global else {}
         advertised = sum(len(routes) for routes in (self._held or {}).values())
-        mine = set()
-        for spec in self._peers:
-            mine.add(spec.name)
-            status = statuses.get(spec.config.neighbor_address)
-            labels = (spec.name, self.status_key)
-            up = status is not None and status.session_state == "established"
-            metrics.BGP_SESSION_UP.labels(*labels).set(1 if up else 0)
-            metrics.ADVERTISED_PREFIXES.labels(*labels).set(advertised if up else 0)
-            self._write_status(spec.name, peer_status_entry(status, spec.config))
-        for obj in self.informers.items("BgpPeer"):
-            name = object_name(obj)
-            if name in mine:
-                continue
-            for gauge in (metrics.BGP_SESSION_UP, metrics.ADVERTISED_PREFIXES):
-                with contextlib.suppress(KeyError):
-                    gauge.remove(name, self.status_key)
-            self._write_status(name, None)
-
-    def _write_status(self, name: str, entry: dict[str, Any] | None) -> None:
-        """Merge-patch this speaker's entry of `status.nodesPeerStatus`, only if it changed."""
-        obj = self.informers.get("BgpPeer", name)
-        if obj is None or being_deleted(obj):
-            return
-        current = as_mapping(as_mapping(obj.get("status")).get("nodesPeerStatus")).get(
-            self.status_key
-        )
-        if current == entry:
-            return
-        try:
-            self.api.merge_patch(
-                f"{GROUP_PATH}/bgppeers/{name}/status",
-                {"status": {"nodesPeerStatus": {self.status_key: entry}}},
-            )
-        except KubeError as error:
-            if error.status != 404:
-                log.warning("could not write BgpPeer %s status: %s", name, error)
+        self.peer_status.report(self._peers, statuses, advertised)
