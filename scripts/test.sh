@@ -19,6 +19,9 @@ ruff format --check .
 step "mypy: runtime/ (strict on the pure core) and the lab"
 mypy
 
+step "lint-imports: the runtime's layers, its pure core, no import cycles (pyproject.toml)"
+lint-imports --no-cache
+
 step "ansible-test sanity on the porter.lb collection"
 VENV=$venv "$repo/scripts/ansible-sanity.sh"
 
