@@ -15,37 +15,17 @@ from pathlib import Path
 
 import pytest
 
+from porter_lab.memory import MemoryCaches, MemoryKube
 from porter_lab.processes import in_netns
 from porter_lab.routers import Bird, Neighbor, Router, RouterSpec
 from porter_lab.speakers import Gobgpd
 from porter_lab.topology import NODE_ASN, ROUTER_ASN, Topology
 from porter_lab.waiting import wait_for
-from porter_lb.kube.watch_cache import Handler, object_key
 from porter_lb.model.resources import LOAD_BALANCER_CLASS, SERVICE_NAME_LABEL, Obj
 from porter_lb.routing.gobgp import GoBGP
 from porter_lb.routing.speaker import Speaker
 
 # --- scale ----------------------------------------------------------------------------------
-
-
-class MemoryInformers:
-    """Informers' reading side over fixed objects: what a Speaker uses, without an API."""
-
-    def __init__(self, objects: dict[str, list[Obj]]) -> None:
-        self.objects = {kind: {object_key(o): o for o in items} for kind, items in objects.items()}
-        self.handlers: dict[str, list[Handler]] = {}
-
-    def subscribe(self, kind: str, handler: Handler) -> None:
-        self.handlers.setdefault(kind, []).append(handler)
-
-    def get(self, kind: str, key: str) -> Obj | None:
-        return self.objects.get(kind, {}).get(key)
-
-    def items(self, kind: str) -> list[Obj]:
-        return list(self.objects.get(kind, {}).values())
-
-    def wait_synced(self, timeout: float) -> bool:
-        return True
 
 
 def scale_objects(topology: Topology, services: int, nodes: int) -> dict[str, list[Obj]]:
@@ -117,13 +97,6 @@ def scale_objects(topology: Topology, services: int, nodes: int) -> dict[str, li
     }
 
 
-class NoStatusAPI:
-    """The speaker writes BgpPeer status through this; the scale test has no API server."""
-
-    def merge_patch(self, path: str, patch: Obj) -> Obj:
-        return {}
-
-
 def fib_size(router_ns: str) -> int:
     out = subprocess.run(
         in_netns(router_ns, ["ip", "-4", "route", "show", "proto", "bird"]),
@@ -140,13 +113,13 @@ def test_10k_services_50_nodes_reach_bird_fib_and_resync_changes_nothing(
     start_gobgpd: Callable[[str], Gobgpd],
 ) -> None:
     services = 10_000
-    informers = MemoryInformers(scale_objects(topology, services, nodes=50))
+    informers = MemoryCaches(scale_objects(topology, services, nodes=50))
     gobgpd = start_gobgpd(topology.nodes[0].netns)
     client = GoBGP(gobgpd.target)
     speaker = Speaker(
-        informers,  # type: ignore[arg-type]
+        informers,
         client,
-        NoStatusAPI(),  # type: ignore[arg-type]
+        MemoryKube(),  # the BgpPeer status writes: the scale test has no API server
         mode="node",
         node_name="node1",
     )

@@ -1,66 +1,19 @@
-"""The allocation controller forgets what is gone (found by the churn soak, issue 7): a Service
-deleted while refused an IP, an Eip deleted. In-memory caches and API stand-ins: no server."""
+"""The allocation controller forgets what is gone (found by the churn soak): a Service deleted
+while refused an IP, an Eip deleted. On the in-memory caches and API server of porter_lab.memory."""
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Callable
-from typing import Any
-
 from porter_lab import objects
+from porter_lab.memory import MemoryCaches, MemoryKube
 from porter_lb.allocation.controller import AllocationController
+from porter_lb.kube.events import EventRecorder
 from porter_lb.telemetry import metrics
 
-Obj = dict[str, Any]
 
-
-class Caches:
-    """What AllocationController reads of porter_lb.kube.informers.Informers: get, items,
-    subscribe."""
-
-    def __init__(self) -> None:
-        self.objects: dict[str, dict[str, Obj]] = {"Service": {}, "Eip": {}, "Namespace": {}}
-
-    def subscribe(self, kind: str, handler: Callable[..., None]) -> None:
-        pass
-
-    def get(self, kind: str, key: str) -> Obj | None:
-        return self.objects[kind].get(key)
-
-    def items(self, kind: str) -> list[Obj]:
-        return list(self.objects[kind].values())
-
-
-class API:
-    """Accepts every write; a GET finds nothing (the object is gone)."""
-
-    def __init__(self) -> None:
-        self.version = 100
-
-    def merge_patch(self, path: str, patch: Obj) -> Obj:
-        return {}
-
-    def replace(self, path: str, body: Obj) -> Obj:
-        self.version += 1
-        written = copy.deepcopy(body)
-        written["metadata"]["resourceVersion"] = str(self.version)
-        return written
-
-    def get(self, path: str) -> Obj:
-        from porter_lb.kube.api import KubeError
-
-        raise KubeError("GET", path, 404, "not found")
-
-
-class Recorder:
-    def event(self, *_: object) -> None: ...
-    def normal(self, *_: object) -> None: ...
-    def warning(self, *_: object) -> None: ...
-
-
-def controller() -> tuple[AllocationController, Caches]:
-    caches = Caches()
-    made = AllocationController(API(), caches, Recorder())  # type: ignore[arg-type]
+def controller() -> tuple[AllocationController, MemoryCaches]:
+    caches = MemoryCaches({"Service": [], "Eip": [], "Namespace": []})
+    api = MemoryKube()  # a GET of an object never written finds nothing: it is gone
+    made = AllocationController(api, caches, EventRecorder(api))
     return made, caches
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from porter_lb.gobgp_api import attribute_pb2, gobgp_pb2
-from porter_lb.routing.gobgp import _family, _path
+from porter_lb.routing.gobgp import family_message, path_message
 from porter_lb.routing.routes import Route
 
 
@@ -20,7 +20,7 @@ from porter_lb.routing.routes import Route
 def test_route_becomes_path_with_nlri_origin_and_next_hop(
     route: Route, afi: int, prefix: str, length: int
 ) -> None:
-    path = _path(route)
+    path = path_message(route)
     assert path.family == gobgp_pb2.Family(afi=afi, safi=gobgp_pb2.Family.SAFI_UNICAST)
     nlri = attribute_pb2.IPAddressPrefix()
     assert path.nlri.Unpack(nlri)
@@ -33,9 +33,9 @@ def test_route_becomes_path_with_nlri_origin_and_next_hop(
 
 def test_prefix_with_host_bits_is_refused() -> None:
     with pytest.raises(ValueError, match="has host bits set"):
-        _path(Route("203.0.113.10/24", "0.0.0.0"))
+        path_message(Route("203.0.113.10/24", "0.0.0.0"))
 
 
 def test_family_of_neighbour_addresses() -> None:
-    assert _family("198.51.100.1/32").afi == gobgp_pb2.Family.AFI_IP
-    assert _family("2001:db8::1/128").afi == gobgp_pb2.Family.AFI_IP6
+    assert family_message("198.51.100.1/32").afi == gobgp_pb2.Family.AFI_IP
+    assert family_message("2001:db8::1/128").afi == gobgp_pb2.Family.AFI_IP6

@@ -22,8 +22,6 @@ from porter_lb.host.acceptance import (
     setting_problems,
     settings_to_read,
 )
-from porter_lb.routing.routes import Route
-from porter_lb.routing.speaker import Speaker
 
 TABLE = HostRulesConfig("table", table=2019, priority=2019, protocol=201)
 LOCAL = HostRulesConfig("local", table=2019, priority=2019, protocol=201)
@@ -244,41 +242,3 @@ def test_setting_problems_name_the_sysctl_and_the_value_wanted(
     values: dict[str, str | None], expected: dict[str, str]
 ) -> None:
     assert setting_problems(values) == expected
-
-
-# The speaker's side of the contract: accept before announcing, stop after withdrawing.
-
-
-class _Informers:
-    def subscribe(self, _kind: str, _handler: Any) -> None:
-        pass
-
-
-class _GoBGP:
-    def __init__(self, calls: list[tuple[str, frozenset[str]]]) -> None:
-        self.calls = calls
-
-    def add_routes(self, routes: list[Route]) -> None:
-        self.calls.append(("announce", frozenset(r.prefix for r in routes)))
-
-    def withdraw_routes(self, routes: list[Route]) -> None:
-        self.calls.append(("withdraw", frozenset(r.prefix for r in routes)))
-
-
-def test_speaker_accepts_before_announcing_and_stops_after_withdrawing() -> None:
-    calls: list[tuple[str, frozenset[str]]] = []
-    speaker = Speaker(
-        _Informers(),  # type: ignore[arg-type]
-        _GoBGP(calls),  # type: ignore[arg-type]
-        None,  # type: ignore[arg-type]
-        node_name="node1",
-        accept_prefixes=lambda prefixes: calls.append(("accept", prefixes)),
-    )
-    speaker._held = {A: {Route(A, "0.0.0.0")}}
-    speaker._apply({B: {Route(B, "0.0.0.0")}}, None)  # A moves away, B arrives
-    assert calls == [
-        ("accept", frozenset({A, B})),
-        ("announce", frozenset({B})),
-        ("withdraw", frozenset({A})),
-        ("accept", frozenset({B})),
-    ]

@@ -24,7 +24,7 @@ from porter_lb.routing.bgp_config import (
     peer_status_entry,
     plain_text_password_peers,
 )
-from porter_lb.routing.gobgp import _api_peer, _peer_config
+from porter_lb.routing.gobgp import peer_config_from_message, peer_message
 from porter_lb.routing.routes import (
     EXCLUDE_FROM_EXTERNAL_LOAD_BALANCERS_LABEL,
     LabelSelector,
@@ -276,8 +276,8 @@ def test_peer_config_round_trips_through_the_gobgp_message() -> None:
         add_paths_send_max=255,
         graceful_restart=GracefulRestart(True, 120),
     )
-    assert _peer_config(_api_peer(config)) == config
-    assert _peer_config(_api_peer(PeerConfig("198.51.100.1", 65000))) == PeerConfig(
+    assert peer_config_from_message(peer_message(config)) == config
+    assert peer_config_from_message(peer_message(PeerConfig("198.51.100.1", 65000))) == PeerConfig(
         "198.51.100.1", 65000
     )
 

@@ -9,15 +9,14 @@ from typing import Any
 import pytest
 
 from porter_lab import objects
-from porter_lb.kube.watch_cache import object_key
+from porter_lab.memory import MemoryCaches, MemoryGobgpd, MemoryKube
 from porter_lb.routing.bgp_config import (
     DEFAULT_DEFERRAL_TIME,
-    GlobalConfig,
     GracefulRestart,
     PeerConfig,
     peer_spec_from_bgppeer,
 )
-from porter_lb.routing.gobgp import GoBGP, _api_peer, _peer_config
+from porter_lb.routing.gobgp import GoBGP, peer_config_from_message, peer_message
 from porter_lb.routing.routes import Route
 from porter_lb.routing.speaker import GOBGP_RETRY_MAX, OTHER_RETRY_MAX, Speaker, retry_delay
 
@@ -65,7 +64,7 @@ def test_graceful_restart_defaults_are_the_ones_gobgpd_reports_back() -> None:
     ).graceful_restart == GracefulRestart(True, 120, 20)
     assert _peer({"enabled": False, "restartTime": 120}).graceful_restart == GracefulRestart()
     config = _peer({"enabled": True})
-    assert _peer_config(_api_peer(config)) == config
+    assert peer_config_from_message(peer_message(config)) == config
 
 
 def test_a_restarting_peer_is_added_with_the_restart_state_bit() -> None:
@@ -88,81 +87,36 @@ NODE = "node1"
 IP = "203.0.113.7"
 
 
-class _Informers:
-    def __init__(self, graceful_restart: bool) -> None:
-        node = objects.node(NODE) | objects.node_status(address="198.51.100.11")
-        service = objects.load_balancer_service("web", "default") | objects.load_balancer_status(IP)
-        peer = objects.bgp_peer("tor", "198.51.100.1")
-        if graceful_restart:
-            peer["spec"]["gracefulRestart"] = {"enabled": True, "restartTime": 120}
-        self.objects = {
+def _cluster(graceful_restart: bool = True, ip: str = IP) -> MemoryCaches:
+    """One node, one BGP Eip, one BgpConf, one BgpPeer and one Service holding `ip`."""
+    node = objects.node(NODE) | objects.node_status(address="198.51.100.11")
+    peer = objects.bgp_peer("tor", "198.51.100.1")
+    if graceful_restart:
+        peer["spec"]["gracefulRestart"] = {"enabled": True, "restartTime": 120}
+    return MemoryCaches(
+        {
             "Node": [node],
             "Eip": [objects.eip("pool", "203.0.113.0/24")],
             "BgpConf": [objects.bgp_conf(65001)],
             "BgpPeer": [peer],
-            "Service": [service],
+            "Service": [_service(ip)],
         }
-
-    def subscribe(self, _kind: str, _handler: Any) -> None:
-        pass
-
-    def items(self, kind: str) -> list[Any]:
-        return list(self.objects.get(kind, []))
-
-    def get(self, kind: str, key: str) -> Any:
-        return next((o for o in self.items(kind) if object_key(o) == key), None)
-
-
-class _GoBGP:
-    """gobgpd as the speaker sees it: an instance (or none), peers and paths; calls logged."""
-
-    def __init__(self) -> None:
-        self.calls: list[str] = []
-        self.running: GlobalConfig | None = None
-        self.peers: dict[str, PeerConfig] = {}
-        self.paths: set[Route] = set()
-
-    def running_global(self) -> GlobalConfig | None:
-        return self.running
-
-    def start_global(self, config: GlobalConfig) -> None:
-        self.calls.append("start")
-        self.running = config
-
-    def local_routes(self) -> list[Route]:
-        return sorted(self.paths, key=lambda r: r.prefix)
-
-    def peer_configs(self) -> dict[str, PeerConfig]:
-        return dict(self.peers)
-
-    def add_peer_config(self, config: PeerConfig, *, restarting: bool = False) -> None:
-        # As GoBGP.add_peer_config: the Restart State bit only with graceful restart enabled.
-        marked = restarting and config.graceful_restart.enabled
-        self.calls.append(f"add peer{' restarting' if marked else ''}")
-        self.peers[config.neighbor_address] = config
-
-    def add_routes(self, routes: list[Route]) -> None:
-        self.calls.append(f"add {len(routes)} paths")
-        self.paths |= set(routes)
-
-    def crash(self) -> None:
-        self.running, self.peers, self.paths = None, {}, set()
-
-
-def _speaker(gobgp: _GoBGP, graceful_restart: bool = True) -> Speaker:
-    return Speaker(
-        _Informers(graceful_restart),  # type: ignore[arg-type]
-        gobgp,  # type: ignore[arg-type]
-        None,  # type: ignore[arg-type]
-        node_name=NODE,
     )
+
+
+def _service(ip: str) -> dict[str, Any]:
+    return objects.load_balancer_service("web", "default") | objects.load_balancer_status(ip)
+
+
+def _speaker(gobgp: MemoryGobgpd, graceful_restart: bool = True) -> Speaker:
+    return Speaker(_cluster(graceful_restart), gobgp, MemoryKube(), node_name=NODE)
 
 
 @pytest.mark.parametrize("graceful_restart", [True, False])
 def test_a_new_instance_gets_its_paths_before_its_peers(graceful_restart: bool) -> None:
     """Paths first: a session's first UPDATEs and End-of-RIB carry the whole RIB, so a
     graceful-restart helper has nothing stale left to drop that is still wanted."""
-    gobgp = _GoBGP()
+    gobgp = MemoryGobgpd()
     speaker = _speaker(gobgp, graceful_restart)
     speaker.reconcile_all()
     restarting = " restarting" if graceful_restart else ""
@@ -178,3 +132,30 @@ def test_a_new_instance_gets_its_paths_before_its_peers(graceful_restart: bool) 
     speaker.reconcile_all()
     assert gobgp.calls == ["start", "add 1 paths", f"add peer{restarting}"]
     assert gobgp.paths == {Route(f"{IP}/32", "0.0.0.0")}
+
+
+def test_the_node_accepts_before_announcing_and_stops_after_withdrawing() -> None:
+    """With host rules: the node accepts a prefix before gobgpd announces it, and stops
+    accepting one only after gobgpd withdrew it (docs/agent.md, "Order")."""
+    journal: list[str] = []
+    cluster = _cluster()
+    speaker = Speaker(
+        cluster,
+        MemoryGobgpd(journal),
+        MemoryKube(),
+        node_name=NODE,
+        accept_prefixes=lambda prefixes: journal.append("accept " + " ".join(sorted(prefixes))),
+    )
+    speaker.reconcile_all()
+    # Accept what is about to be announced, announce, then accept what is announced now.
+    assert journal[:4] == ["start", f"accept {IP}/32", "add 1 paths", f"accept {IP}/32"]
+    journal.clear()
+
+    cluster.put("Service", _service("203.0.113.8"))  # the Service's IP moves
+    speaker.reconcile_services(["default/web"])
+    assert journal == [
+        f"accept {IP}/32 203.0.113.8/32",
+        "add 1 paths",
+        "withdraw 1 paths",
+        "accept 203.0.113.8/32",
+    ]

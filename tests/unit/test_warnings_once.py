@@ -12,7 +12,7 @@ from porter_lb.kube.events import Warnings
 
 
 class Recorder:
-    """Stands in for EventRecorder: keeps what would have been recorded."""
+    """A WarningRecorder that keeps what would have been recorded."""
 
     def __init__(self) -> None:
         self.events: list[tuple[str, str, str, str, str]] = []
@@ -30,7 +30,7 @@ def obj(name: str, namespace: str = "") -> dict[str, Any]:
 
 def test_warnings_once_per_kind_object_and_message() -> None:
     recorder = Recorder()
-    warnings = Warnings(recorder, logging.getLogger("test"))  # type: ignore[arg-type]
+    warnings = Warnings(recorder, logging.getLogger("test"))
     warnings.warn(obj("web", "shop"), "Service", "InvalidService", "bad port")
     warnings.warn(obj("web", "shop"), "Service", "InvalidService", "bad port")  # again: once
     warnings.warn(obj("web", "shop"), "Service", "InvalidService", "bad ip")  # new message

@@ -10,13 +10,12 @@ Secret's annotation done once. The same on a real cluster: tests/cluster/test_we
 from __future__ import annotations
 
 import base64
-import copy
 import datetime
 from typing import Any
 
 from cryptography import x509
 
-from porter_lb.kube.api import KubeError
+from porter_lab.memory import MemoryKube
 from porter_lb.webhook import certificate as tls
 from porter_lb.webhook.tls import (
     ROTATE_ANNOTATION,
@@ -97,42 +96,13 @@ def test_an_unreadable_or_expired_old_ca_is_not_carried_over() -> None:
 # --- the keeper's writes, against an in-memory API -------------------------------------------
 
 
-class MemoryAPI:
-    """GET/POST/PUT of whole objects by path, recording every write in order."""
-
-    def __init__(self, objects: dict[str, dict[str, Any]]) -> None:
-        self.objects = objects
-        self.writes: list[tuple[str, str]] = []
-
-    def get(self, path: str) -> dict[str, Any]:
-        if path not in self.objects:
-            raise KeyError404(path)
-        return copy.deepcopy(self.objects[path])
-
-    def create(self, collection: str, body: dict[str, Any]) -> dict[str, Any]:
-        path = f"{collection}/{body['metadata']['name']}"
-        self.objects[path] = copy.deepcopy(body)
-        self.writes.append(("create", path))
-        return body
-
-    def replace(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        self.objects[path] = copy.deepcopy(body)
-        self.writes.append(("replace", path))
-        return body
-
-
-class KeyError404(KubeError):
-    def __init__(self, path: str) -> None:
-        super().__init__("GET", path, 404, '{"reason": "NotFound"}')
-
-
 SECRET = secret_path("porter-lb-system", "porter-lb-webhook-tls")
 CONFIGURATION = f"{WEBHOOKS_PATH}/porter-lb"
 
 
-def keeper(api: MemoryAPI) -> CertificateKeeper:
+def keeper(api: MemoryKube) -> CertificateKeeper:
     return CertificateKeeper(
-        api,  # type: ignore[arg-type]
+        api,
         "porter-lb-system",
         "porter-lb-webhook-tls",
         "porter-lb",
@@ -145,7 +115,7 @@ def configuration() -> dict[str, Any]:
 
 
 def test_the_first_pass_sets_the_ca_bundle_then_creates_the_secret() -> None:
-    api = MemoryAPI({CONFIGURATION: configuration()})
+    api = MemoryKube({CONFIGURATION: configuration()})
     assert keeper(api).reconcile()
     assert api.writes == [("replace", CONFIGURATION), ("create", SECRET)]
     bundle = api.objects[CONFIGURATION]["webhooks"][0]["clientConfig"]["caBundle"]
@@ -153,7 +123,7 @@ def test_the_first_pass_sets_the_ca_bundle_then_creates_the_secret() -> None:
 
 
 def test_a_second_pass_writes_nothing() -> None:
-    api = MemoryAPI({CONFIGURATION: configuration()})
+    api = MemoryKube({CONFIGURATION: configuration()})
     keeper(api).reconcile()
     api.writes.clear()
     assert not keeper(api).reconcile()
@@ -161,7 +131,7 @@ def test_a_second_pass_writes_nothing() -> None:
 
 
 def test_a_rotation_asked_by_annotation_is_done_once_ca_bundle_first() -> None:
-    api = MemoryAPI({CONFIGURATION: configuration()})
+    api = MemoryKube({CONFIGURATION: configuration()})
     keeper(api).reconcile()
     before = serial(api.objects[SECRET]["data"])
     api.objects[SECRET]["metadata"]["annotations"] = {ROTATE_ANNOTATION: "2026-12-06T10:00:00"}
@@ -179,6 +149,6 @@ def test_a_rotation_asked_by_annotation_is_done_once_ca_bundle_first() -> None:
 
 
 def test_without_its_webhook_configuration_the_secret_is_still_made() -> None:
-    api = MemoryAPI({})
+    api = MemoryKube({})
     assert keeper(api).reconcile()
     assert api.writes == [("create", SECRET)]

@@ -170,7 +170,7 @@ class _Refusal(Exception):
         self.hard = hard
 
 
-def _requested_byfamily_of(request: ServiceRequest) -> dict[int, str]:
+def _requested_by_family(request: ServiceRequest) -> dict[int, str]:
     asked: dict[int, str] = {}
     for text in request.requested_ips:
         try:
@@ -202,7 +202,7 @@ class _Planner:
         self.allocations = allocations
         self.request = request
         self.held = allocations.holding(request.key)
-        self.asked_ips = _requested_byfamily_of(request) if request.requested_ips else {}
+        self.asked_ips = _requested_by_family(request) if request.requested_ips else {}
         self.asked_pool: Pool | None = None
         if request.requested_pool:
             self.asked_pool = self.by_name.get(request.requested_pool)

@@ -40,9 +40,9 @@ from typing import Any
 from porter_lb.allocation.allocator import Allocated, RefusalReason, Refused, allocate, rebuild
 from porter_lb.allocation.eip_status import eip_spec_changed, eip_status, ready_event, same_status
 from porter_lb.allocation.holdings import Allocations, release
-from porter_lb.kube.api import KubeAPI, KubeError
+from porter_lb.kube.api import KubeClient, KubeError
 from porter_lb.kube.events import EventRecorder
-from porter_lb.kube.informers import Informers
+from porter_lb.kube.informers import Caches
 from porter_lb.kube.workqueue import WorkQueue
 from porter_lb.model.resources import (
     GROUP_PATH,
@@ -106,8 +106,8 @@ class _Outcome:
 
 @dataclass
 class AllocationController:
-    api: KubeAPI
-    informers: Informers
+    api: KubeClient
+    informers: Caches
     recorder: EventRecorder
     class_name: str = LOAD_BALANCER_CLASS
     batch_size: int = 500

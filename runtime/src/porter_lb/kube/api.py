@@ -12,7 +12,7 @@ import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlencode
 
 from kubernetes import client, config
@@ -41,6 +41,18 @@ class KubeError(RuntimeError):
 class WatchEvent:
     type: str  # ADDED, MODIFIED, DELETED, BOOKMARK
     object: Obj
+
+
+class KubeClient(Protocol):
+    """What the controllers and speakers ask of the API server (`KubeAPI` is the real one;
+    `porter_lab.memory.MemoryKube` the in-memory one of the unit tests). Paths are API paths;
+    errors are `KubeError` with the HTTP status."""
+
+    def get(self, path: str) -> Obj: ...
+    def create(self, path: str, body: Obj) -> Obj: ...
+    def replace(self, path: str, body: Obj) -> Obj: ...
+    def merge_patch(self, path: str, patch: Obj) -> Obj: ...
+    def list(self, path: str, page_size: int = 500) -> tuple[list[Obj], str]: ...
 
 
 class KubeconfigError(Exception):

@@ -13,8 +13,9 @@ import logging
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from porter_lb.kube.api import KubeAPI, KubeError
+from porter_lb.kube.api import KubeClient, KubeError
 from porter_lb.model.resources import GROUP_VERSION, Obj
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ def _now() -> str:
 
 @dataclass
 class EventRecorder:
-    api: KubeAPI
+    api: KubeClient
     component: str = COMPONENT
     host: str = ""
     cluster_namespace: str = "default"  # where Events on cluster-scoped objects go
@@ -128,6 +129,12 @@ class EventRecorder:
         self.event(obj, "Warning", reason, message)
 
 
+class WarningRecorder(Protocol):
+    """Where `Warnings` sends its Events: an `EventRecorder`, or a test's list."""
+
+    def warning(self, obj: Obj, reason: str, message: str) -> None: ...
+
+
 class Warnings:
     """Warning Events (and log lines) about objects porter-lb cannot use, once per (kind,
     object, message): the same problem seen at every resync is reported once; a different
@@ -135,7 +142,7 @@ class Warnings:
     reported again if it comes back after a fix. The speakers' and layer 2's one de-duplicator.
     """
 
-    def __init__(self, recorder: EventRecorder | None, logger: logging.Logger) -> None:
+    def __init__(self, recorder: WarningRecorder | None, logger: logging.Logger) -> None:
         self.recorder = recorder
         self.logger = logger
         self._reported: dict[tuple[str, str], str] = {}  # (kind, namespace/name) -> message

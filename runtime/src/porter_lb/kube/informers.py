@@ -15,9 +15,10 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from porter_lb.kube.api import KubeAPI
-from porter_lb.kube.watch_cache import Handler, WatchCache
+from porter_lb.kube.watch_cache import Handler, IndexFunc, WatchCache
 from porter_lb.model.resources import GROUP_PATH, SERVICE_NAME_LABEL, Obj
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,18 @@ PATHS: dict[str, str] = {
     "Secret": "/api/v1/namespaces/{namespace}/secrets",
 }
 """Collection path of each kind porter-lb watches (Secrets: formatted with the namespace)."""
+
+
+class Caches(Protocol):
+    """What the controllers and speakers read of the cluster (`Informers` is the real one;
+    `porter_lab.memory.MemoryCaches` the in-memory one of the unit tests)."""
+
+    def subscribe(self, kind: str, handler: Handler) -> None: ...
+    def get(self, kind: str, key: str) -> Obj | None: ...
+    def items(self, kind: str) -> list[Obj]: ...
+    def add_index(self, kind: str, name: str, index_func: IndexFunc) -> None: ...
+    def by_index(self, kind: str, name: str, value: str) -> list[Obj]: ...
+    def wait_synced(self, timeout: float) -> bool: ...
 
 
 @dataclass
@@ -76,6 +89,15 @@ class Informers:
 
     def get(self, kind: str, key: str) -> Obj | None:
         return self.caches[kind].get(key)
+
+    def add_index(self, kind: str, name: str, index_func: IndexFunc) -> None:
+        """Index the objects of `kind` by `index_func` (see `WatchCache.add_index`); at any
+        time, also after `start`."""
+        self.caches[kind].add_index(name, index_func)
+
+    def by_index(self, kind: str, name: str, value: str) -> list[Obj]:
+        """The objects of `kind` whose index `name` has `value`."""
+        return self.caches[kind].by_index(name, value)
 
     def items(self, kind: str) -> list[Obj]:
         return self.caches[kind].items()

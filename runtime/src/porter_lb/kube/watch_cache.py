@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from porter_lb.kube.api import KubeAPI, KubeError, Watch
@@ -20,6 +20,9 @@ from porter_lb.model.resources import Obj
 log = logging.getLogger(__name__)
 
 Handler = Callable[[str, Obj | None, Obj | None], None]  # (key, old, new); new None = deleted
+
+IndexFunc = Callable[[Obj], Iterable[str]]
+"""The index values of an object (client-go's IndexFunc): an EndpointSlice -> its Service key."""
 
 
 def object_key(obj: Obj) -> str:
@@ -46,6 +49,39 @@ class WatchCache:
     watches: int = 0  # how many watches were opened (each resumes where the last ended)
     _stopped: threading.Event = field(default_factory=threading.Event)
     _watch: Watch | None = None
+    _index_funcs: dict[str, IndexFunc] = field(default_factory=dict)
+    _indices: dict[str, dict[str, set[str]]] = field(default_factory=dict)  # name -> value -> keys
+
+    def add_index(self, name: str, index_func: IndexFunc) -> None:
+        """Keep index `name`: the keys of the objects per value of `index_func` (client-go's
+        Indexer). Built from what the cache holds now and kept with every change, before the
+        change's handlers run, so a handler reading the index sees the change."""
+        with self._lock:
+            self._index_funcs[name] = index_func
+            index: dict[str, set[str]] = {}
+            for key, obj in self._objects.items():
+                for value in index_func(obj):
+                    index.setdefault(value, set()).add(key)
+            self._indices[name] = index
+
+    def by_index(self, name: str, value: str) -> list[Obj]:
+        """The objects whose index `name` has `value`."""
+        with self._lock:
+            keys = self._indices[name].get(value, ())
+            return [self._objects[key] for key in keys]
+
+    def _reindex(self, key: str, old: Obj | None, new: Obj | None) -> None:
+        """Move `key` in every index from `old`'s values to `new`'s (lock held)."""
+        for name, index_func in self._index_funcs.items():
+            index = self._indices[name]
+            for value in index_func(old) if old is not None else ():
+                keys = index.get(value)
+                if keys is not None:
+                    keys.discard(key)
+                    if not keys:
+                        del index[value]
+            for value in index_func(new) if new is not None else ():
+                index.setdefault(value, set()).add(key)
 
     def get(self, key: str) -> Obj | None:
         with self._lock:
@@ -63,6 +99,12 @@ class WatchCache:
             old = self._objects
             self._objects = fresh
             self.resource_version = version
+            for name, index_func in self._index_funcs.items():
+                index: dict[str, set[str]] = {}
+                for key, obj in fresh.items():
+                    for value in index_func(obj):
+                        index.setdefault(value, set()).add(key)
+                self._indices[name] = index
         for key, obj in fresh.items():
             previous = old.get(key)
             if previous is None or _version(previous) != _version(obj):
@@ -89,6 +131,7 @@ class WatchCache:
                     self._objects.pop(key, None)
                 else:
                     self._objects[key] = event.object
+                self._reindex(key, previous, None if event.type == "DELETED" else event.object)
                 self.resource_version = version
             self.on_change(key, previous, None if event.type == "DELETED" else event.object)
 

@@ -50,7 +50,7 @@ from porter_lb.host.netlink import Link, Links
 from porter_lb.host.netns import entered
 from porter_lb.kube.api import KubeAPI
 from porter_lb.kube.events import EventRecorder, Warnings
-from porter_lb.kube.informers import Informers
+from porter_lb.kube.informers import Caches
 from porter_lb.layer2 import packets
 from porter_lb.layer2.election import (
     Assignment,
@@ -302,7 +302,7 @@ class Layer2Announcer:
 
     def __init__(
         self,
-        informers: Informers,
+        informers: Caches,
         api: KubeAPI,
         recorder: EventRecorder | None,
         *,

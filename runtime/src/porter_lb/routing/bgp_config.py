@@ -16,7 +16,7 @@ import binascii
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from porter_lb.model.resources import (
     ModelError,
@@ -26,10 +26,7 @@ from porter_lb.model.resources import (
     being_deleted,
     object_name,
 )
-from porter_lb.routing.routes import (
-    LabelSelector,
-    Peer,
-)
+from porter_lb.routing.routes import LabelSelector, Peer, Route
 
 Mode = Literal["node", "central"]
 """How gobgpd speakers are deployed: one per node (next hop self), or one central."""
@@ -53,6 +50,27 @@ class PeerStatus:
     peer_asn: int
     session_state: str  # "established", "active", "idle", ...
     received_prefixes: int = 0
+
+
+class GobgpdClient(Protocol):
+    """What a speaker asks of its gobgpd (`routing.gobgp.GoBGP` is the real one, over gRPC;
+    `porter_lab.memory.MemoryGobgpd` the in-memory one of the unit tests)."""
+
+    target: str
+
+    def running_global(self) -> GlobalConfig | None: ...
+    def running_asn(self) -> int: ...
+    def start_global(self, config: GlobalConfig) -> None: ...
+    def stop_bgp(self) -> None: ...
+    def peer_configs(self) -> dict[str, PeerConfig]: ...
+    def peers(self) -> list[PeerStatus]: ...
+    def add_peer_config(self, config: PeerConfig, *, restarting: bool = False) -> None: ...
+    def update_peer(self, config: PeerConfig) -> None: ...
+    def delete_peer(self, neighbor_address: str) -> None: ...
+    def local_routes(self) -> list[Route]: ...
+    def add_routes(self, routes: Iterable[Route], batch: int = 1000) -> int: ...
+    def withdraw_routes(self, routes: Iterable[Route], batch: int = 1000) -> int: ...
+    def close(self) -> None: ...
 
 
 DEFAULT_DEFERRAL_TIME = 360

@@ -61,7 +61,8 @@ def _family_of_version(version: int) -> gobgp_pb2.Family:
     return gobgp_pb2.Family(afi=afi, safi=gobgp_pb2.Family.SAFI_UNICAST)
 
 
-def _family(prefix: str) -> gobgp_pb2.Family:
+def family_message(prefix: str) -> gobgp_pb2.Family:
+    """The gobgpd unicast Family of `prefix` (IPv4 or IPv6)."""
     return _family_of_version(6 if ":" in prefix else 4)
 
 
@@ -96,9 +97,10 @@ def _origin_igp() -> Any:
     return _pack(attribute_pb2.OriginAttribute(origin=0))
 
 
-def _path(route: Route, withdraw: bool = False) -> gobgp_pb2.Path:
+def path_message(route: Route, withdraw: bool = False) -> gobgp_pb2.Path:
+    """The gobgpd Path of `route`: origin IGP, its next hop, its ADD-PATH identifier."""
     return gobgp_pb2.Path(
-        family=_family(route.prefix),
+        family=family_message(route.prefix),
         nlri=_nlri(route.prefix),
         pattrs=[_origin_igp(), _next_hop_attribute(route.next_hop)],
         identifier=route.identifier,
@@ -106,8 +108,8 @@ def _path(route: Route, withdraw: bool = False) -> gobgp_pb2.Path:
     )
 
 
-def _api_peer(config: PeerConfig) -> gobgp_pb2.Peer:
-    """The gobgpd Peer message of `config` (the inverse of `_peer_config`)."""
+def peer_message(config: PeerConfig) -> gobgp_pb2.Peer:
+    """The gobgpd Peer message of `config` (the inverse of `peer_config_from_message`)."""
     afi_safis = []
     for version in config.families:
         afi_safi = gobgp_pb2.AfiSafi(
@@ -145,7 +147,7 @@ def _api_peer(config: PeerConfig) -> gobgp_pb2.Peer:
     return peer
 
 
-def _peer_config(peer: gobgp_pb2.Peer) -> PeerConfig:
+def peer_config_from_message(peer: gobgp_pb2.Peer) -> PeerConfig:
     """The PeerConfig a gobgpd Peer (from ListPeer) was configured with, as far as porter-lb
     sets it: comparing it with the wanted PeerConfig tells whether UpdatePeer is needed."""
     families = []
@@ -313,7 +315,7 @@ class GoBGP:
         bit of each family, which tells a helper to keep the routes it holds from us until our
         End-of-RIB. gobgpd then holds its updates until the peer's End-of-RIB (or its deferral
         time, 360 s unless set) and sends the whole RIB followed by End-of-RIB."""
-        peer = _api_peer(config)
+        peer = peer_message(config)
         if restarting and config.graceful_restart.enabled:
             peer.graceful_restart.local_restarting = True
         self._call("AddPeer", gobgp_pb2.AddPeerRequest(peer=peer))
@@ -321,7 +323,7 @@ class GoBGP:
     def update_peer(self, config: PeerConfig) -> None:
         """UpdatePeer: gobgpd resets the session when the change needs it (ASN, password,
         families, transport); the RIB is untouched."""
-        self._call("UpdatePeer", gobgp_pb2.UpdatePeerRequest(peer=_api_peer(config)))
+        self._call("UpdatePeer", gobgp_pb2.UpdatePeerRequest(peer=peer_message(config)))
 
     def delete_peer(self, neighbor_address: str) -> None:
         self._call("DeletePeer", gobgp_pb2.DeletePeerRequest(address=neighbor_address))
@@ -329,7 +331,10 @@ class GoBGP:
     def peer_configs(self) -> dict[str, PeerConfig]:
         """Every configured neighbour (ListPeer), by address, as PeerConfigs."""
         replies = self._call("ListPeer", gobgp_pb2.ListPeerRequest(), stream=True)
-        return {reply.peer.conf.neighbor_address: _peer_config(reply.peer) for reply in replies}
+        return {
+            reply.peer.conf.neighbor_address: peer_config_from_message(reply.peer)
+            for reply in replies
+        }
 
     def peers(self) -> list[PeerStatus]:
         replies = self._call("ListPeer", gobgp_pb2.ListPeerRequest(), stream=True)
@@ -348,18 +353,22 @@ class GoBGP:
         return result
 
     def add_route(self, route: Route) -> None:
-        self._call("AddPath", gobgp_pb2.AddPathRequest(path=_path(route)))
+        self._call("AddPath", gobgp_pb2.AddPathRequest(path=path_message(route)))
 
     def delete_route(self, route: Route) -> None:
         # Always name the path: DeletePath without one deletes every locally added path.
         self._call(
             "DeletePath",
-            gobgp_pb2.DeletePathRequest(family=_family(route.prefix), path=_path(route)),
+            gobgp_pb2.DeletePathRequest(
+                family=family_message(route.prefix), path=path_message(route)
+            ),
         )
 
     def routes(self, family_of: str = "0.0.0.0/0") -> list[Route]:
         """Locally originated paths of one family in the global RIB (ListPath), as Routes."""
-        request = gobgp_pb2.ListPathRequest(table_type=gobgp_pb2.GLOBAL, family=_family(family_of))
+        request = gobgp_pb2.ListPathRequest(
+            table_type=gobgp_pb2.GLOBAL, family=family_message(family_of)
+        )
         result = []
         for reply in self._call("ListPath", request, stream=True):
             for path in reply.destination.paths:
@@ -372,7 +381,9 @@ class GoBGP:
         """Every path of one family in the global RIB (ListPath), received or locally added,
         as Routes. For reading a gobgpd as a router (porter-lb audit); the speaker uses
         `routes`, its own paths only."""
-        request = gobgp_pb2.ListPathRequest(table_type=gobgp_pb2.GLOBAL, family=_family(family_of))
+        request = gobgp_pb2.ListPathRequest(
+            table_type=gobgp_pb2.GLOBAL, family=family_message(family_of)
+        )
         result = [
             _route(reply.destination.prefix, path)
             for reply in self._call("ListPath", request, stream=True)
@@ -391,7 +402,7 @@ class GoBGP:
             nonlocal count
             chunk: list[gobgp_pb2.Path] = []
             for route in routes:
-                chunk.append(_path(route, withdraw))
+                chunk.append(path_message(route, withdraw))
                 if len(chunk) >= batch:
                     count += len(chunk)
                     yield gobgp_pb2.AddPathStreamRequest(table_type=gobgp_pb2.GLOBAL, paths=chunk)

@@ -8,8 +8,8 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from porter_lb.kube.api import KubeAPI, KubeError
-from porter_lb.kube.informers import Informers
+from porter_lb.kube.api import KubeClient, KubeError
+from porter_lb.kube.informers import Caches
 from porter_lb.model.resources import GROUP_PATH, as_mapping, being_deleted, object_name
 from porter_lb.routing.bgp_config import PeerSpec, PeerStatus, peer_status_entry
 from porter_lb.telemetry import metrics
@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 class PeerStatusReporter:
     """Writes one speaker's entry (`status_key`: its node, or "central") of the BgpPeers."""
 
-    def __init__(self, api: KubeAPI, informers: Informers, status_key: str) -> None:
+    def __init__(self, api: KubeClient, informers: Caches, status_key: str) -> None:
         self.api = api
         self.informers = informers
         self.status_key = status_key

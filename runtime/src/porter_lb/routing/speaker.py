@@ -37,9 +37,9 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
-from porter_lb.kube.api import KubeAPI
+from porter_lb.kube.api import KubeClient
 from porter_lb.kube.events import API_VERSIONS, EventRecorder, Warnings
-from porter_lb.kube.informers import Informers
+from porter_lb.kube.informers import Caches
 from porter_lb.kube.watch_cache import object_key
 from porter_lb.model.addresses import AddressPool
 from porter_lb.model.resources import (
@@ -55,6 +55,7 @@ from porter_lb.model.resources import (
 )
 from porter_lb.routing.bgp_config import (
     GlobalConfig,
+    GobgpdClient,
     Mode,
     PeerSpec,
     choose_bgpconf,
@@ -65,7 +66,7 @@ from porter_lb.routing.bgp_config import (
     plain_text_password_peers,
     usable_peer_specs,
 )
-from porter_lb.routing.gobgp import GoBGP, GoBGPError
+from porter_lb.routing.gobgp import GoBGPError
 from porter_lb.routing.peer_status import PeerStatusReporter
 from porter_lb.routing.routes import (
     Route,
@@ -112,6 +113,15 @@ def retry_delay(previous: float, ceiling: float) -> float:
     return min(max(previous * 2, 0.2), ceiling)
 
 
+SLICES_BY_SERVICE = "service"
+"""The EndpointSlice index of the Service each belongs to (`namespace/name`)."""
+
+
+def _service_of_slice(obj: Obj) -> list[str]:
+    service = slice_service_key(obj)
+    return [service] if service else []
+
+
 def _node_model(obj: Obj | None) -> Node | None:
     if obj is None:
         return None
@@ -145,9 +155,9 @@ class Speaker:
 
     def __init__(
         self,
-        informers: Informers,
-        gobgp: GoBGP,
-        api: KubeAPI,
+        informers: Caches,
+        gobgp: GobgpdClient,
+        api: KubeClient,
         recorder: EventRecorder | None = None,
         *,
         mode: Mode = "node",
@@ -182,8 +192,6 @@ class Speaker:
         self._cond = threading.Condition()
         self._full = True
         self._services: set[str] = set()
-        self._slices: dict[str, set[str]] = {}  # Service key -> its EndpointSlice keys
-        self._slice_owner: dict[str, str] = {}  # EndpointSlice key -> Service key
 
         # Worker state, rebuilt by every full reconcile.
         self._table = RouteTable()
@@ -203,6 +211,7 @@ class Speaker:
         self.heartbeat: Heartbeat | None = None
         self.problem: str | None = "not reconciled yet"
 
+        informers.add_index("EndpointSlice", SLICES_BY_SERVICE, _service_of_slice)
         for kind, handler in (
             ("Service", self._on_service),
             ("EndpointSlice", self._on_slice),
@@ -249,16 +258,11 @@ class Speaker:
             self._wake()
 
     def _on_slice(self, key: str, old: Obj | None, new: Obj | None) -> None:
-        service = slice_service_key(new) if new is not None else ""
+        services = {slice_service_key(obj) for obj in (old, new) if obj is not None} - {""}
+        if not services:
+            return
         with self._cond:
-            previous = self._slice_owner.pop(key, "")
-            if previous:
-                self._slices.get(previous, set()).discard(key)
-                self._services.add(previous)
-            if service:
-                self._slice_owner[key] = service
-                self._slices.setdefault(service, set()).add(key)
-                self._services.add(service)
+            self._services.update(services)
             self._wake()
 
     # The worker.
@@ -485,10 +489,7 @@ class Speaker:
             return {}
 
         def endpoint_slices() -> list[Obj]:
-            with self._cond:
-                slice_keys = list(self._slices.get(key, ()))
-            found = (self.informers.get("EndpointSlice", k) for k in slice_keys)
-            return [s for s in found if s is not None]
+            return self.informers.by_index("EndpointSlice", SLICES_BY_SERVICE, key)
 
         try:
             return service_share(
@@ -546,16 +547,6 @@ class Speaker:
                 for name, node in nodes.items()
                 if any(s.peer.node_selector.matches(node.labels) for s in self._peers)
             )
-        with self._cond:
-            # Rebuild the EndpointSlice index from the cache too: handlers subscribed after
-            # the informers started have missed the first objects.
-            self._slices, self._slice_owner = {}, {}
-            for obj in self.informers.items("EndpointSlice"):
-                service = slice_service_key(obj)
-                if service:
-                    key = object_key(obj)
-                    self._slice_owner[key] = service
-                    self._slices.setdefault(service, set()).add(key)
         table = RouteTable()
         for obj in self.informers.items("Service"):
             if selects_porter(obj, self.class_name):

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from porter_lb.kube.api import KubeAPI, KubeError
+from porter_lb.kube.api import KubeClient, KubeError
 from porter_lb.webhook import certificate as webhook_certificate
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ def dns_names(service: str, namespace: str) -> list[str]:
 class CertificateKeeper:
     """Keeps the webhook Secret's certificate valid and the caBundle matching it (leader only)."""
 
-    api: KubeAPI
+    api: KubeClient
     namespace: str
     secret: str
     configuration: str
