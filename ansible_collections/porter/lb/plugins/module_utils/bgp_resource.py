@@ -26,6 +26,7 @@ __all__ = [
     "config_options",
     "integer",
     "ipv4_router_id",
+    "masked_passwords",
     "neighbor_options",
     "neighbor_order",
     "one_line",
@@ -160,6 +161,16 @@ def returned_config(config):
         if neighbor["password"] is not None:
             neighbor["password"] = MASK
     return data
+
+
+def masked_passwords(config, hidden=lambda password: True):
+    """`config` with each neighbour's password `hidden` holds for shown as MASK (rendering
+    for diffs and returned commands)."""
+    neighbors = tuple(
+        n if n.password is None or not hidden(n.password) else dataclasses.replace(n, password=MASK)
+        for n in config.neighbors
+    )
+    return dataclasses.replace(config, neighbors=neighbors)
 
 
 def changing_result(have, after):

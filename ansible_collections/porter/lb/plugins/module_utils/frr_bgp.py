@@ -3,10 +3,12 @@
 # SPDX-License-Identifier: Apache-2.0
 """The cluster-facing BGP configuration of an FRR router, as data.
 
-A typed model (:class:`BgpConfig`, :class:`Neighbor`), its rendering to FRR
-configuration statements and text, the parser of ``show running-config`` back
-to the model, and the difference between two configurations as the ordered
-``vtysh`` commands that turn one into the other.
+A typed model (:class:`BgpConfig`, :class:`Neighbor`), the parser table
+(``TABLE``: one entry per line shape, which renders, owns and reads it), the
+text layout of ``show running-config``, the difference between two
+configurations as the ordered ``vtysh`` commands that turn one into the other,
+and the rules the shared resource states follow (``RULES``, see
+network_resource.py).
 
 What this module owns on the router:
 
@@ -36,13 +38,19 @@ import dataclasses
 import ipaddress
 import re
 
-from ansible_collections.porter.lb.plugins.module_utils import bgp_resource
+from ansible_collections.porter.lb.plugins.module_utils import (
+    bgp_resource,
+    config_lines,
+    network_resource,
+)
 
 __all__ = [
     "AF",
     "PREFIX_LIST",
     "ROUTE_MAP_IN",
     "ROUTE_MAP_OUT",
+    "RULES",
+    "TABLE",
     "BgpConfig",
     "FrrBgpConfigError",
     "Neighbor",
@@ -231,25 +239,128 @@ def config_from_dict(data, whole=True):
     )
 
 
+# --- the parser table -------------------------------------------------------------
+
+
+def _unreadable(match):
+    raise FrrBgpConfigError("running_config", match.string, "is not a line frr_bgp writes")
+
+
+def _with_pools(config, line):
+    """A line of the policies, which exist only with EIP pools."""
+    return line if config.pools else None
+
+
+_ROUTE_MAP_IN = "route-map %s permit 10" % ROUTE_MAP_IN
+_ROUTE_MAP_OUT = "route-map %s deny 10" % ROUTE_MAP_OUT
+_MATCH_POOLS = "match ip address prefix-list " + PREFIX_LIST
+_POOL_KEY = r"^(ip prefix-list \S+ seq \d+) "
+_N = r"^neighbor (?P<address>\S+) "
+_line, _when, _ints = config_lines.line, config_lines.when, config_lines.ints
+
+# fmt: off
+TABLE = config_lines.Table([
+    # top level: the policies, generated from the pools, and the router's header
+    _line("pool", "top", r"^ip prefix-list %s seq \d+ permit (?P<pool>\S+) ge 32$" % PREFIX_LIST,
+          lambda c, p: "ip prefix-list %s seq %d permit %s ge 32" % (PREFIX_LIST, 5 * p[0], p[1]),
+          each="pool", key=_POOL_KEY, read=lambda m: {"pools": (m["pool"],)}, fields=("pools",)),
+    # any other line of the owned prefix-list is owned (so it is replaced), but not readable
+    _line("pool_other", "top", r"^ip prefix-list %s " % PREFIX_LIST,
+          each="pool", key=_POOL_KEY, read=_unreadable),
+    _line("route_map_in", "top", "^%s$" % _ROUTE_MAP_IN,
+          lambda c, _: _with_pools(c, _ROUTE_MAP_IN)),
+    _line("route_map_in_match", "route_map_in", "^%s$" % _MATCH_POOLS,
+          lambda c, _: _with_pools(c, _MATCH_POOLS)),
+    _line("route_map_out", "top", "^%s$" % _ROUTE_MAP_OUT,
+          lambda c, _: _with_pools(c, _ROUTE_MAP_OUT)),
+    _line("router_bgp", "top", r"^router bgp (?P<asn>\d+)$",
+          lambda c, _: "router bgp %d" % c.asn, read=_ints("asn"), fields=("asn",)),
+    # router bgp
+    _line("router_id", "bgp", r"^bgp router-id (?P<router_id>\S+)$",
+          lambda c, _: _when(c.router_id, "bgp router-id %s", c.router_id),
+          key=r"^(bgp router-id) ", fields=("router_id",)),
+    _line("ebgp_requires_policy", "bgp", r"^no bgp ebgp-requires-policy$",
+          lambda c, _: None if c.ebgp_requires_policy else "no bgp ebgp-requires-policy",
+          read=lambda m: {"ebgp_requires_policy": False}, fields=("ebgp_requires_policy",)),
+    _line("multipath_relax", "bgp", r"^bgp bestpath as-path multipath-relax$",
+          lambda c, _: "bgp bestpath as-path multipath-relax" if c.multipath_relax else None,
+          read=lambda m: {"multipath_relax": True}, fields=("multipath_relax",)),
+    _line("timers", "bgp", r"^timers bgp (?P<keepalive>\d+) (?P<hold_time>\d+)$",
+          lambda c, _: _when(c.keepalive, "timers bgp %d %d", c.keepalive, c.hold_time),
+          key=r"^(timers bgp) ", read=_ints("keepalive", "hold_time"),
+          fields=("keepalive", "hold_time")),
+    # each neighbour's lines, one neighbour after the other
+    _line("peer_group", "bgp", _N + r"peer-group$",
+          lambda c, n: "neighbor %s peer-group" % n.address if n.peer_group else None,
+          each="neighbor", read=lambda m: {"address": m["address"], "peer_group": True},
+          fields=("peer_group",)),
+    _line("remote_as", "bgp", _N + r"remote-as (?P<remote_as>\S+)$",
+          lambda c, n: "neighbor %s remote-as %s" % (n.address, n.remote_as),
+          each="neighbor", key=r"^(neighbor \S+ remote-as) ", fields=("remote_as",)),
+    _line("description", "bgp", _N + r"description (?P<description>.+)$",
+          lambda c, n: _when(n.description, "neighbor %s description %s", n.address,
+                             n.description),
+          each="neighbor", key=r"^(neighbor \S+ description) ", fields=("description",)),
+    _line("password", "bgp", _N + r"password (?P<password>\S+)$",
+          lambda c, n: _when(n.password, "neighbor %s password %s", n.address, n.password),
+          each="neighbor", key=r"^(neighbor \S+ password) ", fields=("password",)),
+    _line("neighbor_timers", "bgp", _N + r"timers (?P<keepalive>\d+) (?P<hold_time>\d+)$",
+          lambda c, n: _when(n.keepalive, "neighbor %s timers %d %d", n.address, n.keepalive,
+                             n.hold_time),
+          each="neighbor", key=r"^(neighbor \S+ timers) \d",
+          read=_ints("keepalive", "hold_time"), fields=("keepalive", "hold_time")),
+    _line("connect_retry", "bgp", _N + r"timers connect (?P<connect_retry>\d+)$",
+          lambda c, n: _when(n.connect_retry, "neighbor %s timers connect %d", n.address,
+                             n.connect_retry),
+          each="neighbor", key=r"^(neighbor \S+ timers connect) ", read=_ints("connect_retry"),
+          fields=("connect_retry",)),
+    # the listen ranges, after every neighbour (a range names its peer group)
+    _line("listen_range", "bgp", r"^bgp listen range (?P<net>\S+) peer-group (?P<address>\S+)$",
+          lambda c, r: "bgp listen range %s peer-group %s" % (r[1], r[0].address),
+          each="listen_range", read=lambda m: {"address": m["address"],
+                                               "listen_ranges": (m["net"],)},
+          fields=("listen_ranges",)),
+    # address-family ipv4 unicast: the policies applied (derived from the pools), ECMP
+    _line("route_map_in_applied", "af", r"^neighbor \S+ route-map %s in$" % ROUTE_MAP_IN,
+          lambda c, n: _with_pools(c, "neighbor %s route-map %s in" % (n.address, ROUTE_MAP_IN)),
+          each="neighbor", read=lambda m: {}),
+    _line("route_map_out_applied", "af", r"^neighbor \S+ route-map %s out$" % ROUTE_MAP_OUT,
+          lambda c, n: _with_pools(c, "neighbor %s route-map %s out" % (n.address,
+                                                                        ROUTE_MAP_OUT)),
+          each="neighbor", read=lambda m: {}),
+    _line("maximum_paths", "af", r"^maximum-paths (?P<maximum_paths>\d+)$",
+          lambda c, _: _when(c.maximum_paths, "maximum-paths %d", c.maximum_paths),
+          key=r"^(maximum-paths) ", read=_ints("maximum_paths"), fields=("maximum_paths",)),
+])
+# fmt: on
+"""FRR's owned lines, one entry per shape, in the order ``show running-config`` shows them."""
+
+_ITEMS = {
+    "pool": lambda c: [(i + 1, pool) for i, pool in enumerate(c.pools)],
+    "neighbor": lambda c: c.neighbors,
+    "listen_range": lambda c: [(n, net) for n in c.neighbors for net in n.listen_ranges],
+}
+
+
+def _context(view, asn):
+    bgp = "router bgp %d" % asn
+    return {"top": (), "route_map_in": (_ROUTE_MAP_IN,), "bgp": (bgp,), "af": (bgp, AF)}[view]
+
+
+def _view(context):
+    """The table's name of a context (None: a context the module does not own)."""
+    if not context:
+        return "top"
+    if context[0] == _ROUTE_MAP_IN:
+        return "route_map_in"
+    if not context[0].startswith("router bgp "):
+        return None
+    if len(context) == 1:
+        return "bgp"
+    return "af" if context[1] == AF else None
+
+
 # --- rendering --------------------------------------------------------------
-
-
-def _neighbor_lines(n, mask):
-    lines = []
-    if n.peer_group:
-        lines.append("neighbor %s peer-group" % n.address)
-    lines.append("neighbor %s remote-as %s" % (n.address, n.remote_as))
-    if n.description is not None:
-        lines.append("neighbor %s description %s" % (n.address, n.description))
-    if n.password is not None:
-        lines.append(
-            "neighbor %s password %s" % (n.address, bgp_resource.MASK if mask else n.password)
-        )
-    if n.keepalive is not None:
-        lines.append("neighbor %s timers %d %d" % (n.address, n.keepalive, n.hold_time))
-    if n.connect_retry is not None:
-        lines.append("neighbor %s timers connect %d" % (n.address, n.connect_retry))
-    return lines
 
 
 def config_statements(config, mask=False):
@@ -257,45 +368,15 @@ def config_statements(config, mask=False):
 
     `mask` hides passwords (for diffs and returned commands).
     """
-    bgp = ("router bgp %d" % config.asn,)
-    af = (*bgp, AF)
-    out = []
-    for index, pool in enumerate(config.pools):
-        out.append(
-            ((), "ip prefix-list %s seq %d permit %s ge 32" % (PREFIX_LIST, 5 * (index + 1), pool))
+    if mask:
+        config = dataclasses.replace(
+            config,
+            neighbors=tuple(
+                dataclasses.replace(n, password=None if n.password is None else bgp_resource.MASK)
+                for n in config.neighbors
+            ),
         )
-    if config.pools:
-        out.append(((), "route-map %s permit 10" % ROUTE_MAP_IN))
-        out.append(
-            (
-                ("route-map %s permit 10" % ROUTE_MAP_IN,),
-                "match ip address prefix-list " + PREFIX_LIST,
-            )
-        )
-        out.append(((), "route-map %s deny 10" % ROUTE_MAP_OUT))
-    out.append(((), bgp[0]))
-    if config.router_id is not None:
-        out.append((bgp, "bgp router-id " + config.router_id))
-    if not config.ebgp_requires_policy:
-        out.append((bgp, "no bgp ebgp-requires-policy"))
-    if config.multipath_relax:
-        out.append((bgp, "bgp bestpath as-path multipath-relax"))
-    if config.keepalive is not None:
-        out.append((bgp, "timers bgp %d %d" % (config.keepalive, config.hold_time)))
-    for neighbor in config.neighbors:
-        out.extend((bgp, line) for line in _neighbor_lines(neighbor, mask))
-    for neighbor in config.neighbors:
-        out.extend(
-            (bgp, "bgp listen range %s peer-group %s" % (network, neighbor.address))
-            for network in neighbor.listen_ranges
-        )
-    if config.pools:
-        for neighbor in config.neighbors:
-            out.append((af, "neighbor %s route-map %s in" % (neighbor.address, ROUTE_MAP_IN)))
-            out.append((af, "neighbor %s route-map %s out" % (neighbor.address, ROUTE_MAP_OUT)))
-    if config.maximum_paths is not None:
-        out.append((af, "maximum-paths %d" % config.maximum_paths))
-    return out
+    return [(_context(view, config.asn), line) for view, line in TABLE.render(config, _ITEMS)]
 
 
 def statements_text(statements):
@@ -330,57 +411,19 @@ def config_text(config, mask=False):
     return statements_text(config_statements(config, mask))
 
 
-# --- parsing ----------------------------------------------------------------
-
-_NAME = r"(?P<name>\S+)"
-# Lines this module owns inside router bgp (context length 1) and its address family (2).
-_BGP_LINES = [
-    re.compile(r"^bgp router-id \S+$"),
-    re.compile(r"^no bgp ebgp-requires-policy$"),
-    re.compile(r"^bgp bestpath as-path multipath-relax$"),
-    re.compile(r"^timers bgp \d+ \d+$"),
-    re.compile(r"^neighbor \S+ peer-group$"),
-    re.compile(r"^neighbor \S+ remote-as \S+$"),
-    re.compile(r"^neighbor \S+ description .+$"),
-    re.compile(r"^neighbor \S+ password \S+$"),
-    re.compile(r"^neighbor \S+ timers \d+ \d+$"),
-    re.compile(r"^neighbor \S+ timers connect \d+$"),
-    re.compile(r"^bgp listen range \S+ peer-group \S+$"),
-]
-_AF_LINES = [
-    re.compile(r"^neighbor \S+ route-map %s in$" % ROUTE_MAP_IN),
-    re.compile(r"^neighbor \S+ route-map %s out$" % ROUTE_MAP_OUT),
-    re.compile(r"^maximum-paths \d+$"),
-]
-
-
-_OWNED_ROUTE_MAPS = (
-    "route-map %s permit 10" % ROUTE_MAP_IN,
-    "route-map %s deny 10" % ROUTE_MAP_OUT,
-)
+# --- ownership and parsing --------------------------------------------------------
 
 
 def _top_level(line):
     """The context a top-level line opens and the statement it is, if owned."""
-    if re.match(r"^router bgp \d+$", line):
-        return (line,), ((), line)
+    if TABLE.owns("top", line):
+        opens = line.startswith(("router bgp ", "route-map "))
+        return ((line,) if opens else ()), ((), line)
     if line.startswith("route-map "):
-        return (line,), (((), line) if line in _OWNED_ROUTE_MAPS else None)
-    if line.startswith("ip prefix-list %s " % PREFIX_LIST):
-        return (), ((), line)
+        return (line,), None
     if line.startswith("router "):
         return ("other",), None  # another VRF or protocol: not ours
     return (), None
-
-
-def _owned_in(context, line):
-    if context[0].startswith("route-map "):
-        return context[0] == _OWNED_ROUTE_MAPS[0] and line == (
-            "match ip address prefix-list " + PREFIX_LIST
-        )
-    if len(context) == 1:
-        return any(p.match(line) for p in _BGP_LINES)
-    return context[1] == AF and any(p.match(line) for p in _AF_LINES)
 
 
 def owned_statements(text):
@@ -402,41 +445,9 @@ def owned_statements(text):
         elif context and context != ("other",):
             if line.startswith("address-family ") and context[0].startswith("router bgp "):
                 context = (context[0], line)
-            elif _owned_in(context, line):
+            elif _view(context) is not None and TABLE.owns(_view(context), line):
                 out.append((context, line))
     return out
-
-
-def _neighbor_line(entry, line):
-    """Apply one owned ``neighbor <name> ...`` line to a neighbour's fields."""
-    rest = line.split()[2:]
-    if rest == ["peer-group"]:
-        entry["peer_group"] = True
-    elif rest[0] == "remote-as":
-        entry["remote_as"] = rest[1]
-    elif rest[0] == "description":
-        entry["description"] = line.split(" description ", 1)[1]
-    elif rest[0] == "password":
-        entry["password"] = rest[1]
-    elif rest[:2] == ["timers", "connect"]:
-        entry["connect_retry"] = int(rest[2])
-    elif rest[0] == "timers":
-        entry["keepalive"], entry["hold_time"] = int(rest[1]), int(rest[2])
-
-
-def _bgp_line(fields, line):
-    """Apply one owned router-bgp line (not a neighbour's) to the config's fields."""
-    words = line.split()
-    if words[:2] == ["bgp", "router-id"]:
-        fields["router_id"] = words[2]
-    elif line == "no bgp ebgp-requires-policy":
-        fields["ebgp_requires_policy"] = False
-    elif line == "bgp bestpath as-path multipath-relax":
-        fields["multipath_relax"] = True
-    elif words[0] == "timers":
-        fields["keepalive"], fields["hold_time"] = int(words[2]), int(words[3])
-    elif words[0] == "maximum-paths":
-        fields["maximum_paths"] = int(words[1])
 
 
 def parse_config(text):
@@ -450,31 +461,19 @@ def parse_config(text):
     ]
     if not headers:
         return None
-    fields = {"asn": int(headers[0].split()[2]), "ebgp_requires_policy": True}
+    fields = {"asn": int(headers[0].split()[2]), "ebgp_requires_policy": True, "pools": ()}
     fields["multipath_relax"] = False
     neighbors = {}
-    pools = []
-
-    def neighbor(name):
-        return neighbors.setdefault(name, {"address": name, "remote_as": ""})
-
     for context, line in statements:
-        words = line.split()
-        if not context and line.startswith("ip prefix-list "):
-            if not _POOL_LINE.match(line):
-                raise FrrBgpConfigError("running_config", line, "is not a line frr_bgp writes")
-            pools.append(words[6])
-        elif not context or context[0] != headers[0]:
-            continue
-        elif words[:3] == ["bgp", "listen", "range"]:
-            entry = neighbor(words[5])
-            entry["listen_ranges"] = (*entry.get("listen_ranges", ()), words[3])
-        elif words[0] == "neighbor":
-            if len(context) == 1:
-                _neighbor_line(neighbor(words[1]), line)
-        else:
-            _bgp_line(fields, line)
-    fields["pools"] = tuple(pools)
+        if context[:1] not in ((), (headers[0],)) or line.startswith("router bgp "):
+            continue  # another router bgp, or a header (the first one's AS is read above)
+        shape, match = TABLE.match(_view(context), line)
+        values = shape.values(match)
+        address = values.pop("address", None)
+        target = fields
+        if address is not None:
+            target = neighbors.setdefault(address, {"address": address, "remote_as": ""})
+        config_lines.apply(target, values)
     for name, entry in neighbors.items():
         if not entry.get("peer_group") and not _is_address(name):
             raise FrrBgpConfigError(
@@ -488,9 +487,6 @@ def parse_config(text):
     return BgpConfig(**fields)
 
 
-_POOL_LINE = re.compile(r"^ip prefix-list %s seq \d+ permit \S+ ge 32$" % PREFIX_LIST)
-
-
 def _is_address(text):
     try:
         ipaddress.ip_address(text)
@@ -501,26 +497,12 @@ def _is_address(text):
 
 # --- difference -------------------------------------------------------------
 
-# Lines whose new value replaces the old one in FRR: the key is the line without its value.
-_REPLACING = [
-    re.compile(r"^(bgp router-id) "),
-    re.compile(r"^(timers bgp) "),
-    re.compile(r"^(maximum-paths) "),
-    re.compile(r"^(neighbor \S+ remote-as) "),
-    re.compile(r"^(neighbor \S+ description) "),
-    re.compile(r"^(neighbor \S+ password) "),
-    re.compile(r"^(neighbor \S+ timers connect) "),
-    re.compile(r"^(neighbor \S+ timers) \d"),
-    re.compile(r"^(ip prefix-list \S+ seq \d+) "),
-]
-
 
 def _replacing_key(context, line):
-    for pattern in _REPLACING:
-        match = pattern.match(line)
-        if match:
-            return (context, match.group(1))
-    return None
+    """What a new line replaces in place (see config_lines.Line.key), or None."""
+    view = _view(context)
+    key = TABLE.key(view, line) if view is not None else None
+    return None if key is None else (context, key)
 
 
 def _negate(line):
@@ -606,3 +588,38 @@ def commands_for(ops):
 
 def _leave(view):
     return "exit-address-family" if view.startswith("address-family") else "exit"
+
+
+# --- resource states ----------------------------------------------------------
+
+
+class _StateRules(network_resource.StateRules):
+    """frr_bgp's answers to the shared states (network_resource): neighbours matched by
+    address and merged field by field, another AS starts over, ``replaced`` resets the
+    settings it does not give, multipath_relax stays on once derived or set."""
+
+    view_option = "asn"
+    derived = ("multipath_relax",)
+
+    def validate(self, data, partial=False):
+        return config_from_dict(data, whole=not partial)
+
+    def wanted(self, data):
+        # merged lays the validated options over the running ones (unset: None or empty)
+        return config_from_dict(data, whole=False).to_dict()
+
+    def is_given(self, value):
+        return value is not None and value != []
+
+    def settled(self, data):
+        # True stays; False is derived again from all the neighbours
+        return {**data, "multipath_relax": data.get("multipath_relax") or None}
+
+    def render(self, config):
+        return config_text(config)
+
+    def parse(self, text):
+        return parse_config(text)
+
+
+RULES = _StateRules()

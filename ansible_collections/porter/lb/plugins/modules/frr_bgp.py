@@ -209,7 +209,6 @@ parsed:
   sample: {asn: 65000, neighbors: []}
 """
 
-import dataclasses
 import json
 import os
 import re
@@ -217,8 +216,9 @@ import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.porter.lb.plugins.module_utils import bgp_resource
+from ansible_collections.porter.lb.plugins.module_utils import bgp_resource, network_resource
 from ansible_collections.porter.lb.plugins.module_utils.frr_bgp import (
+    RULES,
     FrrBgpConfigError,
     commands_for,
     config_from_dict,
@@ -303,62 +303,20 @@ def want_config(module, required):
         module.fail_json(msg=f"config.{exc}")
 
 
-def merged(have, want):
-    if have is None or have.asn != want.asn:
-        return want
-    data = {f.name: getattr(want, f.name) for f in dataclasses.fields(want)}
-    neighbors = {n.address: n for n in have.neighbors}
-    for neighbor in want.neighbors:
-        old = neighbors.get(neighbor.address)
-        if old is None:
-            neighbors[neighbor.address] = neighbor
-            continue
-        given = {k: v for k, v in dataclasses.asdict(neighbor).items() if v not in (None, ())}
-        neighbors[neighbor.address] = dataclasses.replace(old, **given)
-    result = dataclasses.replace(
-        have,
-        **{k: v for k, v in data.items() if v not in (None, ()) and k != "neighbors"},
-    )
-    return normalised(result, list(neighbors.values()))
-
-
-def normalised(config, neighbors):
-    """Validate the result of a merge again (rules span fields) through the same function."""
-    data = config.to_dict()
-    data["neighbors"] = [n.to_dict() for n in neighbors]
-    data["multipath_relax"] = config.multipath_relax or bgp_resource.wants_multipath_relax(
-        neighbors
-    )
-    return config_from_dict(data)
-
-
-def replaced(have, want):
-    if have is None or have.asn != want.asn:
-        return want
-    listed = {n.address for n in want.neighbors}
-    kept = [n for n in have.neighbors if n.address not in listed]
-    return normalised(want, kept + list(want.neighbors))
-
-
 def desired(module, state, have):
+    data = module.params["config"]
     if state == "deleted":
-        data = module.params["config"]
-        if data is None:
-            return None
-        names = [n["address"] for n in data.get("neighbors") or ()]
-        if have is None or not names:
-            return None
-        kept = [n for n in have.neighbors if n.address not in names]
+        names = [n["address"] for n in (data or {}).get("neighbors") or ()]
         try:
-            return normalised(have, kept)
+            return network_resource.deleted(RULES, have, data)
         except FrrBgpConfigError as exc:
             module.fail_json(msg=f"after removing {names}: {exc}")
-    want = want_config(module, required=True)
+    want = want_config(module, required=True)  # fails naming the option given
     try:
         if state == "merged":
-            return merged(have, want)
+            return network_resource.merged(RULES, have, data)
         if state == "replaced":
-            return replaced(have, want)
+            return network_resource.replaced(RULES, have, data)
     except FrrBgpConfigError as exc:
         module.fail_json(msg=f"the merged configuration: {exc}")
     return want
