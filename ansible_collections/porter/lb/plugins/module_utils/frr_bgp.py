@@ -10,20 +10,10 @@ configurations as the ordered ``vtysh`` commands that turn one into the other,
 and the rules the shared resource states follow (``RULES``, see
 network_resource.py).
 
-What this module owns on the router:
-
-* the default-VRF ``router bgp <asn>`` lines it knows: ``bgp router-id``,
-  ``no bgp ebgp-requires-policy``, ``bgp bestpath as-path multipath-relax``,
-  ``timers bgp``, neighbours and peer groups (``remote-as``, ``description``,
-  ``password``, ``timers``, ``timers connect``), ``bgp listen range`` and, in
-  ``address-family ipv4 unicast``, ``maximum-paths`` and the neighbours'
-  route-maps;
-* the policies it generates when EIP pools are given: prefix-list
-  ``PORTER-LB-EIP-POOLS`` (each pool's /32 host routes), route-map
-  ``PORTER-LB-EIP-IN`` (permit those) and route-map ``PORTER-LB-DENY-OUT``
-  (announce nothing to the cluster).
-
-Any other line is left alone.  A configuration is held as *statements*: a
+What this module owns on the router is what ``TABLE`` lists: the default-VRF
+``router bgp <asn>`` lines it knows, and the policies it generates for the EIP
+pools (prefix-list ``PORTER-LB-EIP-POOLS``, route-maps ``PORTER-LB-EIP-IN``
+and ``PORTER-LB-DENY-OUT``). Any other line is left alone.  A configuration is held as *statements*: a
 context (``()`` for the top level, ``("router bgp 65000",)``, ``("router bgp
 65000", "address-family ipv4 unicast")`` ...) and one line, in FRR's own
 spelling, so the difference between two configurations is a difference of
@@ -369,13 +359,7 @@ def config_statements(config, mask=False):
     `mask` hides passwords (for diffs and returned commands).
     """
     if mask:
-        config = dataclasses.replace(
-            config,
-            neighbors=tuple(
-                dataclasses.replace(n, password=None if n.password is None else bgp_resource.MASK)
-                for n in config.neighbors
-            ),
-        )
+        config = bgp_resource.masked_passwords(config)
     return [(_context(view, config.asn), line) for view, line in TABLE.render(config, _ITEMS)]
 
 
@@ -461,19 +445,16 @@ def parse_config(text):
     ]
     if not headers:
         return None
-    fields = {"asn": int(headers[0].split()[2]), "ebgp_requires_policy": True, "pools": ()}
-    fields["multipath_relax"] = False
-    neighbors = {}
-    for context, line in statements:
-        if context[:1] not in ((), (headers[0],)) or line.startswith("router bgp "):
-            continue  # another router bgp, or a header (the first one's AS is read above)
-        shape, match = TABLE.match(_view(context), line)
-        values = shape.values(match)
-        address = values.pop("address", None)
-        target = fields
-        if address is not None:
-            target = neighbors.setdefault(address, {"address": address, "remote_as": ""})
-        config_lines.apply(target, values)
+    # only the first router bgp counts; its AS is in the header, skipped with the others
+    ours = [(c, line) for c, line in statements if c[:1] in ((), (headers[0],))]
+    fields, neighbors = config_lines.read_statements(
+        TABLE,
+        [(c, line) for c, line in ours if not line.startswith("router bgp ")],
+        _view,
+        "address",
+    )
+    fields = {"ebgp_requires_policy": True, "multipath_relax": False, "pools": (), **fields}
+    fields["asn"] = int(headers[0].split()[2])
     for name, entry in neighbors.items():
         if not entry.get("peer_group") and not _is_address(name):
             raise FrrBgpConfigError(
@@ -482,7 +463,10 @@ def parse_config(text):
                 "is neither an IP address nor a peer group ('neighbor %s peer-group')" % name,
             )
     fields["neighbors"] = tuple(
-        sorted((Neighbor(**entry) for entry in neighbors.values()), key=bgp_resource.neighbor_order)
+        sorted(
+            (Neighbor(**{"remote_as": "", **entry}) for entry in neighbors.values()),
+            key=bgp_resource.neighbor_order,
+        )
     )
     return BgpConfig(**fields)
 
