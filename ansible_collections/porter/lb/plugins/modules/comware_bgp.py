@@ -258,22 +258,19 @@ import re
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.connection import Connection, ConnectionError
 
-from ansible_collections.porter.lb.plugins.module_utils import bgp_resource
+from ansible_collections.porter.lb.plugins.module_utils import bgp_resource, network_resource
 from ansible_collections.porter.lb.plugins.module_utils.comware_bgp import (
+    RULES,
     ComwareBgpConfigError,
     commands_for,
-    config_from_dict,
     config_statements,
     config_text,
-    deleted_config,
     diff_statements,
     keep_device_passwords,
     masked,
-    merged_config,
     owned_statements,
     parse_config,
     parse_peer_states,
-    replaced_config,
     statements_text,
 )
 from ansible_collections.porter.lb.plugins.module_utils.network_resource import (
@@ -305,17 +302,17 @@ def desired(module, state, have):
         if data is not None and not names and have is not None:
             module.fail_json(msg="config.neighbors: name the neighbours to delete, or omit config")
         try:
-            return deleted_config(have, names)
+            return network_resource.deleted(RULES, have, data)
         except ComwareBgpConfigError as exc:
             module.fail_json(msg=f"after removing {names}: {exc}")
     if data is None:
         module.fail_json(msg=f"config is required with state={state}")
     try:
         if state == "merged":
-            return merged_config(have, data)
+            return network_resource.merged(RULES, have, data)
         if state == "replaced":
-            return replaced_config(have, data)
-        return config_from_dict(data)
+            return network_resource.replaced(RULES, have, data)
+        return network_resource.overridden(RULES, data)  # and rendered
     except ComwareBgpConfigError as exc:
         module.fail_json(msg=f"config.{exc}")
 
