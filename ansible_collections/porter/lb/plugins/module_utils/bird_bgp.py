@@ -17,9 +17,12 @@
 
 ``render(config)`` writes one BIRD configuration file, meant to be included from the main
 ``bird.conf``; ``parse(text)`` reads such a file back, and ``parse(render(c)) == c`` for every
-valid ``c``.  The file format is owned by this module: the parser accepts exactly what the
-renderer writes (plus blank lines and comments) and raises ``BirdBgpConfigError`` for anything
-else, so a hand-edited file is reported rather than silently misread.
+valid ``c``.  Both follow ``TABLE``, the parser table (one entry per line shape; see
+config_lines.py).  The file format is owned by this module: the parser accepts exactly what
+the renderer writes (plus blank lines and comments) and raises ``BirdBgpConfigError`` for
+anything else, so a hand-edited file is reported rather than silently misread.  ``RULES``
+are bird_bgp's answers to the shared resource states (network_resource.py); the live
+sessions are read by bird_sessions.py.
 
 Pure Python: standard library only, no I/O, no Ansible imports.
 """
@@ -29,9 +32,18 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import re
+from typing import Any
+
+from ansible_collections.porter.lb.plugins.module_utils import config_lines, network_resource
+from ansible_collections.porter.lb.plugins.module_utils.bird_sessions import (
+    Session,
+    parse_show_protocols_all,
+)
 
 __all__ = [
     "HEADER",
+    "RULES",
+    "TABLE",
     "BirdBgpConfig",
     "BirdBgpConfigError",
     "Neighbor",
@@ -336,73 +348,124 @@ def _opt_str(value: object) -> str | None:
     return None if value is None else str(value)
 
 
-# --- rendering ---------------------------------------------------------------------------------
+# --- the parser table --------------------------------------------------------------------------
 
 
 def _host_len(version: int) -> int:
     return 32 if version == 4 else 128
 
 
+def _define(config: BirdBgpConfig, version: int) -> str:
+    pools = [p for p in config.pools if ipaddress.ip_network(p).version == version]
+    host = _host_len(version)
+    items = ", ".join("%s{%d,%d}" % (p, host, host) for p in pools)
+    return "define %s_v%d = [ %s ];" % (FILTER_NAME, version, items)
+
+
+def _channel(config: BirdBgpConfig, version: int) -> str:
+    add_paths = " add paths rx;" if config.add_paths_rx else ""
+    return "  ipv%d { import filter %s; export none;%s };" % (version, FILTER_NAME, add_paths)
+
+
+def _fixed(name: str, text: str, each: str = "config") -> config_lines.Line:
+    """A line the file always holds as `text` (indented as written); it owns no field."""
+    pattern = "^%s$" % re.escape(text.strip()) if text.strip() else "^$"
+    return _line(name, "file", pattern, lambda c, _: text, each=each, read=lambda m: {})
+
+
+_KERNEL_CHANNEL = (
+    "  ipv%d { import none; export filter { if source = RTS_BGP then accept; reject; }; };"
+)
+_line, _when = config_lines.line, config_lines.when
+
+# The file is owned whole, so each line of it is an entry (the closing braces and blank lines
+# once per place); the parser reads a line on its own, whatever block it is in.
+# fmt: off
+TABLE = config_lines.Table([
+    _line("header", "file", r"^# Managed by porter\.lb\.bird_bgp", lambda c, _: HEADER),
+    _line("router_id", "file", r"^router id (?P<router_id>\S+);$",
+          lambda c, _: _when(c.router_id, "router id %s;", c.router_id), fields=("router_id",)),
+    _fixed("blank_top", ""),
+    # per IP family: a kernel protocol exporting the BGP routes, ECMP merged
+    _line("kernel", "file", r"^protocol kernel porter_kernel([46]) \{$",
+          lambda c, v: "protocol kernel %s {" % KERNEL_NAMES[v], each="family",
+          read=lambda m: {}),
+    _line("kernel_channel", "file", r"^ipv([46]) \{ import none; export filter \{ if source = "
+          r"RTS_BGP then accept; reject; \}; \};$",
+          lambda c, v: _KERNEL_CHANNEL % v, each="family", read=lambda m: {}),
+    _line("merge_paths", "file", r"^merge paths on limit (?P<merge_paths_limit>\d+);$",
+          lambda c, _: "  merge paths on limit %d;" % c.merge_paths_limit, each="family",
+          read=config_lines.ints("merge_paths_limit"), fields=("merge_paths_limit",)),
+    _fixed("netlink", "  netlink rx buffer 16777216;", each="family"),
+    _fixed("kernel_end", "}", each="family"),
+    _fixed("blank_kernel", "", each="family"),
+    # the pools, and the filter accepting their host routes
+    _line("pools", "file", r"^define %s_v([46]) = \[ (?P<pools>.*) \];$" % FILTER_NAME,
+          _define, each="define", read=lambda m: {"pools": (m["pools"],)}, fields=("pools",)),
+    _fixed("filter", "filter %s {" % FILTER_NAME),
+    _line("filter_rule", "file",
+          r"^if net\.type = NET_IP([46]) && net ~ %s_v\1 then accept;$" % FILTER_NAME,
+          lambda c, v: "  if net.type = NET_IP%d && net ~ %s_v%d then accept;"
+          % (v, FILTER_NAME, v), each="define", read=lambda m: {}),
+    _fixed("reject", "  reject;"),
+    _fixed("filter_end", "}"),
+    _fixed("blank_filter", ""),
+    # the template every session is made from
+    _fixed("template", "template bgp %s {" % TEMPLATE_NAME),
+    _line("local_as", "file", r"^local as (?P<local_as>\d+);$",
+          lambda c, _: "  local as %d;" % c.local_as, fields=("local_as",)),
+    _line("hold", "file", r"^hold time (?P<hold>\d+);$",
+          lambda c, _: "  hold time %d;" % c.timers.hold, fields=("timers",)),
+    _line("keepalive", "file", r"^keepalive time (?P<keepalive>\d+);$",
+          lambda c, _: "  keepalive time %d;" % c.timers.keepalive, fields=("timers",)),
+    _line("connect_retry", "file", r"^connect retry time (?P<connect_retry>\d+);$",
+          lambda c, _: "  connect retry time %d;" % c.timers.connect_retry, fields=("timers",)),
+    _line("error_wait", "file",
+          r"^error wait time (?P<error_wait_min>\d+), (?P<error_wait_max>\d+);$",
+          lambda c, _: "  error wait time %d, %d;"
+          % (c.timers.error_wait_min, c.timers.error_wait_max),
+          fields=("timers",)),
+    _line("password", "file", r'^password "(?P<password>[^"\\]*)";$',
+          lambda c, _: _when(c.password, '  password "%s";', c.password), fields=("password",)),
+    _line("channel", "file",
+          r"^ipv([46]) \{ import filter %s; export none;( add paths rx;)? \};$" % FILTER_NAME,
+          _channel, each="family", read=lambda m: {"add_paths_rx": (bool(m[2]),)},
+          fields=("add_paths_rx",)),
+    _fixed("template_end", "}"),
+    _fixed("blank_template", ""),
+    # the sessions
+    _line("neighbor", "file",
+          r"^protocol bgp (\w+) from %s \{ neighbor (\S+) as (\d+); \}$" % TEMPLATE_NAME,
+          lambda c, n: "protocol bgp %s from %s { neighbor %s as %d; }"
+          % (n.name, TEMPLATE_NAME, n.address, n.asn), each="neighbor",
+          read=lambda m: {"neighbors": (Neighbor(m[1], m[2], int(m[3])),)},
+          fields=("neighbors",)),
+    _line("neighbor_range", "file",
+          r"^protocol bgp (\w+) from %s \{ neighbor range (\S+) as (\d+);"
+          r' dynamic name "(\w+)"; \}$' % TEMPLATE_NAME,
+          lambda c, r: 'protocol bgp %s from %s { neighbor range %s as %d; dynamic name "%s"; }'
+          % (r.name, TEMPLATE_NAME, r.prefix, r.asn, r.name), each="neighbor_range",
+          read=lambda m: {"neighbor_range": (NeighborRange(m[1], m[2], int(m[3])),)},
+          fields=("neighbor_range",)),
+])
+# fmt: on
+"""The file's lines, one entry per line shape, in the order the file holds them."""
+
+_ITEMS = {
+    "family": lambda c: c.families,
+    "define": lambda c: c.families,
+    "neighbor": lambda c: c.neighbors,
+    "neighbor_range": lambda c: [c.neighbor_range] if c.neighbor_range else [],
+}
+
+
+# --- rendering ---------------------------------------------------------------------------------
+
+
 def render(config: BirdBgpConfig) -> str:
     """The BIRD configuration text for ``config`` (one file, included from bird.conf)."""
     validate(config)
-    t = config.timers
-    lines = [HEADER]
-    if config.router_id is not None:
-        lines.append("router id %s;" % config.router_id)
-    lines.append("")
-    defines = []
-    for version in config.families:
-        pools = [p for p in config.pools if ipaddress.ip_network(p).version == version]
-        host = _host_len(version)
-        lines += [
-            "protocol kernel %s {" % KERNEL_NAMES[version],
-            "  ipv%d { import none; export filter { if source = RTS_BGP then accept; reject; }; };"
-            % version,
-            "  merge paths on limit %d;" % config.merge_paths_limit,
-            "  netlink rx buffer 16777216;",
-            "}",
-            "",
-        ]
-        defines.append(
-            "define %s_v%d = [ %s ];"
-            % (FILTER_NAME, version, ", ".join("%s{%d,%d}" % (p, host, host) for p in pools))
-        )
-    lines += defines
-    lines.append("filter %s {" % FILTER_NAME)
-    for version in config.families:
-        lines.append(
-            "  if net.type = NET_IP%d && net ~ %s_v%d then accept;"
-            % (version, FILTER_NAME, version)
-        )
-    lines += ["  reject;", "}", "", "template bgp %s {" % TEMPLATE_NAME]
-    lines += [
-        "  local as %d;" % config.local_as,
-        "  hold time %d;" % t.hold,
-        "  keepalive time %d;" % t.keepalive,
-        "  connect retry time %d;" % t.connect_retry,
-        "  error wait time %d, %d;" % (t.error_wait_min, t.error_wait_max),
-    ]
-    if config.password is not None:
-        lines.append('  password "%s";' % config.password)
-    add_paths = " add paths rx;" if config.add_paths_rx else ""
-    for version in config.families:
-        lines.append(
-            "  ipv%d { import filter %s; export none;%s };" % (version, FILTER_NAME, add_paths)
-        )
-    lines += ["}", ""]
-    for n in config.neighbors:
-        lines.append(
-            "protocol bgp %s from %s { neighbor %s as %d; }"
-            % (n.name, TEMPLATE_NAME, n.address, n.asn)
-        )
-    if config.neighbor_range is not None:
-        r = config.neighbor_range
-        lines.append(
-            'protocol bgp %s from %s { neighbor range %s as %d; dynamic name "%s"; }'
-            % (r.name, TEMPLATE_NAME, r.prefix, r.asn, r.name)
-        )
-    return "\n".join(lines) + "\n"
+    return "\n".join(line for _view, line in TABLE.render(config, _ITEMS)) + "\n"
 
 
 def redact(text: str) -> str:
@@ -412,74 +475,29 @@ def redact(text: str) -> str:
 
 # --- parsing -----------------------------------------------------------------------------------
 
-_LINE_RULES = [
-    ("router_id", re.compile(r"^router id (\S+);$")),
-    ("kernel", re.compile(r"^protocol kernel porter_kernel([46]) \{$")),
-    (
-        "kernel_channel",
-        re.compile(
-            r"^ipv([46]) \{ import none; export filter \{ if source = RTS_BGP then accept; reject; "
-            r"\}; \};$"
-        ),
-    ),
-    ("merge", re.compile(r"^merge paths on limit (\d+);$")),
-    ("netlink", re.compile(r"^netlink rx buffer 16777216;$")),
-    ("close", re.compile(r"^\}$")),
-    ("define", re.compile(r"^define %s_v([46]) = \[ (.*) \];$" % FILTER_NAME)),
-    ("filter", re.compile(r"^filter %s \{$" % FILTER_NAME)),
-    (
-        "filter_rule",
-        re.compile(r"^if net\.type = NET_IP([46]) && net ~ %s_v\1 then accept;$" % FILTER_NAME),
-    ),
-    ("reject", re.compile(r"^reject;$")),
-    ("template", re.compile(r"^template bgp %s \{$" % TEMPLATE_NAME)),
-    ("local_as", re.compile(r"^local as (\d+);$")),
-    ("hold", re.compile(r"^hold time (\d+);$")),
-    ("keepalive", re.compile(r"^keepalive time (\d+);$")),
-    ("connect_retry", re.compile(r"^connect retry time (\d+);$")),
-    ("error_wait", re.compile(r"^error wait time (\d+), (\d+);$")),
-    ("password", re.compile(r'^password "([^"\\]*)";$')),
-    (
-        "channel",
-        re.compile(
-            r"^ipv([46]) \{ import filter %s; export none;( add paths rx;)? \};$" % FILTER_NAME
-        ),
-    ),
-    (
-        "neighbor",
-        re.compile(r"^protocol bgp (\w+) from %s \{ neighbor (\S+) as (\d+); \}$" % TEMPLATE_NAME),
-    ),
-    (
-        "neighbor_range",
-        re.compile(
-            r"^protocol bgp (\w+) from %s \{ neighbor range (\S+) as (\d+);"
-            r' dynamic name "(\w+)"; \}$' % TEMPLATE_NAME
-        ),
-    ),
-]
 _POOL = re.compile(r"^(\S+)\{(\d+),(\d+)\}$")
 
 
-def _statements(text: str) -> list[tuple[str, tuple[str, ...], int]]:
-    """Each statement of ``text`` as (kind, groups, line number); unknown lines raise."""
+def _statements(text: str) -> list[tuple[dict[str, Any], int]]:
+    """The values each statement of ``text`` holds, with its line number; unknown lines
+    raise."""
     found = []
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
-        matches = [(kind, rule.match(line)) for kind, rule in _LINE_RULES]
-        hit = next(((kind, m) for kind, m in matches if m), None)
+        hit = TABLE.match("file", line)
         if hit is None:
             raise BirdBgpConfigError(
                 "line %d" % number, line, "is not a statement porter.lb.bird_bgp writes"
             )
-        found.append((hit[0], tuple(g or "" for g in hit[1].groups()), number))
+        found.append((hit[0].values(hit[1]), number))
     return found
 
 
-def _pools_of(groups: tuple[str, ...], number: int) -> list[str]:
+def _pools_of(items: str, number: int) -> list[str]:
     pools = []
-    for item in groups[1].split(", "):
+    for item in items.split(", "):
         pool = _POOL.match(item.strip())
         if not pool:
             raise BirdBgpConfigError("line %d" % number, item, "is not POOL{LEN,LEN}")
@@ -490,148 +508,98 @@ def _pools_of(groups: tuple[str, ...], number: int) -> list[str]:
 def parse(text: str) -> BirdBgpConfig:
     """Read a file written by ``render`` back into the model (``parse(render(c)) == c``)."""
     statements = _statements(text)
-    one = {kind: groups for kind, groups, _number in statements}
+    one: dict[str, Any] = {}
+    for values, _number in statements:
+        config_lines.apply(one, values)
     if "local_as" not in one:
         raise BirdBgpConfigError("text", "", "has no 'local as' statement")
-    add_paths = {bool(groups[1]) for kind, groups, _number in statements if kind == "channel"}
+    add_paths = set(one.get("add_paths_rx", ()))
     if len(add_paths) > 1:
         raise BirdBgpConfigError("text", "", "channels disagree about 'add paths rx'")
-    timers = {k: int(one[k][0]) for k in ("hold", "keepalive", "connect_retry") if k in one}
-    if "error_wait" in one:
-        timers["error_wait_min"], timers["error_wait_max"] = map(int, one["error_wait"])
-    ranges = [
-        NeighborRange(g[0], g[1], int(g[2]))
-        for k, g, _number in statements
-        if k == "neighbor_range"
-    ]
+    timers = {k: int(v) for k, v in one.items() if k in _TIMERS}
+    ranges = one.get("neighbor_range", ())
     if len(ranges) > 1:
         raise BirdBgpConfigError("text", "", "has more than one neighbor range")
     return BirdBgpConfig(
-        local_as=int(one["local_as"][0]),
-        router_id=one["router_id"][0] if "router_id" in one else None,
-        neighbors=tuple(
-            Neighbor(g[0], g[1], int(g[2])) for k, g, _number in statements if k == "neighbor"
-        ),
+        local_as=int(one["local_as"]),
+        router_id=one.get("router_id"),
+        neighbors=one.get("neighbors", ()),
         neighbor_range=ranges[0] if ranges else None,
-        pools=tuple(p for k, g, n in statements if k == "define" for p in _pools_of(g, n)),
+        pools=tuple(
+            pool
+            for values, number in statements
+            for items in values.get("pools", ())
+            for pool in _pools_of(items, number)
+        ),
         add_paths_rx=add_paths == {True},
-        merge_paths_limit=int(one["merge"][0]) if "merge" in one else 16,
+        merge_paths_limit=int(one.get("merge_paths_limit", 16)),
         timers=Timers(**timers),
-        password=one["password"][0] if "password" in one else None,
+        password=one.get("password"),
     )
 
 
-# --- live state --------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class Session:
-    """One BGP protocol as ``birdc show protocols all`` reports it."""
-
-    name: str
-    neighbor: str | None
-    state: str  # the BGP state: Idle, Connect, Active, OpenSent, OpenConfirm, Established
-    protocol_state: str  # BIRD's: up, start, down
-    neighbor_as: int | None = None
-
-    def to_dict(self) -> dict[str, object]:
-        return dataclasses.asdict(self)
-
-
-def parse_show_protocols_all(text: str) -> list[Session]:
-    """The BGP protocols in ``birdc show protocols all`` output, in the order shown."""
-    sessions: list[Session] = []
-    current: dict[str, object] | None = None
-
-    def flush() -> None:
-        if current is not None:
-            sessions.append(Session(**current))  # type: ignore[arg-type]
-
-    for raw in text.splitlines():
-        if raw and not raw[0].isspace():
-            fields = raw.split()
-            flush()
-            current = None
-            if len(fields) >= 4 and fields[1] == "BGP":
-                current = {
-                    "name": fields[0],
-                    "neighbor": None,
-                    "state": fields[5] if len(fields) > 5 else "",
-                    "protocol_state": fields[3],
-                    "neighbor_as": None,
-                }
-            continue
-        if current is None:
-            continue
-        line = raw.strip()
-        if line.startswith("BGP state:"):
-            current["state"] = line.split(":", 1)[1].strip()
-        elif line.startswith("Neighbor address:"):
-            current["neighbor"] = line.split(":", 1)[1].strip().split("%")[0]
-        elif line.startswith("Neighbor AS:"):
-            current["neighbor_as"] = int(line.split(":", 1)[1].strip())
-    flush()
-    return sessions
+_TIMERS = ("hold", "keepalive", "connect_retry", "error_wait_min", "error_wait_max")
 
 
 # --- resource-module states --------------------------------------------------------------------
 
 
-def _given(data: dict[str, object] | None) -> dict[str, object]:
-    return {k: v for k, v in (data or {}).items() if v is not None}
+def _given(data: object) -> dict[str, object]:
+    return {k: v for k, v in data.items() if v is not None} if isinstance(data, dict) else {}
+
+
+class _StateRules(network_resource.StateRules):
+    """bird_bgp's answers to the shared states (network_resource): neighbours matched by name
+    and replaced whole, pools added, timers merged; ``replaced`` keeps the options it does
+    not give; ``deleted`` may remove the neighbor_range, and nothing left is no file."""
+
+    key = "name"
+    whole_items = True
+    keep_unset = True
+    removable = ("neighbor_range",)
+
+    def validate(self, data, partial=False):
+        return config_from_dict(data)
+
+    def merge_option(self, name, old, new):
+        if name == "pools":
+            pools = [str(p) for p in _list(old)]
+            return pools + [str(p) for p in _list(new) if str(p) not in pools]
+        if name == "timers" and isinstance(new, dict):
+            return {**_given(old), **_given(new)}
+        return new
+
+    def is_empty(self, data):
+        return not data["neighbors"] and data["neighbor_range"] is None
+
+    def render(self, config):
+        return render(config)
+
+    def parse(self, text):
+        return parse(text)
+
+
+RULES = _StateRules()
 
 
 def merge_config(have: BirdBgpConfig | None, want: dict[str, object]) -> BirdBgpConfig:
     """``merged``: ``want`` on top of ``have``; neighbours are matched by name (a given one
     replaces the one of the same name, others are kept), pools are added, timers merged."""
-    result = have.to_dict() if have else {}
-    for key, value in _given(want).items():
-        if key == "neighbors":
-            by_name = {str(n["name"]): n for n in _dicts(result.get("neighbors"))}
-            for item in _dicts(value):
-                by_name[str(item.get("name"))] = item
-            result[key] = list(by_name.values())
-        elif key == "pools":
-            pools = [str(p) for p in _list(result.get("pools"))]
-            result[key] = pools + [str(p) for p in _list(value) if str(p) not in pools]
-        elif key == "timers" and isinstance(value, dict):
-            timers = dict(_given(result.get("timers")))  # type: ignore[arg-type]
-            timers.update(_given(value))
-            result[key] = timers
-        else:
-            result[key] = value
-    return config_from_dict(result)
+    return network_resource.merged(RULES, have, want)
 
 
 def replace_config(have: BirdBgpConfig | None, want: dict[str, object]) -> BirdBgpConfig:
     """``replaced``: every option given in ``want`` replaces the existing value as a whole
     (the neighbour list, the pools, all timers); options not given are kept."""
-    result = have.to_dict() if have else {}
-    result.update(_given(want))
-    return config_from_dict(result)
+    return network_resource.replaced(RULES, have, want)
 
 
 def override_config(want: dict[str, object]) -> BirdBgpConfig:
     """``overridden``: the configuration becomes exactly ``want`` (defaults for the rest)."""
-    return config_from_dict(_given(want))
+    return network_resource.overridden(RULES, want)
 
 
 def delete_config(have: BirdBgpConfig | None, want: dict[str, object]) -> BirdBgpConfig | None:
     """``deleted``: with neighbours or a neighbor_range named in ``want``, remove just those;
     otherwise remove the whole configuration (None)."""
-    given = _given(want)
-    names = {str(n.get("name")) for n in _dicts(given.get("neighbors"))}
-    dynamic = given.get("neighbor_range")
-    if have is None or (not names and dynamic is None):
-        return None
-    result = have.to_dict()
-    result["neighbors"] = [n for n in _dicts(result["neighbors"]) if str(n["name"]) not in names]
-    if dynamic is not None:
-        result["neighbor_range"] = None
-    if not result["neighbors"] and result["neighbor_range"] is None:
-        return None
-    return config_from_dict(result)
-
-
-def _dicts(value: object) -> list[dict[str, object]]:
-    return [item for item in _list(value) if isinstance(item, dict)]
+    return network_resource.deleted(RULES, have, want)

@@ -121,9 +121,9 @@ def merged(rules, have, data):
     """``merged``: the options given in `data` over the running `have`.  Listed entries are
     matched by ``rules.key``: a new one is added, a running one is replaced (whole or field
     by field); entries not listed and options not given are kept."""
-    if _starts_over(rules, have, data):
+    if rules.view_option is not None and _starts_over(rules, have, data):
         return rules.validate(data, partial=True)
-    result = rules.running(have)
+    result = rules.running(have) if have is not None else {}
     for name, value in rules.given(rules.wanted(data)).items():
         if name == rules.items:
             result[name] = _merged_entries(rules, _entries(result.get(name)), _entries(value))

@@ -265,18 +265,16 @@ import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.porter.lb.plugins.module_utils import network_resource
 from ansible_collections.porter.lb.plugins.module_utils.bird_bgp import (
     HEADER,
+    RULES,
     BirdBgpConfigError,
     config_from_dict,
-    delete_config,
-    merge_config,
-    override_config,
     parse,
     parse_show_protocols_all,
     redact,
     render,
-    replace_config,
 )
 from ansible_collections.porter.lb.plugins.module_utils.network_resource import (
     REQUIRED_IF,
@@ -451,12 +449,12 @@ def desired(module, state, have):
         module.fail_json(msg=f"config is required with state={state}")
     try:
         if state == "merged":
-            return merge_config(have, want)
+            return network_resource.merged(RULES, have, want)
         if state == "replaced":
-            return replace_config(have, want)
+            return network_resource.replaced(RULES, have, want)
         if state == "overridden":
-            return override_config(want)
-        return delete_config(have, want or {})
+            return network_resource.overridden(RULES, want)
+        return network_resource.deleted(RULES, have, want)
     except BirdBgpConfigError as exc:
         module.fail_json(msg=f"config.{exc}")
 
