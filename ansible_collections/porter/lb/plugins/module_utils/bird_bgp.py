@@ -380,6 +380,13 @@ _line, _when = config_lines.line, config_lines.when
 
 # The file is owned whole, so each line of it is an entry (the closing braces and blank lines
 # once per place); the parser reads a line on its own, whatever block it is in.
+_ITEMS = {
+    "family": lambda c: c.families,
+    "define": lambda c: c.families,
+    "neighbor": lambda c: c.neighbors,
+    "neighbor_range": lambda c: [c.neighbor_range] if c.neighbor_range else [],
+}
+
 # fmt: off
 TABLE = config_lines.Table([
     _line("header", "file", r"^# Managed by porter\.lb\.bird_bgp", lambda c, _: HEADER),
@@ -447,16 +454,9 @@ TABLE = config_lines.Table([
           % (r.name, TEMPLATE_NAME, r.prefix, r.asn, r.name), each="neighbor_range",
           read=lambda m: {"neighbor_range": (NeighborRange(m[1], m[2], int(m[3])),)},
           fields=("neighbor_range",)),
-])
+], _ITEMS)
 # fmt: on
 """The file's lines, one entry per line shape, in the order the file holds them."""
-
-_ITEMS = {
-    "family": lambda c: c.families,
-    "define": lambda c: c.families,
-    "neighbor": lambda c: c.neighbors,
-    "neighbor_range": lambda c: [c.neighbor_range] if c.neighbor_range else [],
-}
 
 
 # --- rendering ---------------------------------------------------------------------------------
@@ -465,7 +465,7 @@ _ITEMS = {
 def render(config: BirdBgpConfig) -> str:
     """The BIRD configuration text for ``config`` (one file, included from bird.conf)."""
     validate(config)
-    return "\n".join(line for _view, line in TABLE.render(config, _ITEMS)) + "\n"
+    return "\n".join(line for _view, line in TABLE.render(config)) + "\n"
 
 
 def redact(text: str) -> str:

@@ -121,6 +121,12 @@ _POOL_KEY = r"^(ip prefix-list \S+ index \d+) "
 _P = r"^peer (?P<address>\S+) "
 _line, _when, _ints = config_lines.line, config_lines.when, config_lines.ints
 
+_ITEMS = {
+    "pool": lambda c: list(enumerate(c.pools, start=1)),
+    "neighbor": lambda c: c.neighbors,
+    "listen_range": lambda c: [(n, net) for n in c.neighbors for net in n.listen_ranges],
+}
+
 # fmt: off
 TABLE = config_lines.Table([
     # system view: the policies, generated from the pools, and the bgp view's header
@@ -223,16 +229,10 @@ TABLE = config_lines.Table([
           lambda c, n: _with_pools(c, "peer %s route-policy %s export"
                                    % (n.address, ROUTE_POLICY_OUT)),
           each="neighbor", read=lambda m: {}),
-])
+], _ITEMS)
 # fmt: on
 """Comware's owned lines, one entry per shape, in the order ``display
 current-configuration`` shows them."""
-
-_ITEMS = {
-    "pool": lambda c: list(enumerate(c.pools, start=1)),
-    "neighbor": lambda c: c.neighbors,
-    "listen_range": lambda c: [(n, net) for n in c.neighbors for net in n.listen_ranges],
-}
 
 
 def _context(view, asn):
@@ -263,7 +263,7 @@ def config_statements(config, mask=False):
     """
     if mask:
         config = bgp_resource.masked_passwords(config, lambda p: not p.startswith("cipher "))
-    return [(_context(view, config.asn), line) for view, line in TABLE.render(config, _ITEMS)]
+    return [(_context(view, config.asn), line) for view, line in TABLE.render(config)]
 
 
 def statements_text(statements):

@@ -68,10 +68,13 @@ class Line:
 
 
 class Table:
-    """A router's parser table: its :class:`Line` entries in rendering order."""
+    """A router's parser table: its :class:`Line` entries in rendering order, and `items`:
+    for each ``each`` name other than "config", the function of a configuration that gives
+    the items lines are written for (its neighbours, pools ...)."""
 
-    def __init__(self, lines):
+    def __init__(self, lines, items=None):
         self.lines = tuple(lines)
+        self.items = dict(items or {})
         names = [line.name for line in self.lines]
         if len(set(names)) != len(names):
             raise ValueError("parser table: line names must be unique: %s" % names)
@@ -89,22 +92,20 @@ class Table:
                 runs.append((line.each, [line]))
         return runs
 
-    def render(self, config, items):
-        """The (view, line) pairs for `config`, in table order.
-
-        `items` maps each ``each`` name other than "config" to a function of the config
-        giving the items lines are written for.
-        """
+    def written(self, config):
+        """The (entry, line) pairs for `config`, in table order."""
         out = []
         for each, lines in self.runs():
-            for item in [config] if each == "config" else items[each](config):
+            for item in [config] if each == "config" else self.items[each](config):
                 for line in lines:
-                    if line.setval is None:
-                        continue
-                    text = line.setval(config, item)
+                    text = None if line.setval is None else line.setval(config, item)
                     if text is not None:
-                        out.append((line.view, text))
+                        out.append((line, text))
         return out
+
+    def render(self, config):
+        """The (view, line) pairs for `config`, in table order (see written)."""
+        return [(line.view, text) for line, text in self.written(config)]
 
     def match(self, view, text):
         """The first entry of `view` whose ``getval`` matches `text`, and the match; or None."""

@@ -13,11 +13,12 @@ network_resource.py).
 What this module owns on the router is what ``TABLE`` lists: the default-VRF
 ``router bgp <asn>`` lines it knows, and the policies it generates for the EIP
 pools (prefix-list ``PORTER-LB-EIP-POOLS``, route-maps ``PORTER-LB-EIP-IN``
-and ``PORTER-LB-DENY-OUT``). Any other line is left alone.  A configuration is held as *statements*: a
-context (``()`` for the top level, ``("router bgp 65000",)``, ``("router bgp
-65000", "address-family ipv4 unicast")`` ...) and one line, in FRR's own
-spelling, so the difference between two configurations is a difference of
-statement lists and a parsed configuration renders back to the same text.
+and ``PORTER-LB-DENY-OUT``). Any other line is left alone.  A configuration is
+held as *statements*: a context (``()`` for the top level, ``("router bgp
+65000",)``, ``("router bgp 65000", "address-family ipv4 unicast")`` ...) and
+one line, in FRR's own spelling, so the difference between two configurations
+is a difference of statement lists and a parsed configuration renders back to
+the same text.
 
 PURE: standard library only, no I/O, no Ansible imports (see addresses.py).
 """
@@ -248,6 +249,12 @@ _POOL_KEY = r"^(ip prefix-list \S+ seq \d+) "
 _N = r"^neighbor (?P<address>\S+) "
 _line, _when, _ints = config_lines.line, config_lines.when, config_lines.ints
 
+_ITEMS = {
+    "pool": lambda c: [(i + 1, pool) for i, pool in enumerate(c.pools)],
+    "neighbor": lambda c: c.neighbors,
+    "listen_range": lambda c: [(n, net) for n in c.neighbors for net in n.listen_ranges],
+}
+
 # fmt: off
 TABLE = config_lines.Table([
     # top level: the policies, generated from the pools, and the router's header
@@ -321,15 +328,9 @@ TABLE = config_lines.Table([
     _line("maximum_paths", "af", r"^maximum-paths (?P<maximum_paths>\d+)$",
           lambda c, _: _when(c.maximum_paths, "maximum-paths %d", c.maximum_paths),
           key=r"^(maximum-paths) ", read=_ints("maximum_paths"), fields=("maximum_paths",)),
-])
+], _ITEMS)
 # fmt: on
 """FRR's owned lines, one entry per shape, in the order ``show running-config`` shows them."""
-
-_ITEMS = {
-    "pool": lambda c: [(i + 1, pool) for i, pool in enumerate(c.pools)],
-    "neighbor": lambda c: c.neighbors,
-    "listen_range": lambda c: [(n, net) for n in c.neighbors for net in n.listen_ranges],
-}
 
 
 def _context(view, asn):
@@ -360,7 +361,7 @@ def config_statements(config, mask=False):
     """
     if mask:
         config = bgp_resource.masked_passwords(config)
-    return [(_context(view, config.asn), line) for view, line in TABLE.render(config, _ITEMS)]
+    return [(_context(view, config.asn), line) for view, line in TABLE.render(config)]
 
 
 def statements_text(statements):
