@@ -186,6 +186,22 @@ def test_rendered_and_parsed_need_no_daemon(tmp_path: Path) -> None:
     assert not (tmp_path / "x.conf").exists()
 
 
+FIXTURES = REPO / "ansible_collections/porter/lb/tests/unit/plugins/fixtures/bird"
+
+
+def test_rendered_is_the_golden_text_and_parsed_reads_a_running_config(tmp_path: Path) -> None:
+    """The golden files of the unit tests, through ansible-playbook (password hidden)."""
+    missing = {"path": str(tmp_path / "x.conf"), "socket": str(tmp_path / "none.ctl")}
+    nodes = json.loads((FIXTURES / "nodes.json").read_text())
+    rc, rendered = play({**missing, "config": nodes, "state": "rendered"})
+    assert rc == 0 and "s3cret" not in json.dumps(rendered)
+    assert rendered["rendered"] == (FIXTURES / "rendered_nodes.conf").read_text()
+    running = (FIXTURES / "running_nodes.conf").read_text()
+    rc, parsed = play({**missing, "running_config": running, "state": "parsed"})
+    assert rc == 0
+    assert parsed["parsed"] == json.loads((FIXTURES / "parsed_nodes.json").read_text())
+
+
 def test_neighbor_range_accepts_the_node(lab: dict[str, Any]) -> None:
     bird, files, config = lab["bird"], lab["files"], lab["config"]
     dynamic = {

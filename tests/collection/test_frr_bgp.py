@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from porter_lab.ansible_run import run_task
+from porter_lab.paths import REPO
 from porter_lab.routers import Frr, RouterSpec
 from porter_lab.speakers import Gobgpd
 from porter_lab.topology import EIP_POOL, NODE_ASN, ROUTER_ASN, Topology, run_id
@@ -39,6 +40,22 @@ def test_rendered_and_parsed_need_no_daemon(tmp_path: Path) -> None:
     assert parsed["parsed"]["neighbors"][0]["remote_as"] == "65001"
     bad, _ = play(tmp_path, {"state": "rendered", "config": {**config, "router_id": "node"}})
     assert bad["failed"] and bad["msg"] == "config.router_id 'node': must be an IPv4 address"
+
+
+FIXTURES = REPO / "ansible_collections/porter/lb/tests/unit/plugins/fixtures/frr"
+
+
+def test_rendered_is_the_golden_text_and_parsed_reads_a_running_config(tmp_path: Path) -> None:
+    """The golden files of the unit tests, through ansible-playbook: the password is hidden,
+    and FRR's own show running-config (with lines not ours) parses to the returned shape."""
+    nodes = json.loads((FIXTURES / "nodes.json").read_text())
+    rendered, stdout = play(tmp_path, {"state": "rendered", "config": nodes})
+    assert "s3cret" not in stdout
+    golden = (FIXTURES / "rendered_nodes.cfg").read_text()
+    assert rendered["rendered"].replace("s3cret", "********") == golden
+    running = (FIXTURES / "running_nodes.cfg").read_text()
+    parsed, _ = play(tmp_path, {"state": "parsed", "running_config": running})
+    assert parsed["parsed"] == json.loads((FIXTURES / "parsed_nodes.json").read_text())
 
 
 @pytest.fixture

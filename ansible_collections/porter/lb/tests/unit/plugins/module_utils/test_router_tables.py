@@ -1,0 +1,127 @@
+# Copyright: porter-lb contributors
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+# SPDX-License-Identifier: Apache-2.0
+"""One pattern for the three router modules: golden fixtures through the shared states, and
+what each router's parser table must hold.
+
+Each router has, under fixtures/<router>/: ``nodes.json`` (module options), the text
+``rendered`` writes for it (``rendered_nodes.*``, the password shown as ********), a running
+configuration (``running_nodes.*``) and what ``parsed`` returns for it (``parsed_nodes.json``).
+The FRR running configuration is ``show running-config`` of FRR 8.4.4 after the module's
+commands and a few lines of its own (another VRF, another route-map, a neighbour the
+options do not list); BIRD's is the module's file with a comment added, which ``bird -p``
+accepts; Comware's is written from H3C's command references (see test_comware_bgp.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+import pytest
+
+from ansible_collections.porter.lb.plugins.module_utils import (
+    bgp_resource,
+    bird_bgp,
+    comware_bgp,
+    frr_bgp,
+    network_resource,
+)
+
+FIXTURES = os.path.join(os.path.dirname(__file__), os.pardir, "fixtures")
+PASSWORD = "s3cret"  # the password in every nodes.json
+
+
+def fixture(router, name):
+    with open(os.path.join(FIXTURES, router, name)) as stream:
+        return stream.read()
+
+
+def returned(config):
+    """A parsed configuration as the module returns it: plain data, password masked."""
+    if isinstance(config, bird_bgp.BirdBgpConfig):
+        data = config.to_dict()
+        data["password"] = data["password"] and bgp_resource.MASK
+        return data
+    return bgp_resource.returned_config(config)
+
+
+ROUTERS = {
+    "bird": (bird_bgp, "conf"),
+    "frr": (frr_bgp, "cfg"),
+    "comware": (comware_bgp, "cfg"),
+}
+ALL = pytest.mark.parametrize("router", ROUTERS)
+
+
+@ALL
+def test_rendered_is_the_golden_text(router):
+    module, ext = ROUTERS[router]
+    options = json.loads(fixture(router, "nodes.json"))
+    text = network_resource.rendered(module.RULES, options)
+    assert text.replace(PASSWORD, bgp_resource.MASK) == fixture(router, "rendered_nodes." + ext)
+
+
+@ALL
+def test_parsed_reads_the_running_configuration(router):
+    module, ext = ROUTERS[router]
+    parsed = network_resource.parsed(module.RULES, fixture(router, "running_nodes." + ext))
+    assert returned(parsed) == json.loads(fixture(router, "parsed_nodes.json"))
+
+
+# The running configurations hold the options of nodes.json and, on FRR and Comware, one
+# neighbour more that the module did not write (Comware also shows the password encrypted).
+LOOSE = {"frr": {"address": "192.0.2.254", "remote_as": "64999"}}
+
+
+@pytest.mark.parametrize("router", ["bird", "frr"])
+def test_parsing_the_running_configuration_gives_the_options_back(router):
+    module, ext = ROUTERS[router]
+    options = json.loads(fixture(router, "nodes.json"))
+    if router in LOOSE:
+        options["neighbors"].append(LOOSE[router])
+    running = module.RULES.parse(fixture(router, "running_nodes." + ext))
+    assert running == module.RULES.validate(options)
+    # the module's own options merged into what runs change nothing
+    again = json.loads(fixture(router, "nodes.json"))
+    assert network_resource.merged(module.RULES, running, again) == running
+
+
+# --- the parser tables --------------------------------------------------------------------
+
+
+def model_fields(router):
+    """The fields of the model that lines must carry to the router (a neighbour's too; not
+    the list of neighbours itself, nor a neighbour's address, which names it)."""
+    if router == "bird":
+        return {f.name for f in dataclasses.fields(bird_bgp.BirdBgpConfig)}
+    module = ROUTERS[router][0]
+    config = {f.name for f in dataclasses.fields(module.BgpConfig)} - {"neighbors"}
+    return config | {f.name for f in dataclasses.fields(module.Neighbor)} - {"address"}
+
+
+@ALL
+def test_every_field_of_the_model_is_owned_by_a_line(router):
+    table = ROUTERS[router][0].TABLE
+    assert {name for line in table.lines for name in line.fields} == model_fields(router)
+
+
+@ALL
+def test_each_written_line_is_read_back_by_a_line_of_its_shape(router):
+    """One entry per shape: the line an entry writes is matched by that entry (or, where
+    BIRD's file holds the same line in several places, by an entry of the same regex)."""
+    module, _ext = ROUTERS[router]
+    config = module.RULES.validate(json.loads(fixture(router, "nodes.json")))
+    for line, text in module.TABLE.written(config):
+        found = module.TABLE.match(line.view, text.strip())
+        assert found is not None, text
+        assert found[0].getval.pattern == line.getval.pattern, (line.name, found[0].name)
+
+
+@ALL
+def test_deleted_without_neighbours_removes_everything(router):
+    module, ext = ROUTERS[router]
+    running = module.RULES.parse(fixture(router, "running_nodes." + ext))
+    assert network_resource.deleted(module.RULES, running, None) is None
+    assert network_resource.deleted(module.RULES, None, {"neighbors": [{"address": "x"}]}) is None
