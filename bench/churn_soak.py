@@ -1,12 +1,12 @@
-"""Benchmark: churn soak, 10,000 random steps against the running system (issue 7).
+"""Benchmark: churn soak, 10,000 random steps against the running system.
 
 `porter_lab.reliability.churn` on its own control plane: `porter-lb controller`, three node
 namespaces each with gobgpd and `porter-lb agent`, a BIRD router. A seeded random walk
 creates/deletes/resizes Services, switches their externalTrafficPolicy and asks, flaps Nodes
 Ready/NotReady, adds/disables/deletes Eips and changes the BgpPeer, without waiting for the
-system to follow. Then: time until quiescent, the router's FIB against the desired routes
-(`porter_lb.routing.audit`), leaked IPs, whether the allocator would still change anything, and the
-RSS of the controller and the agents (start, after warm-up, half way, end).
+system to follow. Then: time until quiescent, the router's FIB against the routes the soak's own
+rule expects, leaked IPs, Services whose IPs are not where the allocation rules put them, and
+the RSS of the controller and the agents (start, after warm-up, half way, end).
 
 Targets: 0 missing/stale/wrong routes, 0 leaked IPs, 0 unsettled Services, RSS growth over
 the second half < 10 % per process, no crash and no ERROR/traceback in the logs.
@@ -59,7 +59,7 @@ def main() -> int:
         else:
             shutil.rmtree(workdir, ignore_errors=True)
 
-    counts = result.checks.audit["counts"]
+    counts = result.checks.routes["counts"]
     rows = [
         {"metric": "steps", "value": result.steps, "unit": "", "target": None},
         {"metric": "walk wall time", "value": result.seconds, "unit": "s", "target": None},
@@ -162,7 +162,7 @@ def main() -> int:
             "final": result.final,
             "api_errors": result.api_errors[:20],
             "drift": {
-                k: result.checks.audit[k][:10] for k in ("missing", "stale", "wrong_next_hops")
+                k: result.checks.routes[k][:10] for k in ("missing", "stale", "wrong_next_hops")
             },
             "leaks": result.checks.leaks[:20],
             "unsettled": result.checks.unsettled[:20],

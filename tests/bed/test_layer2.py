@@ -16,6 +16,7 @@ and the answering MAC changing only at those moments.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import socket
 import urllib.request
@@ -34,7 +35,6 @@ from porter_lab.l2watch import AnswerCapture, NeighborWatcher
 from porter_lab.topology import run_id
 from porter_lab.waiting import wait_for
 from porter_lb.kube.api import KubeAPI, KubeError
-from porter_lb.layer2.election import rank
 from porter_lb.layer2.heartbeat import lease_name
 
 SYSTEM_NAMESPACE = "porter-lb-system"
@@ -152,10 +152,16 @@ class L2Bed:
     # Expectations.
 
     def ranking(self, ip: str, nodes: list[str] | None = None) -> list[str]:
-        """Topology node names ("node1") best first for `ip`, as every agent ranks them."""
+        """Topology node names ("node1") best first for `ip`, by the rule docs/layer2.md
+        states: each node scores the first 8 bytes of SHA-256("<ip>\\0<node name>") read as a
+        big-endian integer; the highest score answers; equal scores go by name."""
         names = nodes or [n.name for n in self.topology.nodes]
-        by_kube = {self.node_name(n): n for n in names}
-        return [by_kube[k] for k in rank(ip, by_kube)]
+
+        def score(name: str) -> int:
+            digest = hashlib.sha256(f"{ip}\0{self.node_name(name)}".encode()).digest()
+            return int.from_bytes(digest[:8], "big")
+
+        return sorted(names, key=lambda name: (-score(name), self.node_name(name)))
 
     def mac(self, node: str) -> str:
         return self.topology.mac(self.topology.node(node).netns)

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from porter_lab.reliability.churn import STEP_KINDS, ChurnConfig, run_churn
-from porter_lb.routing.audit import drift_summary
+from porter_lab.reliability.churn import STEP_KINDS, ChurnConfig, fib_summary, run_churn
 
 # Memory is a behaviour check with a generous margin: RSS at the end of the walk within 25%
 # of RSS half way (the bench's target is 10%).
@@ -35,7 +34,7 @@ def test_churn_soak_ends_with_the_fib_equal_to_the_desired_routes_and_nothing_le
     assert result.api_errors == [], result.api_errors[:10]
     assert result.crashed == [], f"porter-lb processes exited: {result.crashed}"
     assert result.log_problems == [], result.log_problems[:10]
-    assert result.checks.audit["in_sync"], drift_summary(result.checks.audit)
+    assert result.checks.routes["in_sync"], fib_summary(result.checks.routes)
     assert result.checks.leaks == [], result.checks.leaks[:10]
     assert result.checks.unsettled == [], result.checks.unsettled[:10]
     assert result.checks.metrics == [], result.checks.metrics

@@ -8,7 +8,13 @@ from typing import Any
 import pytest
 
 from porter_lab import objects
-from porter_lab.reliability.churn import RssSeries, find_leaks, find_unsettled
+from porter_lab.reliability.churn import (
+    RssSeries,
+    compare_fib,
+    expected_fib,
+    find_leaks,
+    find_unsettled,
+)
 from porter_lb.model.resources import SHARING_KEY_ANNOTATION
 from porter_lb.routing.audit import ClusterState
 
@@ -82,15 +88,17 @@ def test_find_leaks(
         ([service("s1", IP1), service("s2")], {IP1: f"{NS}/s1"}, False, ["s2"]),
         # Disabled: s2 rightly has none, s1 keeps its own.
         ([service("s1", IP1), service("s2")], {IP1: f"{NS}/s1"}, True, []),
-        # Two Services on one IP without a sharing key: the second must move.
-        ([service("s1", IP1), service("s2", IP1)], {IP1: f"{NS}/s1;{NS}/s2"}, False, ["s2"]),
+        # Two Services on one IP without a sharing key: find_leaks reports it, not this.
+        ([service("s1", IP1), service("s2", IP1)], {IP1: f"{NS}/s1;{NS}/s2"}, False, []),
+        # An IP outside every Eip.
+        ([service("s1", "198.51.100.7")], {}, False, ["s1"]),
     ],
 )
 def test_find_unsettled(
     services: list[Any], used: dict[str, str], disable: bool, unsettled: list[str]
 ) -> None:
     state = ClusterState(services=services, eips=[eip(used, disable=disable)])
-    found = find_unsettled(state)
+    found = find_unsettled(state, NS)
     assert [line.split()[1].split("/")[1].rstrip(":") for line in found] == unsettled, found
 
 
@@ -99,3 +107,107 @@ def test_rss_series_growth_and_slope() -> None:
     assert series.at_step(400) == 110
     assert series.at_step(5000) == 120
     assert series.slope_kib_per_1000_steps(0) == pytest.approx(20.0)
+
+
+def node(name: str, rack: str, *, ready: bool = True) -> Any:
+    return objects.node(name, {"rack": rack}) | objects.node_status(ready=ready)
+
+
+def peer(selector: dict[str, str] | None = None) -> Any:
+    return objects.bgp_peer("tor", "198.51.100.1", node_labels=selector)
+
+
+ADDRESSES = {"n1": "10.0.0.1", "n2": "10.0.0.2", "n3": "10.0.0.3"}
+NODES = [node("n1", "a"), node("n2", "a"), node("n3", "b")]
+
+
+def local(name: str, ip: str) -> Any:
+    body = service(name, ip)
+    body["spec"]["externalTrafficPolicy"] = "Local"
+    return body
+
+
+def endpoint_slice(service_name: str, ready: dict[str, bool | None]) -> Any:
+    body = objects.endpoint_slice(f"{service_name}-1", NS, service_name, list(ready))
+    for endpoint in body["endpoints"]:
+        flag = ready[endpoint["nodeName"]]
+        if flag is None:
+            endpoint.pop("conditions", None)  # unknown: ready, as the API defines it
+        else:
+            endpoint["conditions"] = {"ready": flag}
+    return body
+
+
+@pytest.mark.parametrize(
+    ("services", "slices", "nodes", "selector", "expected"),
+    [
+        # Cluster: every Ready node.
+        (
+            [service("s1", IP1)],
+            [],
+            NODES,
+            None,
+            {f"{IP1}/32": {"10.0.0.1", "10.0.0.2", "10.0.0.3"}},
+        ),
+        # ... that the BgpPeer picks.
+        ([service("s1", IP1)], [], NODES, {"rack": "a"}, {f"{IP1}/32": {"10.0.0.1", "10.0.0.2"}}),
+        # A NotReady node is no next hop.
+        (
+            [service("s1", IP1)],
+            [],
+            [node("n1", "a", ready=False), node("n2", "a"), node("n3", "b")],
+            None,
+            {f"{IP1}/32": {"10.0.0.2", "10.0.0.3"}},
+        ),
+        # Local: the nodes with a ready endpoint (unknown counts as ready).
+        (
+            [local("s1", IP1)],
+            [endpoint_slice("s1", {"n1": True, "n2": False, "n3": None})],
+            NODES,
+            None,
+            {f"{IP1}/32": {"10.0.0.1", "10.0.0.3"}},
+        ),
+        # Local with no ready endpoint on a picked node: no route at all.
+        (
+            [local("s1", IP1)],
+            [endpoint_slice("s1", {"n3": True})],
+            NODES,
+            {"rack": "a"},
+            {},
+        ),
+        # A Service being deleted, or an IP outside every Eip: no route.
+        ([service("s1", IP1, deleting=True), service("s2", "198.51.100.7")], [], NODES, None, {}),
+    ],
+)
+def test_expected_fib(
+    services: list[Any],
+    slices: list[Any],
+    nodes: list[Any],
+    selector: dict[str, str] | None,
+    expected: dict[str, set[str]],
+) -> None:
+    state = ClusterState(
+        services=services,
+        endpoint_slices=slices,
+        nodes=nodes,
+        eips=[eip({})],
+        bgppeers=[peer(selector)],
+    )
+    assert expected_fib(state, NS, ADDRESSES, "tor") == expected
+
+
+def test_compare_fib_names_missing_stale_and_wrong_next_hops() -> None:
+    expected = {"203.0.113.1/32": {"10.0.0.1"}, "203.0.113.2/32": {"10.0.0.1", "10.0.0.2"}}
+    fib = {
+        "203.0.113.2/32": {"10.0.0.1"},
+        "203.0.113.3/32": {"10.0.0.3"},
+        "192.0.2.1/32": {"10.0.0.9"},  # outside the scope: not ours
+    }
+    report = compare_fib(expected, fib, "203.0.113.0/24")
+    assert not report["in_sync"]
+    assert report["missing"] == ["203.0.113.1/32"]
+    assert report["stale"] == ["203.0.113.3/32"]
+    assert report["wrong_next_hops"] == [
+        {"prefix": "203.0.113.2/32", "want": ["10.0.0.1", "10.0.0.2"], "have": ["10.0.0.1"]}
+    ]
+    assert compare_fib(expected, expected, "203.0.113.0/24")["in_sync"]

@@ -1,4 +1,4 @@
-"""Churn soak (issue 7): thousands of random changes to a running system, then nothing may drift.
+"""Churn soak: thousands of random changes to a running system, then nothing may drift.
 
 The system is the real thing: `porter-lb controller` allocating, one `porter-lb agent` and its
 gobgpd per node in three node namespaces, a BIRD router putting what it learns into its
@@ -19,14 +19,13 @@ Then the walk stops and the scenario polls (with a deadline) until the system is
 every check below passes, and keeps passing for a few seconds.
 
 * **routes**: the router's kernel FIB (every /32 of the router's accepted EIP range)
-  equals the desired routes computed from the final cluster state by the runtime's own pure
-  functions (`porter_lb.routing.audit.desired_routes_from_cluster`, compared by `audit.compare`);
+  equals what the soak's own rule (`expected_fib`, a few lines, not porter-lb's functions)
+  says the final cluster state must give;
 * **leaks**: every Eip's `status.used` names existing Services that show that IP, `usage`
   counts them, every Service with an IP is recorded in its Eip, no two Services share an IP
   without the same sharing key, no Service is stuck being deleted;
-* **settled**: the pure allocator, rebuilt from the final state (`allocator.rebuild`) and
-  asked again for every Service (`allocator.allocate`), changes nothing: no Service waits
-  for an IP that is free for it, no Service holds an IP its request no longer allows.
+* **settled** (`find_unsettled`, the soak's own rule again): no Service waits for an IP that
+  is free for it, no Service holds an IP its request no longer allows.
 
 Throughout, the RSS of the controller and the agents is sampled (/proc/PID/status VmRSS), and
 at the end their logs are searched for tracebacks and ERROR lines. What is measured comes
@@ -37,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import ipaddress
 import queue
 import random
 import re
@@ -56,15 +56,14 @@ from porter_lab.agents import Agent, start_node_speaker
 from porter_lab.controllers import start_controller
 from porter_lab.controlplane import ControlPlane
 from porter_lab.kube import apply_crds
+from porter_lab.objects import DEFAULT_EIP_ANNOTATION
 from porter_lab.paths import CRD_DIR
 from porter_lab.processes import Daemon
 from porter_lab.routers import Bird, Neighbor, RouterSpec, established
 from porter_lab.speakers import Gobgpd
 from porter_lab.topology import EIP_POOL, NODE_ASN, ROUTER_ASN, Topology, run_id
 from porter_lab.waiting import wait_for
-from porter_lb.allocation.allocator import Allocated, allocate, rebuild
 from porter_lb.kube.api import KubeAPI, KubeError, load_api_client
-from porter_lb.model.addresses import parse_address_pool
 from porter_lb.model.resources import (
     REQUESTED_IP_ANNOTATIONS,
     REQUESTED_POOL_ANNOTATIONS,
@@ -72,14 +71,11 @@ from porter_lb.model.resources import (
     SHARING_KEY_ANNOTATION,
     ModelError,
     Obj,
-    Pool,
     load_balancer_ips,
     pool_from_eip,
-    request_from_service,
     selects_porter,
     service_key,
 )
-from porter_lb.model.validation import pool_conflicts
 from porter_lb.routing import audit, audit_sources
 
 SYSTEM_NAMESPACE = "porter-lb-system"
@@ -162,7 +158,7 @@ class Memory:
 class Checks:
     """The end-state checks; every list empty means the system is where it should be."""
 
-    audit: dict[str, Any]  # audit.compare's report: FIB against the desired routes
+    routes: dict[str, Any]  # compare_fib's report: the FIB against expected_fib
     leaks: list[str]
     unsettled: list[str]
     metrics: list[str]  # the controller's gauges against the cluster
@@ -170,7 +166,7 @@ class Checks:
     @property
     def ok(self) -> bool:
         return (
-            bool(self.audit["in_sync"])
+            bool(self.routes["in_sync"])
             and not self.leaks
             and not self.unsettled
             and not self.metrics
@@ -755,46 +751,183 @@ def find_leaks(state: audit.ClusterState, namespace: str) -> list[str]:
     return problems
 
 
-def _usable_pools(eips: list[Obj]) -> list[Pool]:
-    """The pools the controller gives out of: valid, not in conflict, not being deleted."""
-    live = [e for e in eips if not e.get("metadata", {}).get("deletionTimestamp")]
-    pools = {}
-    for eip in live:
-        with contextlib.suppress(ModelError):
-            pools[eip["metadata"]["name"]] = pool_from_eip(eip)
-    for name in pool_conflicts([e for e in live if e["metadata"]["name"] in pools]):
-        pools.pop(name, None)
-    return sorted(pools.values(), key=lambda p: p.name)
+# The soak's own rules for the end state. They read the objects as plain JSON and say in a few
+# lines what must hold; they never call porter-lb's allocator or route computation, so a wrong
+# rule there cannot pass by grading itself.
 
 
-def find_unsettled(state: audit.ClusterState) -> list[str]:
-    """Services whose IPs the allocator, rebuilt from the final state, would still change."""
-    pools = _usable_pools(list(state.eips))
-    ours = [
+def _live(obj: Obj) -> bool:
+    return not (obj.get("metadata") or {}).get("deletionTimestamp")
+
+
+def _annotations(obj: Obj) -> dict[str, str]:
+    return dict((obj.get("metadata") or {}).get("annotations") or {})
+
+
+def _shown(service: Obj) -> list[str]:
+    ingress = ((service.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+    return [str(entry["ip"]) for entry in ingress if entry.get("ip")]
+
+
+def _eip_range(eip: Obj) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    return ipaddress.ip_network(eip["spec"]["address"])  # the soak's Eips are all CIDRs
+
+
+def _our_services(state: audit.ClusterState, namespace: str) -> list[Obj]:
+    """The soak's LoadBalancer Services that are not being deleted."""
+    return [
         s
         for s in state.services
-        if selects_porter(s) and not s.get("metadata", {}).get("deletionTimestamp")
+        if (s.get("metadata") or {}).get("namespace") == namespace
+        and (s.get("spec") or {}).get("type") == "LoadBalancer"
+        and _live(s)
     ]
-    requests = {}
-    for service in ours:
-        with contextlib.suppress(ModelError):
-            requests[service_key(service)] = request_from_service(service, {})
-    statuses = {service_key(s): load_balancer_ips(s) for s in ours}
-    used = {
-        e["metadata"]["name"]: dict((e.get("status") or {}).get("used") or {}) for e in state.eips
-    }
-    allocations = rebuild(pools, used, statuses, requests)
+
+
+def find_unsettled(state: audit.ClusterState, namespace: str = "") -> list[str]:
+    """Services whose IPs are not where the allocation rules put them. The rules, as the soak
+    states them (a Service asks for an IP with REQUESTED_IP_ANNOTATIONS[0], for an Eip with
+    REQUESTED_POOL_ANNOTATIONS[0]; an Eip serves a namespace it lists in spec.namespaces, and
+    every namespace when it carries the default annotation):
+
+    * an IP a Service shows lies in an Eip that exists and is not being deleted; it is the IP
+      asked for, if one is; it lies in the Eip asked for, if one is;
+    * a Service that shows no IP asks for nothing that could be given: no address of the Eips
+      it may get one from (the one it asks for, else those serving its namespace), when they
+      are not disabled, is free (shown by no Service), and the IP it asks for, if any, is not
+      free in such an Eip.
+    """
+    eips = {e["metadata"]["name"]: e for e in state.eips if _live(e)}
+    services = [s for s in state.services if _live(s)]
+    if namespace:
+        services = _our_services(state, namespace)
+    taken = {ip for s in state.services for ip in _shown(s)}
     problems = []
-    for key in sorted(requests):
-        result = allocate(pools, allocations, requests[key])
-        now = tuple(statuses.get(key, ()))
-        after = result.ips if isinstance(result, Allocated) else ()
-        if after != now:
-            why = "" if isinstance(result, Allocated) else f" ({result.reason})"
-            problems.append(
-                f"Service {key}: shows {list(now)}, the allocator says {list(after)}{why}"
-            )
+    for service in services:
+        name = service_key(service)
+        ns = service["metadata"].get("namespace", "")
+        asks = _annotations(service)
+        asked_ip = asks.get(REQUESTED_IP_ANNOTATIONS[0], "")
+        asked_pool = asks.get(REQUESTED_POOL_ANNOTATIONS[0], "")
+        shown = _shown(service)
+        for ip in shown:
+            homes = [n for n, e in eips.items() if ipaddress.ip_address(ip) in _eip_range(e)]
+            if not homes:
+                problems.append(f"Service {name}: shows {ip}, in no Eip")
+            elif asked_ip and ip != asked_ip:
+                problems.append(f"Service {name}: shows {ip}, asks for {asked_ip}")
+            elif asked_pool and asked_pool not in homes:
+                problems.append(f"Service {name}: shows {ip}, asks for Eip {asked_pool}")
+        if shown:
+            continue
+        if asked_pool:
+            candidates = [eips[asked_pool]] if asked_pool in eips else []
+        else:
+            candidates = [
+                e
+                for e in eips.values()
+                if ns in ((e.get("spec") or {}).get("namespaces") or [])
+                or _annotations(e).get(DEFAULT_EIP_ANNOTATION) == "true"
+            ]
+        open_pools = [e for e in candidates if not (e.get("spec") or {}).get("disable")]
+        if asked_ip:
+            free = [
+                asked_ip
+                for e in open_pools
+                if ipaddress.ip_address(asked_ip) in _eip_range(e) and asked_ip not in taken
+            ]
+        else:
+            free = [str(ip) for e in open_pools for ip in _eip_range(e) if str(ip) not in taken]
+        if free:
+            problems.append(f"Service {name}: shows no IP, though {free[0]} is free for it")
     return problems
+
+
+def expected_fib(
+    state: audit.ClusterState, namespace: str, node_addresses: dict[str, str], peer: str
+) -> dict[str, set[str]]:
+    """What the router's FIB must hold, by the soak's rule: every IP a Service of `namespace`
+    shows (`_our_services`), inside an Eip that exists and is not being deleted, is a /32
+    whose next hops are the addresses of the nodes that
+
+    * are Ready and not labelled node.kubernetes.io/exclude-from-external-load-balancers,
+    * are picked by BgpPeer `peer`'s nodeSelector (its matchLabels; none: every node),
+    * with externalTrafficPolicy Local: host an endpoint of the Service (an EndpointSlice
+      labelled with its name) whose `conditions.ready` is not false.
+
+    No such node: no route.
+    """
+    nodes = {n["metadata"]["name"]: n for n in state.nodes}
+    bgp_peer = next(p for p in state.bgppeers if p["metadata"]["name"] == peer)
+    selector = ((bgp_peer["spec"].get("nodeSelector") or {}).get("matchLabels")) or {}
+
+    def serves(name: str) -> bool:
+        node = nodes.get(name)
+        if node is None:
+            return False
+        labels = node["metadata"].get("labels") or {}
+        ready = any(
+            c.get("type") == "Ready" and c.get("status") == "True"
+            for c in (node.get("status") or {}).get("conditions") or []
+        )
+        excluded = "node.kubernetes.io/exclude-from-external-load-balancers" in labels
+        picked = all(labels.get(k) == v for k, v in selector.items())
+        return ready and not excluded and picked
+
+    ranges = [_eip_range(e) for e in state.eips if _live(e)]
+    expected: dict[str, set[str]] = {}
+    for service in _our_services(state, namespace):
+        name = service["metadata"]["name"]
+        if (service.get("spec") or {}).get("externalTrafficPolicy") == "Local":
+            hosting = {
+                endpoint.get("nodeName")
+                for endpoint_slice in state.endpoint_slices
+                if endpoint_slice["metadata"].get("namespace") == namespace
+                and (endpoint_slice["metadata"].get("labels") or {}).get(SERVICE_NAME_LABEL) == name
+                for endpoint in endpoint_slice.get("endpoints") or []
+                if (endpoint.get("conditions") or {}).get("ready") is not False
+            }
+        else:
+            hosting = set(nodes)
+        hops = {node_addresses[n] for n in hosting if n in node_addresses and serves(n)}
+        for ip in _shown(service):
+            if hops and any(ipaddress.ip_address(ip) in r for r in ranges):
+                expected.setdefault(f"{ip}/32", set()).update(hops)
+    return expected
+
+
+def compare_fib(expected: dict[str, set[str]], fib: dict[str, set[str]], scope: str) -> Obj:
+    """The FIB's /32s inside `scope` against `expected`: missing, stale, wrong next hops."""
+    network = ipaddress.ip_network(scope)
+    observed = {
+        p: hops
+        for p, hops in fib.items()
+        if ipaddress.ip_network(p).version == network.version
+        and ipaddress.ip_network(p).subnet_of(network)  # type: ignore[arg-type]
+    }
+    missing = sorted(set(expected) - set(observed))
+    stale = sorted(set(observed) - set(expected))
+    wrong = [
+        {"prefix": p, "want": sorted(expected[p]), "have": sorted(observed[p])}
+        for p in sorted(set(expected) & set(observed))
+        if expected[p] != observed[p]
+    ]
+    return {
+        "in_sync": not (missing or stale or wrong),
+        "counts": {"desired": len(expected), "observed": len(observed)},
+        "missing": missing,
+        "stale": stale,
+        "wrong_next_hops": wrong,
+    }
+
+
+def fib_summary(report: Obj) -> str:
+    """One line naming what differs (for an assertion message)."""
+    return (
+        f"{len(report['missing'])} missing {report['missing'][:5]}, "
+        f"{len(report['stale'])} stale {report['stale'][:5]}, "
+        f"{len(report['wrong_next_hops'])} with wrong next hops {report['wrong_next_hops'][:3]}"
+    )
 
 
 def _samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -838,22 +971,19 @@ def read_metrics(address: str) -> str:
         return str(response.read().decode())
 
 
-def check(api: KubeAPI, router_ns: str, namespace: str, metrics_address: str) -> Checks:
+def check(bed: ChurnBed, peer: str) -> Checks:
     """One listing of the cluster, one read of the router's FIB and of the controller's
-    metrics, compared."""
-    state = audit_sources.read_cluster(api, SYSTEM_NAMESPACE)
-    cluster = audit.desired_routes_from_cluster(state, secret_namespace=SYSTEM_NAMESPACE)
-    fib = netns.host_routes(router_ns)
+    metrics, compared with the soak's rules."""
+    state = audit_sources.read_cluster(bed.api, SYSTEM_NAMESPACE)
+    addresses = {node.name: node.address for node in bed.topology.nodes}
+    expected = expected_fib(state, bed.namespace, addresses, peer)
     # The whole range the router accepts: a route left behind by a deleted Eip counts too.
-    scope = [("router", parse_address_pool(EIP_POOL, "pools"))]
-    report = audit.compare(
-        cluster.desired, fib, scope, aliases=cluster.aliases, services=cluster.services
-    )
+    report = compare_fib(expected, netns.host_routes(bed.topology.router_ns), EIP_POOL)
     return Checks(
         report,
-        find_leaks(state, namespace),
-        find_unsettled(state),
-        metric_problems(read_metrics(metrics_address), state),
+        find_leaks(state, bed.namespace),
+        find_unsettled(state, bed.namespace),
+        metric_problems(read_metrics(bed.metrics_address), state),
     )
 
 
@@ -924,14 +1054,14 @@ def _memory(series: RssSeries, steps: int) -> Memory:
     )
 
 
-def _wait_quiescent(bed: ChurnBed, config: ChurnConfig) -> tuple[float | None, Checks]:
+def _wait_quiescent(bed: ChurnBed, config: ChurnConfig, peer: str) -> tuple[float | None, Checks]:
     """Poll the checks until they pass for `stable_seconds` in a row; (seconds until the
     passing run began or None, the last checks)."""
     started = time.monotonic()
     deadline = started + config.quiesce_timeout
     passing_since: float | None = None
     while True:
-        checks = check(bed.api, bed.topology.router_ns, bed.namespace, bed.metrics_address)
+        checks = check(bed, peer)
         now = time.monotonic()
         if checks.ok:
             passing_since = passing_since if passing_since is not None else now
@@ -953,8 +1083,8 @@ def _final_counts(api: KubeAPI, namespace: str, checks: Checks) -> dict[str, int
     return {
         "services": len(ours),
         "services_with_ip": sum(1 for s in ours if load_balancer_ips(s)),
-        "desired_prefixes": int(checks.audit["counts"]["desired"]),
-        "fib_prefixes": int(checks.audit["counts"]["observed"]),
+        "desired_prefixes": int(checks.routes["counts"]["desired"]),
+        "fib_prefixes": int(checks.routes["counts"]["observed"]),
         "pools": len(state.eips),
         "ready_nodes": sum(
             1
@@ -1031,7 +1161,7 @@ def run_churn(
                 time.sleep(rng.uniform(0, config.pause_max))  # pacing between bursts
             walk.sender.drain()
             seconds = time.monotonic() - started
-        quiesce_seconds, checks = _wait_quiescent(bed, config)
+        quiesce_seconds, checks = _wait_quiescent(bed, config, walk.peer_name)
         crashed = [name for name, daemon in bed.processes().items() if not daemon.running()]
         logs = {name: daemon.log for name, daemon in bed.processes().items()}
         return ChurnResult(
