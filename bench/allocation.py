@@ -1,6 +1,6 @@
 """Benchmark: hand out all 65,536 addresses of a /16, one Service at a time (pure allocator).
 
-Target (issue 3): <= 1 s in total. Also measured: rebuilding those allocations after a
+Target: <= 1 s in total. Also measured: rebuilding those allocations after a
 restart from the Eip status and Service status (allocator.rebuild), which the controller does
 at every start.
 

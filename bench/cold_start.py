@@ -13,7 +13,7 @@ subnet). Timed:
    everything), then both started again -> all 10,000 routes back in the FIB. Peak RSS of
    the controller process (VmHWM) over that start.
 
-Targets (issue 3): cold start <= 5 s, peak RSS <= 200 MB.
+Targets: cold start <= 5 s, peak RSS <= 200 MB.
 
     python bench/cold_start.py [--services 10000] [--nodes 50]
 """

@@ -1,4 +1,4 @@
-"""Benchmark: the controller restarting, the leader crashing, the API server gone (issue 7).
+"""Benchmark: the controller restarting, the leader crashing, the API server gone.
 
 Each scenario runs on a fresh bed of its own (porter_lab.reliability.controller_faults: own
 etcd and kube-apiserver, BIRD, three node namespaces with gobgpd, porter-lb processes reaching

@@ -5,7 +5,7 @@ gobgpd driven by a `porter-lb agent` process, the `porter-lb controller` process
 Service with externalTrafficPolicy Local. Each step replaces its EndpointSlice so that the set
 of nodes hosting a ready endpoint changes, and times from just before the API call until the
 router's kernel has exactly the new next hops, read from netlink events (no polling).
-Targets (issue 3): p50 <= 20 ms, p99 <= 100 ms; the raw gobgpd -> BIRD -> kernel floor is
+Targets: p50 <= 20 ms, p99 <= 100 ms; the raw gobgpd -> BIRD -> kernel floor is
 ~3 ms (../shared/FACTS.md).
 
     python bench/endpointslice_fib.py [--changes 200]

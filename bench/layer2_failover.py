@@ -14,7 +14,7 @@ Ways to lose the announcer (each `--trials` times):
   stop  SIGTERM: it stops answering and releases its Lease — the graceful path;
   cut   its bridge port goes down (carrier lost); its agent, in the host namespace, still
         heartbeats, and publishes the Eip as unusable in its Lease.
-Target (issue 4): <= 1 s. MetalLB documents "a few seconds", Cilium 2-4 s tuned.
+Target: <= 1 s. MetalLB documents "a few seconds", Cilium 2-4 s tuned.
 
     python bench/layer2_failover.py [--trials 20] [--modes kill,stop,cut]
 """

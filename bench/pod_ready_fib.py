@@ -12,7 +12,7 @@ re-announces the EIP through its gobgpd, BIRD changes its kernel route.
 Timed: from the pod's Ready condition changing (as a watch on the API server delivers it to
 this host, through the bed's loopback relay) to the router's kernel FIB holding the new next
 hops (netlink events, no polling). Also reported: probe wait (flip -> Ready seen), for scale.
-Targets (issue 12): p50 <= 100 ms, p99 <= 300 ms.
+Targets: p50 <= 100 ms, p99 <= 300 ms.
 
     python bench/pod_ready_fib.py [--changes 100]
 """
