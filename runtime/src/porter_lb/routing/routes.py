@@ -6,14 +6,19 @@ applies only the delta. A prefix whose set of eligible nodes is empty is ABSENT 
 result, so the diff withdraws it; nothing stale is ever kept (OpenELB #458 kept the last next
 hops announced when the candidate set emptied).
 
-Two ways to announce, one computation:
+One computation, kept change by change: `service_share` reads one Service object,
+`service_next_hops` gives its share (host prefix -> eligible nodes among those the BgpPeers
+pick), a `RouteTable` holds every Service's share; `desired_routes` is the same from scratch,
+per peer. Two ways to announce it:
 
-* a speaker on every node announces `node_announcements(...)` with next hop self;
-* one central speaker announces `central_paths(...)`: one path per (prefix, node) with the
-  node's address as third-party next hop, told apart by ADD-PATH path identifiers.
+* a speaker on every node announces `node_rib(...)`: its node's prefixes, next hop self;
+* one central speaker announces `central_rib(...)` (`central_paths`): one path per (prefix,
+  node) with the node's address as third-party next hop, told apart by ADD-PATH path
+  identifiers.
 
-This module must not import `porter_lb.routing.gobgp` (which imports grpc): `Route` is a plain
-value and the GoBGP adapter translates it into gobgpd's Route message.
+`rib_delta` turns what gobgpd holds into what it must hold. This module must not import
+`porter_lb.routing.gobgp` (which imports grpc): `Route` is a plain value and the GoBGP adapter
+translates it into gobgpd's Path message.
 """
 
 from __future__ import annotations
@@ -210,26 +215,27 @@ def desired_routes(
     nodes: Mapping[str, Node],
     peers: Iterable[Peer],
 ) -> dict[str, dict[str, frozenset[str]]]:
-    """For each peer (by name): host prefix -> names of the nodes that should be next hops.
-
-    A node is a next hop for a prefix when it is eligible for a Service holding that IP and
-    matches the peer's node selector. Services sharing an IP contribute the union of their
-    nodes. A prefix with no such node is absent: announcing it must stop. Every peer is in the
-    result, with an empty mapping when nothing is to be announced to it.
+    """For each peer (by name): host prefix -> names of the nodes that should be next hops,
+    computed from scratch the way the speaker computes it change by change: each Service's
+    share (`service_next_hops`) among the nodes the peer's selector picks, kept in a
+    `RouteTable` (Services sharing an IP contribute the union of their nodes). A prefix with no
+    such node is absent: announcing it must stop. Every peer is in the result, with an empty
+    mapping when nothing is to be announced to it.
 
     `services` should carry only the IPs announced over BGP (from pools whose protocol is
-    `bgp`); layer2 IPs are answered by ARP/NDP, not routed.
+    `bgp`); layer2 IPs are answered by ARP/NDP, not routed. One entry per Service key.
     """
-    by_prefix: dict[str, set[str]] = {}
-    for traffic in services:
-        eligible = eligible_nodes(traffic, endpoints_by_service.get(traffic.key, ()), nodes)
-        for ip in traffic.ips:
-            by_prefix.setdefault(host_prefix(ip, traffic.key), set()).update(eligible)
+    listed = list(services)
     result: dict[str, dict[str, frozenset[str]]] = {}
     for peer in peers:
-        selected = {name for name, node in nodes.items() if peer.node_selector.matches(node.labels)}
-        routes = {prefix: frozenset(names & selected) for prefix, names in by_prefix.items()}
-        result[peer.name] = {prefix: hops for prefix, hops in sorted(routes.items()) if hops}
+        selected = frozenset(
+            name for name, node in nodes.items() if peer.node_selector.matches(node.labels)
+        )
+        table = RouteTable()
+        for traffic in listed:
+            endpoints = endpoints_by_service.get(traffic.key, ())
+            table.set_service(traffic.key, service_next_hops(traffic, endpoints, nodes, selected))
+        result[peer.name] = table.as_dict()
     return result
 
 
