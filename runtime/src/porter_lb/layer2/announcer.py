@@ -418,7 +418,7 @@ class Layer2Announcer:
     def _pools(self) -> list[Layer2Pool]:
         pools, errors = layer2_pools(self.informers.items("Eip"))
         for eip, error in errors:
-            self._warn(eip, "Eip", "InvalidEip", str(error))
+            self._warnings.warn(eip, "Eip", "InvalidEip", str(error))
         self._has_layer2 = bool(pools)
         return pools
 
@@ -612,9 +612,6 @@ class Layer2Announcer:
                     "AnnouncingLayer2",
                     f"node {self.node_name} answers ARP/NDP for {assignment.ip} on {interface}",
                 )
-
-    def _warn(self, obj: Obj, kind: str, reason: str, message: str) -> None:
-        self._warnings.warn(obj, kind, reason, message)
 
     def announced(self) -> dict[str, str]:
         """IP -> interface this node answers for right now."""

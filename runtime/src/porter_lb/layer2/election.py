@@ -32,7 +32,6 @@ from porter_lb.model.resources import (
     Node,
     Pool,
     ServiceTraffic,
-    pool_from_eip,
 )
 from porter_lb.model.validation import effective_pools
 from porter_lb.routing.routes import eligible_nodes
@@ -117,19 +116,17 @@ def layer2_pools(
     not being deleted, readable, not the loser of a conflict), by name; and the Eips that
     could not be read or whose interface is unusable, with why."""
     listed = list(eips)
-    owners = effective_pools(listed).pools
+    effective = effective_pools(listed)
+    by_name = {str((eip.get("metadata") or {}).get("name", "")): eip for eip in listed}
     pools: list[Layer2Pool] = []
-    errors: list[tuple[dict[str, Any], ModelError]] = []
-    for eip in listed:
-        metadata = eip.get("metadata")
-        if isinstance(metadata, Mapping) and metadata.get("deletionTimestamp"):
-            continue
+    errors: list[tuple[dict[str, Any], ModelError]] = list(effective.invalid)
+    for name, owned in effective.pools.items():
         try:
-            pool = layer2_pool(pool_from_eip(eip))
+            pool = layer2_pool(owned)
         except ModelError as error:
-            errors.append((eip, error))
+            errors.append((by_name[name], error))
             continue
-        if pool is not None and pool.name in owners:
+        if pool is not None:
             pools.append(pool)
     return sorted(pools, key=lambda p: p.name), errors
 

@@ -31,12 +31,13 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from porter_lb.model.resources import (
     DEFAULT_POOL_ANNOTATIONS,
     ModelError,
+    Obj,
     Pool,
     being_deleted,
     object_name,
@@ -214,9 +215,11 @@ class EffectivePools:
     pools: dict[str, Pool]  # Eip name -> its pool, for the Eips that own their addresses
     # Eip name -> (reason, message): InvalidSpec (unreadable on its own) or Conflict (lost)
     problems: dict[str, tuple[str, str]]
+    # the Eips `pool_from_eip` refused, with why: for the callers' Warning Events
+    invalid: list[tuple[Obj, ModelError]] = field(default_factory=list)
 
 
-def effective_pools(eips: Iterable[Mapping[str, Any]]) -> EffectivePools:
+def effective_pools(eips: Iterable[Obj]) -> EffectivePools:
     """The one rule for which Eip owns an address, for the controller, the speakers, layer 2
     and the audit. An Eip being deleted owns nothing (and is not a problem); an Eip that
     `pool_from_eip` refuses owns nothing (InvalidSpec); an Eip that loses a conflict
@@ -226,18 +229,20 @@ def effective_pools(eips: Iterable[Mapping[str, Any]]) -> EffectivePools:
     live = [e for e in eips if not being_deleted(e)]
     pools: dict[str, Pool] = {}
     problems: dict[str, tuple[str, str]] = {}
+    invalid: list[tuple[Obj, ModelError]] = []
     for eip in live:
         try:
             pool = pool_from_eip(eip)
         except ModelError as error:
             problems[object_name(eip)] = ("InvalidSpec", str(error))
+            invalid.append((eip, error))
             continue
         pools[pool.name] = pool
     valid = [e for e in live if object_name(e) in pools]
     for name, message in pool_conflicts(valid).items():
         problems[name] = ("Conflict", message)
         del pools[name]
-    return EffectivePools(pools, problems)
+    return EffectivePools(pools, problems, invalid)
 
 
 def _admission_message(name: str, conflict: PoolConflict, loser: _Eip, winner: _Eip) -> str:

@@ -38,11 +38,10 @@ from porter_lb.model.resources import (
     Node,
     Obj,
     node_from_object,
-    object_name,
-    pool_from_eip,
     service_key,
     slice_service_key,
 )
+from porter_lb.model.validation import effective_pools
 from porter_lb.routing.bgp_config import Mode, choose_bgpconf, usable_peer_specs
 from porter_lb.routing.routes import (
     RouteTable,
@@ -124,14 +123,12 @@ def _read_nodes(objs: Iterable[Obj], warnings: list[str]) -> dict[str, Node]:
 def _pools_in_scope(
     eips: Sequence[Obj], announced: Sequence[AddressPool], names: Sequence[str]
 ) -> tuple[list[tuple[str, AddressPool]], list[str]]:
-    scope: list[tuple[str, AddressPool]] = []
-    for eip in sorted(eips, key=object_name):
-        try:
-            pool = pool_from_eip(eip)
-        except ModelError:
-            continue  # reported by bgp_pools
-        if pool.addresses in announced and (not names or object_name(eip) in names):
-            scope.append((object_name(eip), pool.addresses))
+    owned = effective_pools(eips).pools
+    scope = [
+        (name, pool.addresses)
+        for name, pool in sorted(owned.items())
+        if pool.addresses in announced and (not names or name in names)
+    ]
     unknown = sorted(set(names) - {n for n, _ in scope})
     return scope, [f"pools: Eip {n!r}: no such Eip with protocol bgp" for n in unknown]
 

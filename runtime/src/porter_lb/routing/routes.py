@@ -38,9 +38,7 @@ from porter_lb.model.resources import (
     Node,
     Obj,
     ServiceTraffic,
-    being_deleted,
     endpoints_from_slice,
-    pool_from_eip,
     selects_porter,
     traffic_from_service,
 )
@@ -318,17 +316,9 @@ def bgp_pools(eips: Iterable[Obj]) -> tuple[list[AddressPool], list[tuple[Obj, M
     conflict with an older Eip). A disabled Eip gives no new IPs but the ones given out stay,
     so it is still announced. Returns the blocks and the Eips that could not be read, with why.
     """
-    listed = list(eips)
-    owners = effective_pools(listed).pools
-    errors: list[tuple[Obj, ModelError]] = []
-    for eip in listed:
-        if being_deleted(eip):
-            continue
-        try:
-            pool_from_eip(eip)
-        except ModelError as error:
-            errors.append((eip, error))
-    return [p.addresses for p in owners.values() if p.protocol == "bgp"], errors
+    effective = effective_pools(eips)
+    owned = [p.addresses for p in effective.pools.values() if p.protocol == "bgp"]
+    return owned, list(effective.invalid)
 
 
 def announced_ips(ips: Iterable[str], pools: Sequence[AddressPool]) -> tuple[str, ...]:
