@@ -564,3 +564,19 @@ def endpoints_from_slice(endpoint_slice: Mapping[str, Any]) -> tuple[Endpoint, .
         ready = as_mapping(as_mapping(item).get("conditions")).get("ready")
         endpoints.append(Endpoint(node_name=str(node_name), ready=ready is not False))
     return tuple(endpoints)
+
+
+def slice_service_keys(endpoint_slice: Mapping[str, Any]) -> list[str]:
+    """The Service an EndpointSlice belongs to, as an index value: [] for none."""
+    service = slice_service_key(endpoint_slice)
+    return [service] if service else []
+
+
+def node_or_none(obj: Mapping[str, Any] | None) -> Node | None:
+    """The Node read from `obj`; None when there is none or it cannot be read."""
+    if obj is None:
+        return None
+    try:
+        return node_from_object(obj)
+    except ModelError:
+        return None

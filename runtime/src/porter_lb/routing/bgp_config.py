@@ -520,3 +520,11 @@ def plain_text_password_message(name: str, secret_namespace: str) -> str:
         f"{secret_namespace!r} and name it in "
         "spec.conf.authPasswordSecretRef"
     )
+
+
+def peer_fingerprint(bgppeer: Obj | None) -> object:
+    """What of a BgpPeer matters to a speaker: not its status, which the speakers write."""
+    if bgppeer is None:
+        return None
+    metadata = as_mapping(bgppeer.get("metadata"))
+    return (bgppeer.get("spec"), metadata.get("deletionTimestamp"), metadata.get("uid"))

@@ -47,11 +47,12 @@ from porter_lb.model.resources import (
     ModelError,
     Node,
     Obj,
-    as_mapping,
     node_from_object,
+    node_or_none,
     object_name,
     selects_porter,
     slice_service_key,
+    slice_service_keys,
 )
 from porter_lb.routing.bgp_config import (
     GlobalConfig,
@@ -62,6 +63,7 @@ from porter_lb.routing.bgp_config import (
     global_config_from_bgpconf,
     global_differs,
     peer_delta,
+    peer_fingerprint,
     plain_text_password_message,
     plain_text_password_peers,
     usable_peer_specs,
@@ -115,28 +117,6 @@ def retry_delay(previous: float, ceiling: float) -> float:
 
 SLICES_BY_SERVICE = "service"
 """The EndpointSlice index of the Service each belongs to (`namespace/name`)."""
-
-
-def _service_of_slice(obj: Obj) -> list[str]:
-    service = slice_service_key(obj)
-    return [service] if service else []
-
-
-def _node_model(obj: Obj | None) -> Node | None:
-    if obj is None:
-        return None
-    try:
-        return node_from_object(obj)
-    except ModelError:
-        return None
-
-
-def _peer_fingerprint(obj: Obj | None) -> object:
-    """What of a BgpPeer matters to a speaker: not its status, which the speaker writes."""
-    if obj is None:
-        return None
-    metadata = as_mapping(obj.get("metadata"))
-    return (obj.get("spec"), metadata.get("deletionTimestamp"), metadata.get("uid"))
 
 
 class Speaker:
@@ -205,13 +185,12 @@ class Speaker:
         self._warnings = Warnings(recorder, log)
         self._plain_warned: set[str] = set()  # BgpPeers warned about a plain-text password
         self.reconciles = 0  # full + incremental, for tests and logs
-        # For the process's health checks (porter_lb.telemetry.health): the loop beats each time
-        # round;
-        # `problem` says why the last pass failed (None once one succeeded, and since).
+        # For the process's health checks (porter_lb.telemetry.health): the loop beats each
+        # time round; `problem` says why the last pass failed (None once one succeeded, and since).
         self.heartbeat: Heartbeat | None = None
         self.problem: str | None = "not reconciled yet"
 
-        informers.add_index("EndpointSlice", SLICES_BY_SERVICE, _service_of_slice)
+        informers.add_index("EndpointSlice", SLICES_BY_SERVICE, slice_service_keys)
         for kind, handler in (
             ("Service", self._on_service),
             ("EndpointSlice", self._on_slice),
@@ -234,11 +213,11 @@ class Speaker:
             self._wake()
 
     def _on_bgppeer(self, key: str, old: Obj | None, new: Obj | None) -> None:
-        if _peer_fingerprint(old) != _peer_fingerprint(new):
+        if peer_fingerprint(old) != peer_fingerprint(new):
             self._on_full(key, old, new)
 
     def _on_node(self, key: str, old: Obj | None, new: Obj | None) -> None:
-        before, after = _node_model(old), _node_model(new)
+        before, after = node_or_none(old), node_or_none(new)
         if (
             before is not None
             and after is not None
