@@ -784,7 +784,7 @@ def _our_services(state: audit.ClusterState, namespace: str) -> list[Obj]:
     ]
 
 
-def find_unsettled(state: audit.ClusterState, namespace: str = "") -> list[str]:
+def find_unsettled(state: audit.ClusterState, namespace: str) -> list[str]:
     """Services whose IPs are not where the allocation rules put them. The rules, as the soak
     states them (a Service asks for an IP with REQUESTED_IP_ANNOTATIONS[0], for an Eip with
     REQUESTED_POOL_ANNOTATIONS[0]; an Eip serves a namespace it lists in spec.namespaces, and
@@ -798,9 +798,7 @@ def find_unsettled(state: audit.ClusterState, namespace: str = "") -> list[str]:
       free in such an Eip.
     """
     eips = {e["metadata"]["name"]: e for e in state.eips if _live(e)}
-    services = [s for s in state.services if _live(s)]
-    if namespace:
-        services = _our_services(state, namespace)
+    services = _our_services(state, namespace)
     taken = {ip for s in state.services for ip in _shown(s)}
     problems = []
     for service in services:

@@ -338,7 +338,6 @@ class Layer2Announcer:
             wanted=lambda: self._has_layer2,
         )
         self.responders: dict[str, Responder] = {}
-        self._accepted: frozenset[str] = frozenset()  # what accept_ips was last given
         self.assignments: dict[str, Assignment] = {}  # the whole cluster's, last computed
         self._links: Links | None = None
         self._usable_since: dict[str, float] = {}  # pool -> when it last became usable here
@@ -565,11 +564,10 @@ class Layer2Announcer:
     ) -> None:
         # The node accepts an IP before it answers for it, and stops accepting it only after
         # it stopped answering (the host rules' order, as for BGP).
+        # (HostRules.sync returns at once when the set is what it holds.)
         wanted = frozenset().union(*desired.values()) if desired else frozenset()
-        answering = frozenset(self.announced())
-        if self.accept_ips is not None and not wanted <= answering | self._accepted:
-            self.accept_ips(wanted | answering)
-            self._accepted = wanted | answering
+        if self.accept_ips is not None:
+            self.accept_ips(wanted | frozenset(self.announced()))
         for name in list(self.responders):
             responder = self.responders[name]
             link = links.get(name)
@@ -593,9 +591,8 @@ class Layer2Announcer:
                 log.info("layer2: answering for %s on %s", ip, name, extra={"ip": ip})
                 if ip in placed:
                     self._record_takeover(placed[ip][0], name)
-        if self.accept_ips is not None and self._accepted != wanted:
+        if self.accept_ips is not None:
             self.accept_ips(wanted)
-            self._accepted = wanted
         ANNOUNCED.clear()
         for ip, (assignment, name) in placed.items():
             if name in self.responders and ip in self.responders[name].ips:
