@@ -2,8 +2,9 @@
 # Install everything porter-lb's lab and tests need, idempotently, printing progress:
 #   apt packages (gobgpd, BIRD 2, FRR, iproute2, GoBGP's .proto files, containerd, runc, CNI
 #   plugins, podman, debootstrap), a virtualenv with the runtime and the lab installed,
-#   etcd, the Kubernetes components (kube-apiserver, kubelet, controller-manager, scheduler,
-#   kube-proxy, kubectl) and helm built from pinned Go modules, and the container images.
+#   gobgpd and gobgp (GoBGP 4), etcd, the Kubernetes components (kube-apiserver, kubelet,
+#   controller-manager, scheduler, kube-proxy, kubectl) and helm built from pinned Go modules,
+#   and the container images.
 # Caches live outside the checkout: $PORTER_LB_CACHE (default ~/.cache/porter-lb).
 # Prints the virtualenv's path as its last line.
 set -euo pipefail
@@ -38,8 +39,13 @@ else
 fi
 
 step "Go toolchain"
-command -v go >/dev/null || { echo "error: the Go toolchain (go >= 1.25) is needed to build etcd and kube-apiserver; it is not on PATH" >&2; exit 1; }
+command -v go >/dev/null || { echo "error: the Go toolchain (go >= 1.25) is needed to build gobgpd, etcd and kube-apiserver; it is not on PATH" >&2; exit 1; }
 say "$(go version)"
+
+step "GoBGP module (tools/gobgp): its .proto files, for the runtime's gRPC stubs"
+# The runtime's build step reads them from the Go module cache; gobgpd itself is built below.
+(cd "$repo/tools/gobgp" && GOSUMDB=off GOFLAGS=-mod=readonly go mod download github.com/osrg/gobgp/v4) >&2
+say "$(cd "$repo/tools/gobgp" && go list -m -f '{{.Path}} {{.Version}}' github.com/osrg/gobgp/v4) in the module cache"
 
 step "Python virtualenv"
 python=${PORTER_LB_PYTHON:-}
@@ -111,6 +117,9 @@ for name in kubernetes/core ansible/netcommon ansible/utils containers/podman; d
   ln -sfn "$collections/ansible_collections/$name" "$repo/ansible_collections/$name"
 done
 say "kubernetes.core 6.6.0, ansible.netcommon 8.7.1, ansible.utils 6.1.1, containers.podman 1.21.0 linked into ansible_collections/"
+
+step "gobgpd and gobgp from the pinned GoBGP module (every speaker of the lab and the bed)"
+"$venv/bin/python" -m porter_lab.gobgp >&2
 
 step "Kubernetes control plane (etcd, kube-apiserver) from pinned Go modules"
 "$venv/bin/python" -m porter_lab.controlplane >&2

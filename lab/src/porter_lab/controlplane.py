@@ -72,6 +72,16 @@ class Component:
         return cache_dir() / "bin" / f"{self.name}-{self.version()}-{digest}" / self.name
 
 
+@dataclass(frozen=True)
+class Tool(Component):
+    """A Go program pinned in tools/<module or name>/ (the control plane's are in
+    tools/controlplane/)."""
+
+    @property
+    def module_dir(self) -> Path:
+        return REPO / "tools" / (self.module or self.name)
+
+
 KUBERNETES_VERSION_VARIABLES = ("k8s.io/component-base/version.gitVersion",)
 
 

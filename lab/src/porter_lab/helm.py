@@ -10,21 +10,9 @@ Helm 4 rather than 3.22: Helm 3 is winding down (bug fixes ended with its last f
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
-from porter_lab.controlplane import Component, build
-from porter_lab.paths import REPO
-
-
-@dataclass(frozen=True)
-class Tool(Component):
-    """A Go program pinned in tools/<name>/ (the control plane's are in tools/controlplane/)."""
-
-    @property
-    def module_dir(self) -> Path:
-        return REPO / "tools" / self.name
-
+from porter_lab.controlplane import Tool, build
 
 HELM = Tool("helm", "helm.sh/helm/v4/cmd/helm")
 
