@@ -24,7 +24,7 @@ def _gobgp_stubs_module():  # type: ignore[no-untyped-def]
     return module
 
 
-def test_missing_proto_source_names_the_package_to_install(
+def test_missing_proto_source_says_how_to_get_the_pinned_module(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     stubs = _gobgp_stubs_module()
@@ -32,8 +32,23 @@ def test_missing_proto_source_names_the_package_to_install(
     with pytest.raises(stubs.ProtoSourceMissing) as caught:
         stubs.proto_dir()
     message = str(caught.value)
-    assert "apt-get install golang-github-osrg-gobgp-dev" in message
-    assert "gobgp.proto" in message and str(tmp_path) in message
+    assert "go mod download` in tools/gobgp" in message
+    assert "api/gobgp.proto" in message and str(tmp_path) in message
+
+
+def test_proto_files_come_from_the_module_cache_at_the_pinned_version(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    stubs = _gobgp_stubs_module()
+    monkeypatch.delenv(stubs.PROTO_DIR_ENV, raising=False)
+    monkeypatch.setenv("GOMODCACHE", str(tmp_path))
+    version = stubs.pinned_version()
+    assert version.startswith("v4.")
+    proto = tmp_path / f"github.com/osrg/gobgp/v4@{version}" / "proto"
+    for name in stubs.PROTO_FILES:
+        (proto / name).parent.mkdir(parents=True, exist_ok=True)
+        (proto / name).write_text('syntax = "proto3";\n')
+    assert stubs.proto_dir() == proto
 
 
 def _build_wheel(out: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -72,11 +87,14 @@ def test_wheel_carries_stubs_generated_from_the_proto_files(tmp_path: Path) -> N
         "gobgp_pb2_grpc.py",
         "attribute_pb2.py",
         "capability_pb2.py",
+        "common_pb2.py",
+        "extcom_pb2.py",
+        "nlri_pb2.py",
         "__init__.py",
     ):
         assert f"porter_lb/gobgp_api/{name}" in names
     # Sibling imports are rewritten to relative ones, so the stubs work inside the package.
-    assert "from . import gobgp_pb2 as gobgp__pb2" in grpc_stub
+    assert "from . import gobgp_pb2 as api_dot_gobgp__pb2" in grpc_stub
     assert "porter_lb/model/addresses.py" in names
 
 
@@ -84,4 +102,4 @@ def test_wheel_build_without_proto_files_fails_with_one_clear_error(tmp_path: Pa
     env = {**os.environ, "PORTER_LB_GOBGP_PROTO_DIR": str(tmp_path / "absent")}
     result = _build_wheel(tmp_path, env)
     assert result.returncode != 0
-    assert "apt-get install golang-github-osrg-gobgp-dev" in result.stdout + result.stderr
+    assert "go mod download` in tools/gobgp" in result.stdout + result.stderr

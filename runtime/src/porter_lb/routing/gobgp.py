@@ -1,12 +1,15 @@
-"""Adapter to one gobgpd over its gRPC API (GoBGP 3.x).
+"""Adapter to one gobgpd over its gRPC API (GoBGP 4, the version tools/gobgp/go.mod pins).
 
 Translates porter-lb's plain values into the generated stubs and back; it decides nothing.
-The stubs in `porter_lb.gobgp_api` are generated at build time from the gobgpd release's own
+The stubs in `porter_lb.gobgp_api` are generated at build time from that release's own
 .proto files (see runtime/build_support/gobgp_stubs.py).
 
-GoBGP 3 renamed fields that Porter/OpenELB CRDs still spell the v2 way (`as` -> `asn`,
+GoBGP renamed fields that Porter/OpenELB CRDs still spell the v2 way (`as` -> `asn`,
 `peer_as` -> `peer_asn`): callers pass explicit values (`GlobalConfig`, `PeerConfig`, `Route`),
-never CR JSON.
+never CR JSON. GoBGP 4 types what v3 packed into `google.protobuf.Any`: a path's NLRI is an
+`NLRI` message (a oneof; unicast is `prefix`) and each path attribute an `Attribute` (a oneof:
+`origin`, `next_hop`, `mp_reach` ...). Its enum values carry their type's name
+(`TABLE_TYPE_GLOBAL`, `SESSION_STATE_ESTABLISHED`), and `Family` lives in common.proto.
 
 Paths are always named: `withdraw_routes` and `delete_route` send the path itself, because
 DeletePath without a path deletes every locally added path. Bulk changes go through
@@ -23,7 +26,7 @@ from typing import Any
 
 import grpc
 
-from porter_lb.gobgp_api import attribute_pb2, gobgp_pb2, gobgp_pb2_grpc
+from porter_lb.gobgp_api import attribute_pb2, common_pb2, gobgp_pb2, gobgp_pb2_grpc, nlri_pb2
 from porter_lb.routing.bgp_config import (
     GlobalConfig,
     GracefulRestart,
@@ -32,9 +35,13 @@ from porter_lb.routing.bgp_config import (
 )
 from porter_lb.routing.routes import Route
 
+# GoBGP's session state names without their enum prefix, lower case ("established", "idle"
+# ...), as porter-lb reports them; SESSION_STATE_UNSPECIFIED (0) is "unknown", as GoBGP 3's 0
+# was.
 _SESSION_STATES = {
-    value.number: value.name.lower()
+    value.number: value.name.removeprefix("SESSION_STATE_").lower()
     for value in gobgp_pb2.PeerState.DESCRIPTOR.enum_types_by_name["SessionState"].values
+    if value.number
 }
 
 
@@ -56,45 +63,39 @@ CHANNEL_OPTIONS = (
 
 
 @functools.lru_cache(maxsize=4)
-def _family_of_version(version: int) -> gobgp_pb2.Family:
-    afi = gobgp_pb2.Family.AFI_IP if version == 4 else gobgp_pb2.Family.AFI_IP6
-    return gobgp_pb2.Family(afi=afi, safi=gobgp_pb2.Family.SAFI_UNICAST)
+def _family_of_version(version: int) -> common_pb2.Family:
+    afi = common_pb2.Family.AFI_IP if version == 4 else common_pb2.Family.AFI_IP6
+    return common_pb2.Family(afi=afi, safi=common_pb2.Family.SAFI_UNICAST)
 
 
-def family_message(prefix: str) -> gobgp_pb2.Family:
+def family_message(prefix: str) -> common_pb2.Family:
     """The gobgpd unicast Family of `prefix` (IPv4 or IPv6)."""
     return _family_of_version(6 if ":" in prefix else 4)
-
-
-def _pack(message: Any) -> Any:
-    from google.protobuf import any_pb2
-
-    packed = any_pb2.Any()
-    packed.Pack(message)
-    return packed
 
 
 # Building a Path is the speaker's hot loop (tens of thousands per full reconcile): parse each
 # prefix and next hop once. Protobuf copies a message assigned into another, so the cached
 # parts are never shared mutably.
 @functools.lru_cache(maxsize=1 << 17)
-def _nlri(prefix: str) -> Any:
+def _nlri(prefix: str) -> nlri_pb2.NLRI:
     network = ipaddress.ip_network(prefix, strict=True)
-    return _pack(
-        attribute_pb2.IPAddressPrefix(
+    return nlri_pb2.NLRI(
+        prefix=nlri_pb2.IPAddressPrefix(
             prefix=str(network.network_address), prefix_len=network.prefixlen
         )
     )
 
 
 @functools.lru_cache(maxsize=1 << 12)
-def _next_hop_attribute(next_hop: str) -> Any:
-    return _pack(attribute_pb2.NextHopAttribute(next_hop=next_hop))
+def _next_hop_attribute(next_hop: str) -> attribute_pb2.Attribute:
+    # IPv4 or IPv6 alike: for an IPv6 (or any non-IPv4-unicast) path gobgpd turns the next hop
+    # into MP_REACH_NLRI itself.
+    return attribute_pb2.Attribute(next_hop=attribute_pb2.NextHopAttribute(next_hop=next_hop))
 
 
 @functools.lru_cache(maxsize=1)
-def _origin_igp() -> Any:
-    return _pack(attribute_pb2.OriginAttribute(origin=0))
+def _origin_igp() -> attribute_pb2.Attribute:
+    return attribute_pb2.Attribute(origin=attribute_pb2.OriginAttribute(origin=0))
 
 
 def path_message(route: Route, withdraw: bool = False) -> gobgp_pb2.Path:
@@ -155,7 +156,7 @@ def peer_config_from_message(peer: gobgp_pb2.Peer) -> PeerConfig:
     for afi_safi in peer.afi_safis:
         if not afi_safi.config.enabled:
             continue
-        families.append(4 if afi_safi.config.family.afi == gobgp_pb2.Family.AFI_IP else 6)
+        families.append(4 if afi_safi.config.family.afi == common_pb2.Family.AFI_IP else 6)
         send_max = max(send_max, afi_safi.add_paths.config.send_max)
     timers = peer.timers.config
     return PeerConfig(
@@ -184,14 +185,11 @@ def peer_config_from_message(peer: gobgp_pb2.Peer) -> PeerConfig:
 def _route(prefix: str, path: gobgp_pb2.Path) -> Route:
     next_hop = ""
     for attr in path.pattrs:
-        if attr.Is(attribute_pb2.NextHopAttribute.DESCRIPTOR):
-            unpacked = attribute_pb2.NextHopAttribute()
-            attr.Unpack(unpacked)
-            next_hop = unpacked.next_hop
-        elif attr.Is(attribute_pb2.MpReachNLRIAttribute.DESCRIPTOR):
-            reach = attribute_pb2.MpReachNLRIAttribute()
-            attr.Unpack(reach)
-            next_hop = reach.next_hops[0] if reach.next_hops else ""
+        kind = attr.WhichOneof("attr")
+        if kind == "next_hop":
+            next_hop = attr.next_hop.next_hop
+        elif kind == "mp_reach":
+            next_hop = attr.mp_reach.next_hops[0] if attr.mp_reach.next_hops else ""
     return Route(prefix, next_hop, path.identifier)
 
 
@@ -202,7 +200,7 @@ class GoBGP:
         self.target = target
         self.timeout = timeout
         self._channel = grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
-        self._stub = gobgp_pb2_grpc.GobgpApiStub(self._channel)
+        self._stub = gobgp_pb2_grpc.GoBgpServiceStub(self._channel)
 
     def close(self) -> None:
         self._channel.close()
@@ -263,7 +261,12 @@ class GoBGP:
         )
 
     def stop_bgp(self) -> None:
-        """StopBgp: every session closes and the RIB is dropped (StartBgp begins a new one)."""
+        """StopBgp: every session closes (a Cease NOTIFICATION to each peer) and the RIB is
+        dropped.
+
+        GoBGP 4 also ends the BGP server's own loop: every later call, StartBgp included,
+        fails ("server stopped") until the gobgpd process is restarted. GoBGP 3 accepted a new
+        StartBgp after StopBgp."""
         self._call("StopBgp", gobgp_pb2.StopBgpRequest())
 
     def running_global(self) -> GlobalConfig | None:
@@ -353,26 +356,32 @@ class GoBGP:
         return result
 
     def add_route(self, route: Route) -> None:
-        self._call("AddPath", gobgp_pb2.AddPathRequest(path=path_message(route)))
+        request = gobgp_pb2.AddPathRequest(
+            table_type=gobgp_pb2.TABLE_TYPE_GLOBAL, path=path_message(route)
+        )
+        self._call("AddPath", request)
 
     def delete_route(self, route: Route) -> None:
         # Always name the path: DeletePath without one deletes every locally added path.
         self._call(
             "DeletePath",
             gobgp_pb2.DeletePathRequest(
-                family=family_message(route.prefix), path=path_message(route)
+                table_type=gobgp_pb2.TABLE_TYPE_GLOBAL,
+                family=family_message(route.prefix),
+                path=path_message(route),
             ),
         )
 
     def routes(self, family_of: str = "0.0.0.0/0") -> list[Route]:
         """Locally originated paths of one family in the global RIB (ListPath), as Routes."""
         request = gobgp_pb2.ListPathRequest(
-            table_type=gobgp_pb2.GLOBAL, family=family_message(family_of)
+            table_type=gobgp_pb2.TABLE_TYPE_GLOBAL, family=family_message(family_of)
         )
         result = []
         for reply in self._call("ListPath", request, stream=True):
             for path in reply.destination.paths:
-                if path.is_from_external or path.neighbor_ip not in ("", "<nil>"):
+                # A received path names its neighbour; a locally added one has none.
+                if path.is_from_external or path.neighbor_ip:
                     continue
                 result.append(_route(reply.destination.prefix, path))
         return sorted(result, key=lambda r: (r.prefix, r.next_hop, r.identifier))
@@ -382,7 +391,7 @@ class GoBGP:
         as Routes. For reading a gobgpd as a router (porter-lb audit); the speaker uses
         `routes`, its own paths only."""
         request = gobgp_pb2.ListPathRequest(
-            table_type=gobgp_pb2.GLOBAL, family=family_message(family_of)
+            table_type=gobgp_pb2.TABLE_TYPE_GLOBAL, family=family_message(family_of)
         )
         result = [
             _route(reply.destination.prefix, path)
@@ -405,11 +414,15 @@ class GoBGP:
                 chunk.append(path_message(route, withdraw))
                 if len(chunk) >= batch:
                     count += len(chunk)
-                    yield gobgp_pb2.AddPathStreamRequest(table_type=gobgp_pb2.GLOBAL, paths=chunk)
+                    yield gobgp_pb2.AddPathStreamRequest(
+                        table_type=gobgp_pb2.TABLE_TYPE_GLOBAL, paths=chunk
+                    )
                     chunk = []
             if chunk:
                 count += len(chunk)
-                yield gobgp_pb2.AddPathStreamRequest(table_type=gobgp_pb2.GLOBAL, paths=chunk)
+                yield gobgp_pb2.AddPathStreamRequest(
+                    table_type=gobgp_pb2.TABLE_TYPE_GLOBAL, paths=chunk
+                )
 
         try:
             self._stub.AddPathStream(requests(), timeout=max(self.timeout, 60.0))
