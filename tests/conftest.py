@@ -16,6 +16,7 @@ from kubernetes import client, config
 
 from porter_lab import netns
 from porter_lab.controlplane import ControlPlane
+from porter_lab.gobgp import gobgpd_binary
 from porter_lab.paths import CRD_DIR
 from porter_lab.routers import Bird, Frr, Neighbor, Router, RouterSpec
 from porter_lab.speakers import Gobgpd
@@ -23,7 +24,6 @@ from porter_lab.topology import EIP_POOL, NODE_ASN, PREFIX_ROOT, ROUTER_ASN, Top
 
 REQUIRED_COMMANDS = (
     "ip",
-    "gobgpd",
     "bird",
     "birdc",
     "vtysh",
@@ -39,7 +39,11 @@ def bed_prerequisites() -> None:
         pytest.fail("the test bed needs root (network namespaces, routing daemons)")
     missing = [c for c in REQUIRED_COMMANDS if not shutil.which(c)]
     if missing:
-        pytest.fail(f"missing {missing}: run scripts/setup.sh (apt: gobgpd bird2 frr iproute2)")
+        pytest.fail(f"missing {missing}: run scripts/setup.sh (apt: bird2 frr iproute2)")
+    try:
+        gobgpd_binary()  # the pinned gobgpd, built into the cache by scripts/setup.sh
+    except FileNotFoundError as error:
+        pytest.fail(str(error))
 
 
 @pytest.fixture(scope="session")

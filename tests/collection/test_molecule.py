@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from porter_lab import netns
+from porter_lab.gobgp import gobgp_cli_binary, gobgpd_binary
 from porter_lab.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -41,7 +42,13 @@ LOCKS = Path("/run/porter-molecule")
 
 def molecule(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ANSIBLE_", "MOLECULE_"))}
-    env |= {"PATH": f"{BIN}:{env.get('PATH', '')}", "ANSIBLE_NOCOLOR": "1", "NO_COLOR": "1"}
+    # The beds' gobgpd and gobgp: the pinned release scripts/setup.sh built.
+    path = [BIN, gobgpd_binary().parent, gobgp_cli_binary().parent]
+    env |= {
+        "PATH": ":".join([*map(str, path), env.get("PATH", "")]),
+        "ANSIBLE_NOCOLOR": "1",
+        "NO_COLOR": "1",
+    }
     return subprocess.run(
         [str(BIN / "molecule"), *args],
         cwd=COLLECTION,

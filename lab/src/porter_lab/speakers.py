@@ -7,6 +7,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from porter_lab.gobgp import gobgpd_binary
 from porter_lab.processes import Daemon
 from porter_lb.kube.api import KubeAPI
 from porter_lb.kube.informers import Informers
@@ -17,8 +18,9 @@ from porter_lb.routing.speaker import SPEAKER_KINDS
 
 @dataclass
 class Gobgpd:
-    """One gobgpd. Its gRPC API listens only on a unix socket (never on :50051 of every address),
-    which the test process reaches from outside the namespace."""
+    """One gobgpd, the release tools/gobgp pins (built by scripts/setup.sh). Its gRPC API
+    listens only on a unix socket (never on :50051 of every address), which the test process
+    reaches from outside the namespace."""
 
     netns: str
     workdir: Path
@@ -39,10 +41,12 @@ class Gobgpd:
         self.daemon = Daemon(
             "gobgpd",
             [
-                "gobgpd",
+                str(gobgpd_binary()),
                 "--api-hosts",
                 self.target,
                 "--pprof-disable",
+                # No metrics listener either (GoBGP 4 opens one on localhost:6060 by default).
+                "--metrics-path=",
                 "--log-plain",
                 "--log-level",
                 "info",
