@@ -366,7 +366,10 @@ def test_containerfile_runs_programs_it_installs(path: Path) -> None:
     runs = " ".join(a for w, a in steps if w == "RUN")
     assert "pip install --no-cache-dir ./runtime" in runs
     final_stage = path.read_text().rsplit("FROM ", 1)[1]
-    assert re.search(r"apt-get install [^\n]*\bgobgpd\b", final_stage), "gobgpd not installed"
+    # gobgpd, and the gobgp CLI its probes run, from the stage that builds tools/gobgp's pin.
+    copied = re.search(r"^COPY --from=gobgp ([^\n]*) /usr/local/bin/$", final_stage, re.MULTILINE)
+    assert copied, "gobgpd not copied from the gobgp stage"
+    assert {Path(source).name for source in copied.group(1).split()} == {"gobgpd", "gobgp"}
     # Every command the manifests run is a console script or gobgpd.
     values = description.merged_values({"controller": {"speaker": "central"}})
     objects = description.manifests(values, component)

@@ -2,6 +2,8 @@
 
     base        localhost/porter-lab/debian:bookworm-<d>    debootstrap --variant=minbase,
                                                             slimmed, podman import
+    golang      localhost/porter-lab/golang:go1.x-<d>       this host's Go toolchain on the
+                                                            base (no registry for golang:1.26)
     controller  localhost/porter-lb-controller:0.1.0-<d>    containers/controller.Containerfile
     agent       localhost/porter-lb-agent:0.1.0-<d>         containers/agent.Containerfile
     test-app    localhost/porter-lab/test-app:<d>           lab/images/test-app
@@ -10,7 +12,12 @@
 Every tag carries a digest of what the image is made of: its Containerfile, the files it copies
 (the runtime's sources for porter-lb's images, with the same exclusions as .containerignore),
 its base image and build arguments. A build whose tag exists is skipped, so a changed runtime
-source gives a new tag (and a new image), an unchanged one costs nothing. Each image is also
+source gives a new tag (and a new image), an unchanged one costs nothing.
+
+porter-lb's images build gobgpd in a stage of their own from tools/gobgp (as a user's build
+does with docker.io/library/golang): here on the golang image above, with GOPROXY=off and this
+host's Go module cache mounted read-only, where scripts/setup.sh has downloaded the pinned
+GoBGP module. Each image is also
 saved once as an archive in the cache (`$PORTER_LB_CACHE/images/`), which porter_lab.cluster
 imports into every node's containerd.
 
@@ -27,6 +34,7 @@ a layer.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import hashlib
 import os
 import re
@@ -230,6 +238,7 @@ class Image:
     needs_base: bool = True
     # Prepares the context (the pause binary) before hashing; returns nothing.
     prepare: Callable[[], None] | None = field(default=None, compare=False)
+    builds_gobgp: bool = False  # has the gobgp stage (GO_IMAGE, tools/gobgp)
 
     def ref(self, base: str) -> str:
         if self.prepare is not None:
@@ -239,6 +248,8 @@ class Image:
             parts += [relative.encode(), path.read_bytes()]
         if self.needs_base:
             parts.append(base.encode())
+        if self.builds_gobgp:
+            parts.append(golang_image().ref(base).encode())
         return f"{self.repository}:{self.tag_prefix}{digest(parts)}"
 
 
@@ -301,10 +312,52 @@ def _pause_source() -> Path:
     return source
 
 
+@functools.cache
+def golang_image() -> Image:
+    """This host's Go toolchain (its GOROOT as the build context) on the base image: the gobgp
+    stage of porter-lb's images builds with it (a user's build takes docker.io/library/golang)."""
+    if not shutil.which("go"):
+        raise RuntimeError("the Go toolchain is needed to build gobgpd: `go` not on PATH")
+    root = Path(
+        subprocess.run(
+            ["go", "env", "GOROOT"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    )
+    version = (root / "VERSION").read_text().split()[0]
+    return Image(
+        "golang",
+        "localhost/porter-lab/golang",
+        REPO / "lab/images/golang/Containerfile",
+        root,
+        ("VERSION",),
+        tag_prefix=f"{version}-",
+    )
+
+
+def _gobgp_build_arguments(base: str, log: Log) -> list[str]:
+    """The gobgp stage's arguments: the golang image (built if missing), no proxy, this host's
+    module cache read-only (the pinned GoBGP module downloaded into it first)."""
+    go_image = build(golang_image(), base, log)
+    env = {**os.environ, "GOSUMDB": "off", "GOFLAGS": "-mod=readonly"}
+    subprocess.run(["go", "mod", "download"], cwd=REPO / "tools/gobgp", env=env, check=True)
+    modcache = subprocess.run(
+        ["go", "env", "GOMODCACHE"], capture_output=True, text=True, check=True, env=env
+    ).stdout.strip()
+    return [
+        "--build-arg",
+        f"GO_IMAGE={go_image}",
+        "--build-arg",
+        "GOPROXY=off",
+        "--volume",
+        f"{modcache}:/go/pkg/mod:ro",
+    ]
+
+
 RUNTIME_INPUTS = (
     "containers/constraints.txt",
     "runtime",
     "ansible_collections/porter/lb/plugins/module_utils/addresses.py",
+    "tools/gobgp",
 )
 CONTROLLER = Image(
     "controller",
@@ -313,6 +366,7 @@ CONTROLLER = Image(
     REPO,
     RUNTIME_INPUTS,
     tag_prefix=f"{_runtime_version()}-",
+    builds_gobgp=True,
 )
 AGENT = Image(
     "agent",
@@ -321,6 +375,7 @@ AGENT = Image(
     REPO,
     RUNTIME_INPUTS,
     tag_prefix=f"{_runtime_version()}-",
+    builds_gobgp=True,
 )
 TEST_APP = Image(
     "test-app",
@@ -357,6 +412,7 @@ RUNTIME_HOST = Image(
     REPO,
     RUNTIME_INPUTS,
     tag_prefix=f"{_runtime_version()}-",
+    builds_gobgp=True,
 )
 HOST_IMAGES = (MOLECULE_HOST, RUNTIME_HOST)
 
@@ -395,6 +451,8 @@ def build(image: Image, base: str, log: Log = print) -> str:
     argv += ["--tag", ref]
     if image.needs_base:
         argv += ["--build-arg", f"BASE_IMAGE={base}", *build_volumes()]
+    if image.builds_gobgp:
+        argv += _gobgp_build_arguments(base, log)
     argv.append(str(image.context))
     log_path = cache_dir() / "images" / f"build-{image.name}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
