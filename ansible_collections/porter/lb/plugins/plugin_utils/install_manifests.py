@@ -230,6 +230,9 @@ def _gobgpd_container(image, pull_policy, run_as_root):
             "--api-hosts",
             GOBGP_TARGET,
             "--pprof-disable",
+            # GoBGP 4 serves Prometheus metrics on --pprof-host (localhost:6060) even with
+            # pprof off; an empty path turns that listener off too.
+            "--metrics-path=",
             "--log-plain",
             "--log-level",
             "info",
