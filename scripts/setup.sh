@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
 # Install everything porter-lb's lab and tests need, idempotently, printing progress:
-#   apt packages (gobgpd, BIRD 2, FRR, iproute2, GoBGP's .proto files, containerd, runc, CNI
-#   plugins, podman, debootstrap), a virtualenv with the runtime and the lab installed,
-#   gobgpd and gobgp (GoBGP 4), etcd, the Kubernetes components (kube-apiserver, kubelet,
-#   controller-manager, scheduler, kube-proxy, kubectl) and helm built from pinned Go modules,
-#   and the container images.
+#   apt packages (BIRD 2, FRR, iproute2, containerd, runc, CNI plugins, podman, debootstrap),
+#   a virtualenv with the runtime and the lab installed, gobgpd and gobgp, etcd, the
+#   Kubernetes components (kube-apiserver, kubelet, controller-manager, scheduler, kube-proxy,
+#   kubectl) and helm built from pinned Go modules, and the container images.
 # Caches live outside the checkout: $PORTER_LB_CACHE (default ~/.cache/porter-lb).
 # Prints the virtualenv's path as its last line.
 set -euo pipefail
@@ -22,7 +21,7 @@ step "System packages"
 # The real cluster (porter_lab.cluster): containerd, runc and the CNI plugins on its nodes,
 # iptables and conntrack for kube-proxy, socat to reach its API server from this host; the
 # images (porter_lab.images): podman and debootstrap.
-packages=(gobgpd bird2 frr golang-github-osrg-gobgp-dev iproute2 procps git ca-certificates
+packages=(bird2 frr iproute2 procps git ca-certificates
           containerd runc containernetworking-plugins iptables conntrack socat
           podman debootstrap)
 missing=()
