@@ -8,6 +8,8 @@ Each test states its rule and watches the router's kernel FIB (the next hops of 
 * a kubelet stopped: its Node goes NotReady after the grace period and its next hops go
   (externalTrafficPolicy Cluster: every Ready node); started again, they return;
 * gobgpd killed in an agent pod: the kubelet restarts the container and the routes return;
+* a BgpConf edit that needs a new BGP instance (listen port): each agent restarts its gobgpd,
+  and with graceful restart no next hop leaves the FIB;
 * the controller's leader pod deleted: another replica (the standby, or the replacement pod
   if it starts first) leads within the failover bound, no Service's IP changes, a new
   Service gets one;
@@ -19,6 +21,7 @@ Each test states its rule and watches the router's kernel FIB (the next hops of 
 from __future__ import annotations
 
 import copy
+import json
 import os
 import signal
 import time
@@ -29,6 +32,9 @@ import pytest
 
 from porter_lab import netns, testapp, traffic
 from porter_lab.clusterbed import NAMESPACE, ClusterBed
+from porter_lab.fib import FibLog
+from porter_lab.routers import established
+from porter_lab.topology import EIP_POOL
 from porter_lab.waiting import wait_for
 
 APPS = "failures"
@@ -162,6 +168,67 @@ def test_a_killed_gobgpd_is_restarted_by_the_kubelet_and_the_routes_return(
     )
     bed.wait_hops(ip, everyone, 60, "node2's next hop back (the agent re-programmed gobgpd)")
     bed.wait_porter_ready()
+
+
+def gobgpd_restarts(bed: ClusterBed) -> dict[str, int]:
+    return {node: restarts(agent_pod(bed, node), "gobgpd") for node in bed.addresses}
+
+
+def patch(bed: ClusterBed, kind: str, name: str, spec: dict) -> None:
+    bed.kubectl("patch", kind, name, "--type=merge", "-p", json.dumps({"spec": spec}))
+
+
+def test_a_bgpconf_edit_restarts_each_gobgpd_without_losing_a_next_hop(
+    installed: ClusterBed,
+) -> None:
+    """GoBGP 4 runs one BGP instance per process: an edited listen port makes each agent stop
+    its instance (graceful-restart peers keep the routes), SIGTERM its gobgpd (the pod shares
+    its process namespace), and program the container the kubelet starts again. Rule: with
+    graceful restart on, no next hop of the EIP leaves the router's kernel FIB."""
+    bed = installed
+    bed.deploy_app("edited", APPS, replicas=3)
+    ip = bed.service_ip("edited", APPS)
+    everyone = set(bed.addresses.values())
+    bed.wait_hops(ip, everyone, 120, "the EIP via the three nodes")
+    graceful = {"enabled": True, "restartTime": 120}
+    try:
+        # Turning graceful restart on is itself an instance change (one restart each).
+        before = gobgpd_restarts(bed)
+        patch(bed, "bgppeer", "lab-router", {"gracefulRestart": graceful})
+        patch(bed, "bgpconf", "default", {"gracefulRestart": graceful})
+        wait_for(
+            lambda: all(n > before[node] for node, n in gobgpd_restarts(bed).items()),
+            90,
+            "each gobgpd restarted for graceful restart",
+        )
+        established(bed.router, 60)
+        bed.wait_hops(ip, everyone, 60, "the EIP via the three nodes again")
+        bed.wait_porter_ready()
+
+        before = gobgpd_restarts(bed)
+        fib = FibLog(bed.topology.router_ns, EIP_POOL)
+        try:
+            edited = time.monotonic()
+            patch(bed, "bgpconf", "default", {"listenPort": 1179})
+            wait_for(
+                lambda: all(n == before[node] + 1 for node, n in gobgpd_restarts(bed).items()),
+                90,
+                "the agents restarting their gobgpd for the new listen port",
+            )
+            established(bed.router, 60)
+            bed.wait_porter_ready()
+            bed.wait_hops(ip, everyone, 60, "the EIP via the three nodes after the edit")
+            took = time.monotonic() - edited
+            lost = fib.lost_next_hops(edited)
+        finally:
+            fib.close()
+        print(f"listen port edit: every gobgpd restarted and programmed in {took:.1f}s")
+        assert lost == {}, f"next hops left the router's FIB during the edit: {lost}"
+    finally:
+        patch(bed, "bgpconf", "default", {"listenPort": 179, "gracefulRestart": None})
+        patch(bed, "bgppeer", "lab-router", {"gracefulRestart": None})
+        bed.wait_hops(ip, everyone, 120, "the EIP via the three nodes, settings restored")
+        bed.kubectl("delete", "-n", APPS, "deployment/edited", "service/edited")
 
 
 def lease_holder(bed: ClusterBed) -> str:

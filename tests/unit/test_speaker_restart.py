@@ -16,7 +16,7 @@ from porter_lb.routing.bgp_config import (
     PeerConfig,
     peer_spec_from_bgppeer,
 )
-from porter_lb.routing.gobgp import GoBGP, peer_config_from_message, peer_message
+from porter_lb.routing.gobgp import GoBGP, GoBGPError, peer_config_from_message, peer_message
 from porter_lb.routing.routes import Route
 from porter_lb.routing.speaker import GOBGP_RETRY_MAX, OTHER_RETRY_MAX, Speaker, retry_delay
 
@@ -132,6 +132,90 @@ def test_a_new_instance_gets_its_paths_before_its_peers(graceful_restart: bool) 
     speaker.reconcile_all()
     assert gobgp.calls == ["start", "add 1 paths", f"add peer{restarting}"]
     assert gobgp.paths == {Route(f"{IP}/32", "0.0.0.0")}
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"as": 65002}, {"routerId": "192.0.2.9"}, {"listenPort": 1790}],
+    ids=["asn", "router-id", "listen-port"],
+)
+def test_a_changed_instance_restarts_gobgpd_and_keeps_the_node_accepting(
+    change: dict[str, Any],
+) -> None:
+    """GoBGP 4 starts a new instance only in a new process: the speaker stops the old one
+    letting graceful-restart peers keep its routes ("stop graceful"), asks for the restart,
+    and programs the new gobgpd as after a crash (paths, then peers as a restarting speaker).
+    The node never stops accepting the announced prefix meanwhile."""
+    gobgp = MemoryGobgpd()
+    cluster = _cluster()
+    accepted: list[frozenset[str]] = []
+    speaker = Speaker(
+        cluster,
+        gobgp,
+        MemoryKube(),
+        node_name=NODE,
+        accept_prefixes=accepted.append,
+        restart_gobgpd=gobgp.restart_process,
+    )
+    speaker.reconcile_all()
+    gobgp.calls.clear()
+    conf = objects.bgp_conf(65001)
+    conf["spec"].update(change)
+    cluster.put("BgpConf", conf)
+
+    with pytest.raises(GoBGPError, match="restarting gobgpd"):
+        speaker.reconcile_all()
+    assert gobgp.calls == ["stop graceful", "restart"]
+    speaker.reconcile_all()  # the loop retries at once
+    assert gobgp.calls[2:] == ["start", "add 1 paths", "add peer restarting"]
+    running = gobgp.running_global()
+    assert running is not None
+    expected = {"as": 65001, "listenPort": 179} | change
+    assert (running.asn, running.listen_port) == (expected["as"], expected["listenPort"])
+    if "routerId" in change:
+        assert running.router_id == change["routerId"]
+    assert gobgp.paths == {Route(f"{IP}/32", "0.0.0.0")}
+    assert accepted and all(prefixes == {f"{IP}/32"} for prefixes in accepted)
+
+
+def test_without_a_way_to_restart_gobgpd_the_speaker_says_so_and_keeps_trying() -> None:
+    gobgp = MemoryGobgpd()
+    cluster = _cluster()
+    speaker = Speaker(cluster, gobgp, MemoryKube(), node_name=NODE)
+    speaker.reconcile_all()
+    cluster.put("BgpConf", objects.bgp_conf(65002))
+    with pytest.raises(GoBGPError, match=r"gobgpd must be restarted .* no way to restart it"):
+        speaker.reconcile_all()
+    with pytest.raises(GoBGPError, match="server stopped"):
+        speaker.reconcile_all()  # until something restarts the process
+    gobgp.crash()
+    speaker.reconcile_all()
+    assert gobgp.running_asn() == 65002
+
+
+def test_a_deleted_bgpconf_stops_the_instance_and_asks_for_a_fresh_gobgpd() -> None:
+    gobgp = MemoryGobgpd()
+    cluster = _cluster()
+    accepted: list[frozenset[str]] = []
+    speaker = Speaker(
+        cluster,
+        gobgp,
+        MemoryKube(),
+        node_name=NODE,
+        accept_prefixes=accepted.append,
+        restart_gobgpd=gobgp.restart_process,
+    )
+    speaker.reconcile_all()
+    gobgp.calls.clear()
+    cluster.delete("BgpConf", "default")
+    speaker.reconcile_all()
+    # Notifications to every peer (no graceful restart: the routes must go), a fresh process
+    # for a later BgpConf, and the node stops accepting what is no longer announced.
+    assert gobgp.calls == ["stop", "restart"]
+    assert accepted[-1] == frozenset()
+    cluster.put("BgpConf", objects.bgp_conf(65001))
+    speaker.reconcile_all()
+    assert gobgp.running_asn() == 65001
 
 
 def test_the_node_accepts_before_announcing_and_stops_after_withdrawing() -> None:

@@ -23,6 +23,7 @@ from porter_lb.routing.bgp_config import (
     PeerConfig,
     PeerStatus,
 )
+from porter_lb.routing.gobgp import GoBGPError
 from porter_lb.routing.routes import Route
 
 
@@ -145,7 +146,10 @@ def _merge(target: Obj, patch: Obj) -> None:
 class MemoryGobgpd:
     """gobgpd as a speaker sees it: an instance (or none), configured peers, local paths and
     session states. Every change is logged in `calls` ("start", "add 2 paths", "add peer
-    restarting", ...); pass a shared list to interleave it with other logs."""
+    restarting", ...); pass a shared list to interleave it with other logs.
+
+    As GoBGP 4: after StopBgp every call fails ("server stopped") until the process restarts
+    (`restart_process`, what a speaker's `restart_gobgpd` asks for, or `crash`)."""
 
     target = "memory"
 
@@ -155,25 +159,37 @@ class MemoryGobgpd:
         self.configured: dict[str, PeerConfig] = {}
         self.paths: set[Route] = set()
         self.sessions: dict[str, str] = {}  # neighbour address -> session state
+        self.stopped = False  # StopBgp ended the server loop
+
+    def _serving(self) -> None:
+        if self.stopped:
+            raise GoBGPError("memory gobgpd: server stopped")
 
     def running_global(self) -> GlobalConfig | None:
+        self._serving()
         return self.running
 
     def running_asn(self) -> int:
+        self._serving()
         return self.running.asn if self.running is not None else 0
 
     def start_global(self, config: GlobalConfig) -> None:
+        self._serving()
         self.calls.append("start")
         self.running = config
 
-    def stop_bgp(self) -> None:
-        self.calls.append("stop")
-        self.crash()
+    def stop_bgp(self, *, allow_graceful_restart: bool = False) -> None:
+        self._serving()
+        self.calls.append("stop graceful" if allow_graceful_restart else "stop")
+        self.running, self.configured, self.paths = None, {}, set()
+        self.stopped = True
 
     def peer_configs(self) -> dict[str, PeerConfig]:
+        self._serving()
         return dict(self.configured)
 
     def peers(self) -> list[PeerStatus]:
+        self._serving()
         return [
             PeerStatus(address, config.peer_asn, self.sessions.get(address, "active"))
             for address, config in sorted(self.configured.items())
@@ -181,22 +197,27 @@ class MemoryGobgpd:
 
     def add_peer_config(self, config: PeerConfig, *, restarting: bool = False) -> None:
         # As GoBGP.add_peer_config: the Restart State bit only with graceful restart enabled.
+        self._serving()
         marked = restarting and config.graceful_restart.enabled
         self.calls.append(f"add peer{' restarting' if marked else ''}")
         self.configured[config.neighbor_address] = config
 
     def update_peer(self, config: PeerConfig) -> None:
+        self._serving()
         self.calls.append("update peer")
         self.configured[config.neighbor_address] = config
 
     def delete_peer(self, neighbor_address: str) -> None:
+        self._serving()
         self.calls.append("delete peer")
         self.configured.pop(neighbor_address, None)
 
     def local_routes(self) -> list[Route]:
+        self._serving()
         return sorted(self.paths)
 
     def add_routes(self, routes: Iterable[Route], batch: int = 1000) -> int:
+        self._serving()
         added = list(routes)
         self.calls.append(f"add {len(added)} paths")
         # gobgpd keys paths by prefix and identifier: a new next hop replaces the old path.
@@ -205,6 +226,7 @@ class MemoryGobgpd:
         return len(added)
 
     def withdraw_routes(self, routes: Iterable[Route], batch: int = 1000) -> int:
+        self._serving()
         withdrawn = list(routes)
         self.calls.append(f"withdraw {len(withdrawn)} paths")
         self.paths -= set(withdrawn)
@@ -216,6 +238,13 @@ class MemoryGobgpd:
     def crash(self) -> None:
         """gobgpd restarted empty: no instance, no peers, no paths."""
         self.running, self.configured, self.paths = None, {}, set()
+        self.stopped = False
+
+    def restart_process(self) -> str | None:
+        """A speaker's `restart_gobgpd`: the supervisor starts a fresh gobgpd at once."""
+        self.calls.append("restart")
+        self.crash()
+        return None
 
 
 def _conforms() -> tuple[Caches, KubeClient, GobgpdClient]:

@@ -4,7 +4,7 @@ central speaker (`porter_lb.routing.central.run_central`) in a thread of the cal
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from porter_lab.gobgp import gobgpd_binary
@@ -20,12 +20,20 @@ from porter_lb.routing.speaker import SPEAKER_KINDS
 class Gobgpd:
     """One gobgpd, the release tools/gobgp pins (built by scripts/setup.sh). Its gRPC API
     listens only on a unix socket (never on :50051 of every address), which the test process
-    reaches from outside the namespace."""
+    reaches from outside the namespace.
+
+    Supervised as kubelet supervises the gobgpd container: when the process exits on its own
+    (a speaker asks it to, to change its BGP instance: GoBGP 4 runs one per process), a fresh
+    one starts at once on the same socket. `stop` and `kill` (a crash the caller stages) are
+    not followed by a restart; `start` again after them."""
 
     netns: str
     workdir: Path
     daemon: Daemon | None = None
     client: GoBGP | None = None
+    restarts: int = 0  # by the supervisor, not by start()
+    _wanted: bool = field(default=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def socket(self) -> Path:
@@ -37,8 +45,20 @@ class Gobgpd:
 
     def start(self) -> GoBGP:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.socket.unlink(missing_ok=True)
-        self.daemon = Daemon(
+        with self._lock:
+            self._wanted = True
+            daemon = self._launch()
+        self.client = GoBGP(self.target)
+        try:
+            self.client.wait_ready(10)
+        except Exception:
+            daemon.check_running()
+            raise
+        return self.client
+
+    def _launch(self) -> Daemon:
+        self.socket.unlink(missing_ok=True)  # as the container's command does
+        daemon = Daemon(
             "gobgpd",
             [
                 str(gobgpd_binary()),
@@ -54,19 +74,32 @@ class Gobgpd:
             self.workdir / "gobgpd.log",
             netns=self.netns,
         ).start()
-        self.client = GoBGP(self.target)
-        try:
-            self.client.wait_ready(10)
-        except Exception:
-            self.daemon.check_running()
-            raise
-        return self.client
+        self.daemon = daemon
+        threading.Thread(target=self._supervise, args=(daemon,), daemon=True).start()
+        return daemon
+
+    def _supervise(self, daemon: Daemon) -> None:
+        assert daemon.process is not None
+        daemon.process.wait()
+        with self._lock:
+            if self._wanted and self.daemon is daemon:
+                self.restarts += 1
+                self._launch()
 
     def stop(self) -> None:
+        with self._lock:
+            self._wanted = False
         if self.client is not None:
             self.client.close()
         if self.daemon is not None:
             self.daemon.stop()
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would; not restarted until `start`."""
+        with self._lock:
+            self._wanted = False
+        if self.daemon is not None:
+            self.daemon.kill()
 
 
 class CentralSpeaker:

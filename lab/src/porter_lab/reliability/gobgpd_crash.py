@@ -221,7 +221,6 @@ def crash(
         wait_for(lambda: bed.held_rib(speaker) == bed.desired_rib(speaker, ips), 60, "RIB settled")
         victim = bed.speakers[speaker]
         node = bed.topology.nodes[speaker]
-        assert victim.daemon is not None
         # The Service deleted while gobgpd is down: one the dead speaker announces.
         doomed = next(name for name, nodes in sorted(bed.services.items()) if node.name in nodes)
         doomed_prefix = f"{ips[doomed]}/32"
@@ -231,7 +230,7 @@ def crash(
         }
 
         killed_wall, killed = time.time(), time.monotonic()
-        victim.daemon.kill()
+        victim.kill()
         log = bed.speaker_log(speaker)
         detected = wait_for(
             lambda: gobgpd_failures(log, killed_wall - 0.002), 30, "the speaker to notice"

@@ -49,6 +49,7 @@ from porter_lb.kube.informers import Informers
 from porter_lb.layer2.announcer import Layer2Announcer
 from porter_lb.layer2.heartbeat import DEFAULT_INTERVAL, DEFAULT_TIMEOUT
 from porter_lb.routing.gobgp import GoBGP
+from porter_lb.routing.gobgpd_process import GobgpdProcess
 from porter_lb.routing.speaker import SPEAKER_KINDS, Speaker
 from porter_lb.telemetry.health import HEALTH
 
@@ -128,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
         withdraw_on_stop=args.withdraw_on_exit,
         class_name=args.load_balancer_class,
         accept_prefixes=host_rules.sync if host_rules is not None else None,
+        restart_gobgpd=GobgpdProcess(gobgp.target).restart,
     )
     HEALTH.readiness(
         "caches", lambda: None if informers.synced else "the watch caches are still listing"

@@ -13,6 +13,7 @@ from porter_lb.kube.events import EventRecorder
 from porter_lb.kube.informers import Informers
 from porter_lb.model.resources import LOAD_BALANCER_CLASS
 from porter_lb.routing.gobgp import GoBGP
+from porter_lb.routing.gobgpd_process import GobgpdProcess
 from porter_lb.routing.speaker import CENTRAL_STATUS_KEY, Speaker
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ def central_speaker(
         default_router_id=router_id,
         secret_namespace=namespace,
         class_name=class_name,
+        restart_gobgpd=GobgpdProcess(gobgp.target).restart,
     )
 
 

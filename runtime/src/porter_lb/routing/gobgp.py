@@ -260,14 +260,17 @@ class GoBGP:
             config.graceful_restart,
         )
 
-    def stop_bgp(self) -> None:
-        """StopBgp: every session closes (a Cease NOTIFICATION to each peer) and the RIB is
-        dropped.
+    def stop_bgp(self, *, allow_graceful_restart: bool = False) -> None:
+        """StopBgp: every session closes and the RIB is dropped. Each peer gets a Cease
+        NOTIFICATION, except, with `allow_graceful_restart`, those that negotiated graceful
+        restart: their sessions just close, so they keep our routes as stale (RFC 4724).
 
         GoBGP 4 also ends the BGP server's own loop: every later call, StartBgp included,
-        fails ("server stopped") until the gobgpd process is restarted. GoBGP 3 accepted a new
-        StartBgp after StopBgp."""
-        self._call("StopBgp", gobgp_pb2.StopBgpRequest())
+        fails ("server stopped") until the gobgpd process is restarted
+        (`routing.gobgpd_process`). GoBGP 3 accepted a new StartBgp after StopBgp."""
+        self._call(
+            "StopBgp", gobgp_pb2.StopBgpRequest(allow_graceful_restart=allow_graceful_restart)
+        )
 
     def running_global(self) -> GlobalConfig | None:
         """The running instance's ASN, router ID, listen port and addresses (GetBgp), or None

@@ -150,6 +150,7 @@ class Speaker:
         withdraw_on_stop: bool = False,
         class_name: str = LOAD_BALANCER_CLASS,
         accept_prefixes: Callable[[frozenset[str]], None] | None = None,
+        restart_gobgpd: Callable[[], str | None] | None = None,
     ) -> None:
         if mode == "node" and not node_name:
             raise ValueError("a node speaker needs its node's name")
@@ -168,6 +169,9 @@ class Speaker:
         self.withdraw_on_stop = withdraw_on_stop
         self.class_name = class_name
         self.accept_prefixes = accept_prefixes
+        # Asks gobgpd's process to exit so that its supervisor starts a fresh one (GoBGP 4
+        # cannot start another instance after StopBgp): None once asked, else why it cannot.
+        self.restart_gobgpd = restart_gobgpd
 
         self._cond = threading.Condition()
         self._full = True
@@ -385,14 +389,18 @@ class Speaker:
         """Make gobgpd run the wanted instance; True when it does.
 
         No BgpConf: the instance is stopped (nothing is to be announced). A changed ASN,
-        router ID or listen setting restarts it, which drops its sessions and RIB; the
-        caller then re-programs everything.
+        router ID, listen setting or graceful restart needs a new instance, and GoBGP 4 starts
+        one only in a new process: the instance is stopped letting graceful-restart peers keep
+        our routes, gobgpd is asked to exit (its supervisor restarts it), and GoBGPError sends
+        the loop to retry until the new gobgpd answers; the caller then programs it as after
+        any gobgpd restart (paths first, then peers as to a restarting speaker).
         """
         running = self.gobgp.running_global()
         if wanted is None:
             if running is not None:
                 log.info("no BgpConf: stopping the BGP instance")
                 self.gobgp.stop_bgp()
+                self._ask_restart("the BgpConf is gone")
             self._global = None
             self._held = {}
             return False
@@ -400,11 +408,18 @@ class Speaker:
             global_differs(running, wanted) or (self._global is not None and self._global != wanted)
         ):
             log.info(
-                "BGP instance changed: restarting it",
+                "BGP instance changed: restarting gobgpd",
                 extra={"asn": wanted.asn, "router_id": wanted.router_id},
             )
-            self.gobgp.stop_bgp()
-            running = None
+            self.gobgp.stop_bgp(allow_graceful_restart=True)
+            self._global = None
+            self._held = None
+            why = self._ask_restart("the BGP instance changed")
+            raise GoBGPError(
+                "restarting gobgpd for the changed BGP instance"
+                if why is None
+                else f"gobgpd must be restarted to run the changed BGP instance: {why}"
+            )
         if running is None:
             self.gobgp.start_global(wanted)
             log.info(
@@ -416,6 +431,21 @@ class Speaker:
         if self._held is None:
             self._held = self._read_held()
         return True
+
+    def _ask_restart(self, reason: str) -> str | None:
+        """Ask for a new gobgpd process (see _ensure_instance); None once asked, else why not."""
+        why = (
+            self.restart_gobgpd()
+            if self.restart_gobgpd is not None
+            else "this speaker was given no way to restart it"
+        )
+        if why is not None:
+            log.error(
+                "%s: gobgpd needs a restart (GoBGP 4 runs one instance per process) and %s",
+                reason,
+                why,
+            )
+        return why
 
     def _read_held(self) -> dict[str, set[Route]]:
         held: dict[str, set[Route]] = {}

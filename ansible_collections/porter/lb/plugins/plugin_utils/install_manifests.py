@@ -417,6 +417,10 @@ def _controller_objects(values):
             },
         },
     }
+    if speaker == "central":
+        # The speaker restarts gobgpd (SIGTERM, kubelet starts a fresh one) when the BGP
+        # instance changes: GoBGP 4 runs one instance per process.
+        deployment["spec"]["template"]["spec"]["shareProcessNamespace"] = True
     return [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": _meta(ns, "controller")},
         {
@@ -638,6 +642,9 @@ def _agent_objects(values):
                         "priorityClassName": "system-node-critical",
                         # gobgpd's sessions close on the way out: the router withdraws at once.
                         "terminationGracePeriodSeconds": 10,
+                        # The agent restarts gobgpd (SIGTERM, kubelet starts a fresh one) when
+                        # the BGP instance changes: GoBGP 4 runs one instance per process.
+                        "shareProcessNamespace": True,
                         "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
                         "nodeSelector": a["nodeSelector"],
                         "tolerations": a["tolerations"],
