@@ -197,6 +197,11 @@ TABLE = config_lines.Table([
                              n.keepalive, n.hold_time),
           each="neighbor", key=r"^(peer \S+ timer) keepalive ",
           read=_ints("keepalive", "hold_time"), fields=("keepalive", "hold_time")),
+    # BFD (the single-hop / multi-hop choice is the switch's: owned, replaced by the plain line)
+    _line("bfd", "bgp", _P + r"bfd(?: (?:single-hop|multi-hop))?$",
+          lambda c, n: "peer %s bfd" % n.address if n.bfd else None, each="neighbor",
+          key=r"^(peer \S+ bfd)(?: |$)", read=lambda m: {"address": m["address"], "bfd": True},
+          fields=("bfd",)),
     # the dynamic peer ranges, after every group (a range names its group)
     _line("listen_range", "bgp",
           r"^peer (?P<net>\d+\.\d+\.\d+\.\d+) (?P<len>\d+) group (?P<address>\S+)$",

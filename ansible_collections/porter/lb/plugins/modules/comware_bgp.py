@@ -137,6 +137,38 @@ options:
                 C(internal) - dynamic peers take their AS from it.
             type: list
             elements: str
+          port:
+            description:
+              - Only V(179) (or not given) is accepted. Comware 7 has no per-peer
+                destination port (no C(peer ... port) command) - the switch always
+                connects to 179, so a node speaker listening on another port must open the
+                session itself. Any other value fails the task naming the field.
+              - Taken so that one neighbour list can serve the BIRD, FRR and Comware
+                modules; nothing is written for it.
+            type: int
+          bfd:
+            description:
+              - BFD for the session (C(peer ... bfd); C(undo peer ... bfd) when off).
+              - Comware sets BFD timers per interface (C(bfd min-transmit-interval),
+                C(bfd min-receive-interval), C(bfd detect-multiplier) in the interface
+                view), not per peer. This module sets none - configure them on the
+                interface - and fails when a timer is given with V(enabled=true).
+              - Returned as a boolean.
+            type: dict
+            suboptions:
+              enabled:
+                description: Whether the session uses BFD.
+                type: bool
+                required: true
+              transmit_interval:
+                description: Refused with V(enabled=true) (see above); milliseconds, 10 to 60000.
+                type: int
+              receive_interval:
+                description: Refused with V(enabled=true) (see above); milliseconds, 10 to 60000.
+                type: int
+              detect_multiplier:
+                description: Refused with V(enabled=true) (see above); 2 to 255.
+                type: int
   update_password:
     description:
       - V(on_create) sends a neighbour's password only when the switch holds none for it
@@ -164,6 +196,9 @@ notes:
     rollback, so a rejected command leaves the ones before it applied (the error names
     the command). Nothing is saved to the startup configuration - run C(save) yourself.
   - Passwords are shown as C(********) in diffs and returned commands.
+  - C(peer ... bfd) leaves the single-hop or multi-hop choice to the switch (multi-hop for
+    an IBGP peer or an EBGP peer with C(ebgp-max-hop)); a shown C(peer ... bfd single-hop)
+    or C(multi-hop) is owned and replaced by the plain line.
 seealso:
   - name: H3C S12500X-AF (Comware 7) Layer 3 IP Routing command reference, BGP commands
     description: balance, balance as-path-relax, group, peer as-number, peer group, peer password, graceful-restart.
@@ -171,6 +206,9 @@ seealso:
   - name: HPE FlexFabric 5710 (Comware 7) peer additional-paths
     description: The ADD-PATH receive command used here.
     link: https://support.hpe.com/techhub/eginfolib/networking/docs/switches/5710/5200-4991_l3-ip-rtng_cr/content/517706869.htm
+  - name: HPE FlexFabric 5710 (Comware 7) peer bfd
+    description: The BFD command used here, its single-hop / multi-hop choice and its undo.
+    link: https://support.hpe.com/techhub/eginfolib/networking/docs/switches/5710/5200-4991_l3-ip-rtng_cr/content/517706877.htm
   - name: HPE FlexFabric 10500 (Comware 7) configuring dynamic BGP peers
     description: peer <ipv4-address> <mask-length> as-number / group.
     link: https://support.hpe.com/techhub/eginfolib/networking/docs/switches/10500/5200-1898a_l3-ip-rtng_cg/content/495504140.htm
@@ -259,6 +297,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.connection import Connection, ConnectionError
 
 from ansible_collections.porter.lb.plugins.module_utils import bgp_resource, network_resource
+from ansible_collections.porter.lb.plugins.module_utils.bgp_session import bfd_option
 from ansible_collections.porter.lb.plugins.module_utils.comware_bgp import (
     RULES,
     ComwareBgpConfigError,
@@ -282,6 +321,8 @@ NEIGHBOR_SPEC = bgp_resource.neighbor_options(
     connect_interface=dict(type="str"),
     ebgp_max_hop=dict(type="int"),
     additional_paths_receive=dict(type="bool"),
+    port=dict(type="int"),
+    bfd=bfd_option(),
 )
 
 CONFIG_SPEC = bgp_resource.config_options(
