@@ -28,6 +28,10 @@ description:
   - The owned policies are prefix-list C(PORTER-LB-EIP-POOLS) (each pool's /32
     host routes, C(ge 32)), route-map C(PORTER-LB-EIP-IN) (permit them, applied
     in) and route-map C(PORTER-LB-DENY-OUT) (deny all, applied out).
+  - The owned BFD profiles, in bfdd's C(bfd) block, are
+    C(PORTER-LB-BFD-TX<ms>-RX<ms>-M<n>), one per set of neighbour BFD timers
+    other than the defaults; a profile no neighbour names any more is removed.
+    Other profiles and the C(bfd) block itself are left alone.
   - Before changing anything the commands are checked with C(vtysh --dryrun).
     If FRR still rejects one while applying, the module puts back the
     configuration it found (computing the commands from what is running then)
@@ -119,6 +123,42 @@ options:
             description: For a peer group, the networks it accepts sessions from (C(bgp listen range)).
             type: list
             elements: str
+          port:
+            description:
+              - The neighbour's TCP port, 1 to 65535 (C(neighbor ADDRESS port PORT)), e.g.
+                V(1790) for a node whose gobgpd cannot listen on 179 because Calico's BIRD
+                holds it.
+              - Not given, or V(179), writes nothing (FRR's default); returned as C(null)
+                then.
+              - Not for a peer group, whose sessions come from its listen ranges and are
+                accepted on the router's own port.
+            type: int
+          bfd:
+            description:
+              - BFD for the session (C(neighbor ... bfd)). Needs FRR's bfdd running (C(bfdd=yes)
+                in the daemons file; the role porter.lb.frr_router sets it when a neighbour
+                has BFD); the module fails when FRR did not take a BFD profile.
+              - Timers other than the defaults go into an owned profile,
+                C(bfd) / C(profile PORTER-LB-BFD-TX<ms>-RX<ms>-M<n>) /
+                C(detect-multiplier), C(transmit-interval), C(receive-interval), named by
+                C(neighbor ... bfd profile NAME). The defaults (300, 300, 3) are bfdd's
+                own, so C(neighbor ... bfd) alone gives them.
+              - Not given, or V(enabled=false), is no BFD; returned as C(null) then.
+            type: dict
+            suboptions:
+              enabled:
+                description: Whether the session uses BFD.
+                type: bool
+                required: true
+              transmit_interval:
+                description: The desired minimum transmit interval in milliseconds, 10 to 60000 (default V(300)).
+                type: int
+              receive_interval:
+                description: The required minimum receive interval in milliseconds, 10 to 60000 (default V(300)).
+                type: int
+              detect_multiplier:
+                description: The detection multiplier, 2 to 255 (default V(3)).
+                type: int
   vty_socket:
     description: The directory of FRR's vty sockets (C(vtysh --vty_socket)), for private instances.
     type: path
@@ -135,6 +175,9 @@ notes:
   - C(frr-reload.py) is not used - it reconciles a whole configuration file,
     while this module owns only part of C(router bgp).
   - Passwords are shown as C(********) in diffs and returned commands.
+  - BFD (O(config.neighbors[].bfd)) needs bfdd running beside bgpd; without it
+    vtysh has nowhere to send the C(bfd) profile commands. The neighbour must run
+    BFD too, in the same single-hop or multihop mode.
 """
 
 EXAMPLES = r"""
@@ -163,6 +206,22 @@ EXAMPLES = r"""
           peer_group: true
           remote_as: external
           listen_ranges: [198.51.100.0/24]
+
+- name: Nodes whose gobgpd listens on 1790 (Calico's BIRD holds 179), with BFD
+  porter.lb.frr_bgp:
+    config:
+      asn: 65000
+      pools: [203.0.113.0/24]
+      neighbors:
+        - address: 198.51.100.11
+          remote_as: "65001"
+          port: 1790
+          bfd: {enabled: true}
+        - address: 198.51.100.12
+          remote_as: "65001"
+          port: 1790
+          bfd: {enabled: true, transmit_interval: 100, receive_interval: 100, detect_multiplier: 3}
+    state: merged
 
 - name: Sessions as FRR sees them
   porter.lb.frr_bgp:
@@ -217,7 +276,9 @@ import tempfile
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.porter.lb.plugins.module_utils import bgp_resource, network_resource
+from ansible_collections.porter.lb.plugins.module_utils.bgp_session import bfd_option
 from ansible_collections.porter.lb.plugins.module_utils.frr_bgp import (
+    BFD,
     RULES,
     FrrBgpConfigError,
     commands_for,
@@ -234,7 +295,9 @@ from ansible_collections.porter.lb.plugins.module_utils.network_resource import 
     state_argument_spec,
 )
 
-NEIGHBOR_SPEC = bgp_resource.neighbor_options(connect_retry=dict(type="int"))
+NEIGHBOR_SPEC = bgp_resource.neighbor_options(
+    connect_retry=dict(type="int"), port=dict(type="int"), bfd=bfd_option()
+)
 
 CONFIG_SPEC = bgp_resource.config_options(
     NEIGHBOR_SPEC, ebgp_requires_policy=dict(type="bool", default=True)
@@ -353,6 +416,20 @@ def apply(module, vtysh, before_statements, after_statements):
     module.fail_json(msg=f"FRR rejected a command, previous configuration restored: {output}")
 
 
+def check_bfd_profiles(module, after_statements, now):
+    """Fail when FRR shows none of the BFD profile lines just sent: vtysh sends the ``bfd``
+    block to bfdd and quietly drops it when bfdd does not run."""
+    missing = [line for context, line in after_statements if context[:1] == (BFD,)]
+    missing = [line for line in missing if all(line != shown for _context, shown in now)]
+    if missing:
+        module.fail_json(
+            msg="FRR does not show the BFD profile lines sent ({}): is bfdd running "
+            "(bfdd=yes in FRR's daemons file)? The neighbours' other lines were applied".format(
+                "; ".join(missing)
+            )
+        )
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
@@ -394,6 +471,7 @@ def main():
         if not module.check_mode:
             apply(module, vtysh, before_statements, after_statements)
             now = owned_statements(vtysh.running_config())
+            check_bfd_profiles(module, after_statements, now)
             result["after"] = bgp_resource.returned_config(parse_config(statements_text(now)))
             result["changed"] = set(now) != set(before_statements)
         else:

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import pytest
 
+from ansible_collections.porter.lb.plugins.module_utils import network_resource
 from ansible_collections.porter.lb.plugins.module_utils.frr_bgp import (
+    RULES,
     BgpConfig,
     FrrBgpConfigError,
     Neighbor,
@@ -308,3 +310,219 @@ def test_pool_change_rewrites_the_prefix_list_entry_in_place() -> None:
 def test_owned_statements_of_running_config_round_trip_through_the_text() -> None:
     config = config_from_dict(NODES)
     assert owned_statements(config_text(config)) == config_statements(config)
+
+
+# --- a neighbour's port and BFD -----------------------------------------------------------
+
+FAST = {"enabled": True, "transmit_interval": 100, "receive_interval": 200, "detect_multiplier": 5}
+BGP = ("router bgp 65000",)
+FAST_PROFILE = "PORTER-LB-BFD-TX100-RX200-M5"
+
+
+def _one(**options: object) -> dict:
+    """A configuration of one neighbour 198.51.100.11 with `options`."""
+    neighbor = {"address": "198.51.100.11", "remote_as": "65001", **options}
+    return {"asn": 65000, "ebgp_requires_policy": False, "neighbors": [neighbor]}
+
+
+# (neighbour options, the lines FRR shows for them, as bgpd and bfdd write them: a port
+# other than 179, "neighbor X bfd", its profile, and a profile's timers other than bfdd's
+# defaults, which show running-config leaves out)
+SESSION_LINES = [
+    pytest.param({}, [], id="defaults: no line"),
+    pytest.param({"port": 179}, [], id="port 179: FRR's default"),
+    pytest.param({"port": 1790}, [(BGP, "neighbor 198.51.100.11 port 1790")], id="port"),
+    pytest.param({"bfd": {"enabled": True}}, [(BGP, "neighbor 198.51.100.11 bfd")], id="bfd"),
+    pytest.param({"bfd": {"enabled": False, "transmit_interval": 50}}, [], id="bfd off"),
+    pytest.param(
+        {"bfd": FAST},
+        [
+            (BGP, "neighbor 198.51.100.11 bfd"),
+            (BGP, "neighbor 198.51.100.11 bfd profile " + FAST_PROFILE),
+            (("bfd",), "profile " + FAST_PROFILE),
+            (("bfd", "profile " + FAST_PROFILE), "detect-multiplier 5"),
+            (("bfd", "profile " + FAST_PROFILE), "transmit-interval 100"),
+            (("bfd", "profile " + FAST_PROFILE), "receive-interval 200"),
+        ],
+        id="bfd timers in a profile",
+    ),
+    pytest.param(
+        {"bfd": {"enabled": True, "receive_interval": 100}},
+        [
+            (BGP, "neighbor 198.51.100.11 bfd"),
+            (BGP, "neighbor 198.51.100.11 bfd profile PORTER-LB-BFD-TX300-RX100-M3"),
+            (("bfd",), "profile PORTER-LB-BFD-TX300-RX100-M3"),
+            (("bfd", "profile PORTER-LB-BFD-TX300-RX100-M3"), "receive-interval 100"),
+        ],
+        id="one timer off its default",
+    ),
+]
+
+
+@pytest.mark.parametrize(("options", "lines"), SESSION_LINES)
+def test_port_and_bfd_lines_render_and_parse_back(options: dict, lines: list) -> None:
+    config = config_from_dict(_one(**options))
+    statements = config_statements(config)
+    assert [s for s in statements if s not in config_statements(config_from_dict(_one()))] == (
+        lines
+    )
+    text = config_text(config)
+    assert owned_statements(text) == statements
+    assert parse_config(text) == config
+
+
+def test_neighbours_with_the_same_timers_share_one_profile() -> None:
+    config = config_from_dict(
+        {
+            "asn": 65000,
+            "ebgp_requires_policy": False,
+            "neighbors": [
+                {"address": "198.51.100.11", "remote_as": "65001", "bfd": FAST},
+                {"address": "198.51.100.12", "remote_as": "65001", "bfd": FAST},
+                {"address": "NODES", "peer_group": True, "remote_as": "external", "bfd": FAST},
+            ],
+        }
+    )
+    text = config_text(config)
+    assert text.count("\n profile " + FAST_PROFILE + "\n") == 1
+    assert text.count("bfd profile " + FAST_PROFILE) == 3
+    assert text.endswith(
+        f"bfd\n profile {FAST_PROFILE}\n  detect-multiplier 5\n  transmit-interval 100\n"
+        "  receive-interval 200\n exit\n !\nexit\n!\n"
+    )
+    assert parse_config(text) == config
+
+
+def test_a_profile_the_module_does_not_own_is_left_alone_and_read_as_defaults() -> None:
+    running = (
+        "router bgp 65000\n no bgp ebgp-requires-policy\n neighbor 198.51.100.11 remote-as 65001\n"
+        " neighbor 198.51.100.11 bfd\n neighbor 198.51.100.11 bfd profile theirs\nexit\n!\n"
+        "bfd\n profile theirs\n  receive-interval 50\n exit\n !\n"
+        f" profile {FAST_PROFILE}\n  detect-multiplier 5\n exit\n !\nexit\n!\n"
+    )
+    statements = owned_statements(running)
+    assert (("bfd", "profile theirs"), "receive-interval 50") not in statements
+    assert (("bfd", "profile " + FAST_PROFILE), "detect-multiplier 5") in statements
+    neighbor = parse_config(running).neighbors[0]
+    assert neighbor.bfd is not None and neighbor.bfd.enabled and neighbor.bfd.default_timers
+    # the module's wanted defaults: its profile line goes, "theirs" and the bfd block stay
+    want = config_statements(config_from_dict(_one(bfd={"enabled": True})))
+    assert commands_for(diff_statements(statements, want)) == [
+        "router bgp 65000",
+        "no neighbor 198.51.100.11 bfd profile theirs",
+        "exit",
+        "bfd",
+        "no profile " + FAST_PROFILE,
+        "exit",
+    ]
+
+
+def _commands(before: dict, after: dict) -> list[str]:
+    return commands_for(
+        diff_statements(
+            config_statements(config_from_dict(before)), config_statements(config_from_dict(after))
+        )
+    )
+
+
+def test_bfd_timers_come_before_the_neighbour_names_their_profile() -> None:
+    assert _commands(_one(), _one(port=1790, bfd=FAST)) == [
+        "bfd",
+        "profile " + FAST_PROFILE,
+        "detect-multiplier 5",
+        "transmit-interval 100",
+        "receive-interval 200",
+        "exit",
+        "exit",
+        "router bgp 65000",
+        "neighbor 198.51.100.11 port 1790",
+        "neighbor 198.51.100.11 bfd",
+        "neighbor 198.51.100.11 bfd profile " + FAST_PROFILE,
+        "exit",
+    ]
+
+
+def test_new_timers_switch_the_profile_in_place_and_drop_the_old_one_last() -> None:
+    slower = {**FAST, "transmit_interval": 1000}
+    assert _commands(_one(bfd=FAST), _one(bfd=slower)) == [
+        "bfd",
+        "profile PORTER-LB-BFD-TX1000-RX200-M5",
+        "detect-multiplier 5",
+        "transmit-interval 1000",
+        "receive-interval 200",
+        "exit",
+        "exit",
+        "router bgp 65000",
+        "neighbor 198.51.100.11 bfd profile PORTER-LB-BFD-TX1000-RX200-M5",
+        "exit",
+        "bfd",
+        "no profile " + FAST_PROFILE,
+        "exit",
+    ]
+
+
+def test_bfd_off_is_one_no_and_the_profile_goes() -> None:
+    assert _commands(_one(port=1790, bfd=FAST), _one()) == [
+        "router bgp 65000",
+        "no neighbor 198.51.100.11 port 1790",
+        "no neighbor 198.51.100.11 bfd",
+        "exit",
+        "bfd",
+        "no profile " + FAST_PROFILE,
+        "exit",
+    ]
+
+
+def test_the_same_port_and_bfd_again_send_nothing() -> None:
+    config = config_from_dict(_one(port=1790, bfd=FAST))
+    running = parse_config(config_text(config))
+    assert running == config
+    assert _commands(_one(port=1790, bfd=FAST), _one(port=1790, bfd=FAST)) == []
+
+
+def test_merged_sets_and_clears_port_and_bfd_over_what_runs() -> None:
+    have = config_from_dict(_one(port=1790, bfd=FAST))
+    given = {"asn": 65000, "ebgp_requires_policy": False}
+    kept = network_resource.merged(RULES, have, {**given, "neighbors": [_neighbor()]})
+    assert kept == have  # not given: kept
+    cleared = network_resource.merged(
+        RULES,
+        have,
+        {**given, "neighbors": [_neighbor(port=179, bfd={"enabled": False})]},
+    )
+    assert (cleared.neighbors[0].port, cleared.neighbors[0].bfd) == (None, None)
+
+
+def _neighbor(**options: object) -> dict:
+    return {"address": "198.51.100.11", "remote_as": "65001", **options}
+
+
+SESSION_BAD = [
+    (_one(port=0), "neighbors[0].port 0: must be between 1 and 65535"),
+    (_one(port="bgp"), "neighbors[0].port 'bgp': must be an integer"),
+    (
+        {
+            "asn": 65000,
+            "ebgp_requires_policy": False,
+            "neighbors": [{"address": "G", "peer_group": True, "remote_as": "1", "port": 1790}],
+        },
+        "neighbors[0].port 1790: a port is the neighbour's listening port; a peer group's "
+        "sessions come from its listen ranges",
+    ),
+    (_one(bfd={}), "neighbors[0].bfd.enabled None: is required: true or false"),
+    (
+        _one(bfd={"enabled": True, "transmit_interval": 60001}),
+        "neighbors[0].bfd.transmit_interval 60001: must be between 10 and 60000",
+    ),
+    (
+        _one(bfd={"enabled": True, "detect_multiplier": 1}),
+        "neighbors[0].bfd.detect_multiplier 1: must be between 2 and 255",
+    ),
+]
+
+
+@pytest.mark.parametrize(("options", "message"), SESSION_BAD)
+def test_bad_port_or_bfd_names_the_option_and_the_rule(options: dict, message: str) -> None:
+    with pytest.raises(FrrBgpConfigError) as error:
+        config_from_dict(options)
+    assert str(error.value).startswith(message)
