@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -217,3 +218,75 @@ def test_neighbor_range_accepts_the_node(lab: dict[str, Any]) -> None:
     by_name = {s["name"]: s for s in gathered["sessions"]}
     assert by_name["nodes1"]["neighbor"] == "198.51.100.11"
     assert by_name["nodes1"]["state"] == "Established"
+
+
+# --- a neighbour's port and BFD ----------------------------------------------------------------
+
+
+def test_bird_parses_the_golden_port_and_bfd_file(tmp_path: Path) -> None:
+    """The file the module writes for ports and BFD, through `bird -p -c` (parse only),
+    included from a main file as bird_bgp's own check does; and rendered through
+    ansible-playbook (the password hidden)."""
+    options = json.loads((FIXTURES / "bfd_port.json").read_text())
+    rc, rendered = play({"config": options, "state": "rendered"})
+    assert rc == 0 and rendered["rendered"] == (FIXTURES / "rendered_bfd_port.conf").read_text()
+    included = tmp_path / "porter-lb-bgp.conf"
+    included.write_text((FIXTURES / "running_bfd_port.conf").read_text())
+    main = tmp_path / "bird.conf"
+    main.write_text(f'router id 198.51.100.1;\nprotocol device {{}}\ninclude "{included}";\n')
+    checked = subprocess.run(
+        ["bird", "-p", "-c", str(main)], check=False, capture_output=True, text=True
+    )
+    assert checked.returncode == 0, checked.stderr
+
+
+def test_port_and_bfd_reach_a_speaker_on_1790_and_bird_runs_bfd_for_it(
+    bed_prerequisites: None, session_run: str, tmp_path: Path
+) -> None:
+    """gobgpd listens on 1790 only and never connects itself (passive): the session can only
+    come up if BIRD opens it to port 1790. gobgpd is given no BFD here, so BIRD's BFD session for the
+    neighbour stays down; that BIRD holds one at all is what shows the option took."""
+    topo = Topology(f"{session_run}{run_id()[:2]}", node_count=1).create()
+    bird = IncludingBird(topo.router_ns, tmp_path / "bird")
+    speaker = Gobgpd(topo.nodes[0].netns, tmp_path / "gobgpd")
+    try:
+        bird.start()
+        gobgp = speaker.start()
+        (node,) = topo.nodes
+        gobgp.start(asn=NODE_ASN, router_id=node.address, listen_port=1790)
+        gobgp.add_peer(topo.router_address, ROUTER_ASN, passive=True)
+        files = {
+            "path": str(bird.included),
+            "bird_config": str(bird.main_config),
+            "socket": str(bird.socket),
+        }
+        fast = {"enabled": True, "transmit_interval": 100, "receive_interval": 200}
+        neighbor = {"name": node.name, "address": node.address, "as": NODE_ASN, "port": 1790}
+        config = {
+            "local_as": ROUTER_ASN,
+            "router_id": topo.router_address,
+            "neighbors": [{**neighbor, "bfd": fast}],
+            "pools": [EIP_POOL],
+        }
+        rc, first = play({**files, "config": config}, diff=True)
+        assert rc == 0 and first["changed"] is True, first
+        assert "protocol bfd porter_bfd {}" in first["diff"]["after"]
+        assert f"neighbor {node.address} port 1790 as {NODE_ASN}; bfd {{" in first["diff"]["after"]
+        rc, second = play({**files, "config": config})
+        assert rc == 0 and second["changed"] is False, second
+        assert second["after"]["neighbors"][0]["bfd"] == {**fast, "detect_multiplier": 3}
+
+        wait_for(lambda: bgp_state(bird, node.name) == "Established", 30, "session to :1790")
+        wait_for(lambda: node.address in bird.birdc("show bfd sessions"), 30, "BIRD's BFD session")
+        assert "porter_bfd" in bird.birdc("show protocols")
+
+        # BFD off: the session's BFD and the bfd protocol go; the BGP session stays
+        rc, off = play({**files, "config": {**config, "neighbors": [neighbor]}})
+        assert rc == 0 and off["changed"] is True, off
+        assert "porter_bfd" not in Path(files["path"]).read_text()
+        wait_for(lambda: "porter_bfd" not in bird.birdc("show protocols"), 30, "no bfd protocol")
+        assert bgp_state(bird, node.name) == "Established"
+    finally:
+        speaker.stop()
+        bird.stop()
+        topo.destroy()

@@ -252,6 +252,8 @@ class Frr:
     # False: zebra installs plain (multipath) routes instead of kernel nexthop objects, so a
     # netlink reader (porter_lab.fib) sees each route's gateways in the route message itself.
     kernel_nexthop_groups: bool = True
+    # True: bfdd runs too (BFD sessions and profiles), its control socket in `workdir`
+    bfdd: bool = False
 
     def __post_init__(self) -> None:
         self.workdir = FRR_RUN_ROOT / self.netns / "frr"
@@ -281,9 +283,17 @@ class Frr:
             15,
             "bgpd answering vtysh",
         )
+        if self.bfdd:
+            (self.workdir / "bfdd.conf").write_text(f"log file {self.workdir / 'bfdd.log'}\n")
+            bfdd = self._start_daemon("bfdd", "--bfdctl", str(self.workdir / "bfdd.sock"))
+            wait_for(
+                lambda: bfdd.check_running() and "BFD Peers" in self.vtysh("show bfd peers"),
+                15,
+                "bfdd answering vtysh",
+            )
         return self
 
-    def _start_daemon(self, name: str) -> Daemon:
+    def _start_daemon(self, name: str, *extra: str) -> Daemon:
         """Start one FRR daemon with private config, pid, vty and zserv paths in `workdir`."""
         files = self.workdir
         daemon = Daemon(
@@ -304,6 +314,7 @@ class Frr:
                 str(files / f"{name}.conf"),
                 "-i",
                 str(files / f"{name}.pid"),
+                *extra,
             ],
             files / f"{name}.stdout",
             netns=self.netns,

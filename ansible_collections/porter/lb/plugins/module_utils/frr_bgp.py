@@ -15,12 +15,12 @@ What this module owns on the router is what ``TABLE`` lists: the default-VRF
 pools (prefix-list ``PORTER-LB-EIP-POOLS``, route-maps ``PORTER-LB-EIP-IN``
 and ``PORTER-LB-DENY-OUT``) and the BFD profiles it generates for neighbours'
 BFD timers other than the defaults (``PORTER-LB-BFD-TX<ms>-RX<ms>-M<n>``
-inside bfdd's ``bfd`` block, which itself stays). Any other line is left alone.  A configuration is
-held as *statements*: a context (``()`` for the top level, ``("router bgp
-65000",)``, ``("router bgp 65000", "address-family ipv4 unicast")`` ...) and
-one line, in FRR's own spelling, so the difference between two configurations
-is a difference of statement lists and a parsed configuration renders back to
-the same text.
+inside bfdd's ``bfd`` node, which itself stays). Any other line is left
+alone.  A configuration is held as *statements*: a context (``()`` for the
+top level, ``("router bgp 65000",)``, ``("router bgp 65000", "address-family
+ipv4 unicast")``, ``("bfd", "profile NAME")`` ...) and one line, in FRR's
+own spelling, so the difference between two configurations is a difference of
+statement lists and a parsed configuration renders back to the same text.
 
 PURE: standard library only, no I/O, no Ansible imports (see addresses.py).
 """
