@@ -32,19 +32,38 @@ DEFAULT_INTERVAL = 300  # milliseconds
 DEFAULT_MULTIPLIER = 3
 INTERVALS = (10, 60000)  # what FRR's bfdd and BIRD both accept
 MULTIPLIERS = (2, 255)
+TIMERS = {  # each timer's default
+    "transmit_interval": DEFAULT_INTERVAL,
+    "receive_interval": DEFAULT_INTERVAL,
+    "detect_multiplier": DEFAULT_MULTIPLIER,
+}
 
 
 @dataclasses.dataclass(frozen=True)
 class Bfd:
-    """BFD for one neighbour: on or off, and the timers it asks for (milliseconds)."""
+    """BFD for one neighbour: on or off, and the timers it asks for (milliseconds).
+
+    On, a timer not given is its default; off, there are no timers (all None), so that
+    BFD off is one value however it was built and a plain copy of it (``dataclasses.asdict``)
+    passes :func:`bfd_from_dict` again."""
 
     enabled: bool = False
-    transmit_interval: int = DEFAULT_INTERVAL
-    receive_interval: int = DEFAULT_INTERVAL
-    detect_multiplier: int = DEFAULT_MULTIPLIER
+    transmit_interval: int | None = None
+    receive_interval: int | None = None
+    detect_multiplier: int | None = None
+
+    def __post_init__(self):
+        for name, default in TIMERS.items():
+            value = getattr(self, name)
+            if not self.enabled:
+                value = None
+            elif value is None:
+                value = default
+            object.__setattr__(self, name, value)
 
     def to_dict(self):
-        return dataclasses.asdict(self)
+        """As a module returns it: BFD off is ``{"enabled": False}`` alone (it has no timers)."""
+        return dataclasses.asdict(self) if self.enabled else {"enabled": False}
 
     @property
     def default_timers(self):
@@ -57,8 +76,8 @@ class Bfd:
 
 
 BFD_OFF = Bfd()
-"""BFD off.  Timers given with ``enabled: false`` are written nowhere, so they are dropped:
-a configuration read back from a router holds exactly this for a neighbour without BFD."""
+"""BFD off: what a configuration read back from a router holds for a neighbour without BFD.
+Timers cannot be given with it (see bfd_from_dict)."""
 
 
 def port(error, field, value):
@@ -69,7 +88,11 @@ def port(error, field, value):
 
 def bfd_from_dict(error, field, data):
     """The :class:`Bfd` for the ``bfd`` option `data` (None: off); raises `error` naming
-    ``<field>.<option>``, the value and the rule."""
+    ``<field>.<option>``, the value and the rule.
+
+    A timer given with ``enabled: false`` is refused: no router writes it anywhere, so
+    taking it would drop it silently (and a later ``enabled: true`` would not bring it back).
+    """
     if data is None:
         return BFD_OFF
     if isinstance(data, Bfd):
@@ -82,6 +105,13 @@ def bfd_from_dict(error, field, data):
     enabled = data.get("enabled")
     if not isinstance(enabled, bool):
         raise error(field + ".enabled", enabled, "is required: true or false")
+    if not enabled:
+        given = [name for name in TIMERS if data.get(name) is not None]
+        if given:
+            raise error(
+                "%s.%s" % (field, given[0]), data[given[0]], "set only with bfd.enabled: true"
+            )
+        return BFD_OFF
     timers = {}
     for name, default, (low, high) in (
         ("transmit_interval", DEFAULT_INTERVAL, INTERVALS),
@@ -90,7 +120,7 @@ def bfd_from_dict(error, field, data):
     ):
         value = integer(error, "%s.%s" % (field, name), data.get(name), low, high)
         timers[name] = default if value is None else value
-    return Bfd(True, **timers) if enabled else BFD_OFF
+    return Bfd(True, **timers)
 
 
 def bfd_option():

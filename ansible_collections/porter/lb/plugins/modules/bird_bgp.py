@@ -84,8 +84,8 @@ options:
               - Rendered inside the session's protocol as C(bfd { min rx interval R ms; min tx
                 interval T ms; multiplier M; }); the timers are always written, since BIRD's own
                 defaults (10 ms, 100 ms, 5) are not porter-lb's.
-              - Not given is V(enabled=false). With V(enabled=false) the timers are written nowhere
-                and are returned as their defaults.
+              - Not given is V(enabled=false), returned as V(enabled=false) alone. A timer given with
+                V(enabled=false) fails the task naming it - it would be written nowhere.
             type: dict
             suboptions:
               enabled:
@@ -127,8 +127,8 @@ options:
               - Rendered inside the session's protocol as C(bfd { min rx interval R ms; min tx
                 interval T ms; multiplier M; }); the timers are always written, since BIRD's own
                 defaults (10 ms, 100 ms, 5) are not porter-lb's.
-              - Not given is V(enabled=false). With V(enabled=false) the timers are written nowhere
-                and are returned as their defaults.
+              - Not given is V(enabled=false), returned as V(enabled=false) alone. A timer given with
+                V(enabled=false) fails the task naming it - it would be written nowhere.
             type: dict
             suboptions:
               enabled:

@@ -152,7 +152,8 @@ options:
               - Comware sets BFD timers per interface (C(bfd min-transmit-interval),
                 C(bfd min-receive-interval), C(bfd detect-multiplier) in the interface
                 view), not per peer. This module sets none - configure them on the
-                interface - and fails when a timer is given with V(enabled=true).
+                interface - and fails when a timer is given (with V(enabled=false) a timer
+                is refused on every router module, since none would be written).
               - Returned as a boolean.
             type: dict
             suboptions:
@@ -161,13 +162,13 @@ options:
                 type: bool
                 required: true
               transmit_interval:
-                description: Refused with V(enabled=true) (see above); milliseconds, 10 to 60000.
+                description: Refused (see above); milliseconds, 10 to 60000.
                 type: int
               receive_interval:
-                description: Refused with V(enabled=true) (see above); milliseconds, 10 to 60000.
+                description: Refused (see above); milliseconds, 10 to 60000.
                 type: int
               detect_multiplier:
-                description: Refused with V(enabled=true) (see above); 2 to 255.
+                description: Refused (see above); 2 to 255.
                 type: int
   update_password:
     description:

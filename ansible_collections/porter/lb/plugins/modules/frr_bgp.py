@@ -143,7 +143,8 @@ options:
                 C(detect-multiplier), C(transmit-interval), C(receive-interval), named by
                 C(neighbor ... bfd profile NAME). The defaults (300, 300, 3) are bfdd's
                 own, so C(neighbor ... bfd) alone gives them.
-              - Not given, or V(enabled=false), is no BFD; returned as C(null) then.
+              - Not given, or V(enabled=false), is no BFD; returned as C(null) then. A timer given
+                with V(enabled=false) fails the task naming it - it would be written nowhere.
             type: dict
             suboptions:
               enabled:

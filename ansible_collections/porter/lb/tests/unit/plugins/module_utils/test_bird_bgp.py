@@ -323,11 +323,7 @@ SESSION_LINES = [
         " min tx interval 100 ms; multiplier 5; }; }",
         id="port and bfd timers",
     ),
-    pytest.param(
-        {"bfd": {"enabled": False, "transmit_interval": 100}},
-        "{ neighbor 198.51.100.11 as 65001; }",
-        id="bfd off: timers unwritten",
-    ),
+    pytest.param({"bfd": {"enabled": False}}, "{ neighbor 198.51.100.11 as 65001; }", id="bfd off"),
 ]
 
 
@@ -364,12 +360,7 @@ def test_a_neighbour_without_port_or_bfd_is_the_default_session() -> None:
     assert neighbor.to_dict() == {
         **NODE1,
         "port": 179,
-        "bfd": {
-            "enabled": False,
-            "transmit_interval": 300,
-            "receive_interval": 300,
-            "detect_multiplier": 3,
-        },
+        "bfd": {"enabled": False},
     }
 
 
@@ -383,6 +374,15 @@ SESSION_INVALID = [
     (_with(port="http"), "neighbors[0].port 'http': must be an integer"),
     (_with(bfd={"transmit_interval": 100}), "neighbors[0].bfd.enabled None: is required"),
     (_with(bfd=True), "neighbors[0].bfd True: must be a dictionary"),
+    # timers with BFD off would be written nowhere: refused, not dropped
+    (
+        _with(bfd={"enabled": False, "transmit_interval": 100}),
+        "neighbors[0].bfd.transmit_interval 100: set only with bfd.enabled: true",
+    ),
+    (
+        _with(bfd={"enabled": False, "receive_interval": 300}),
+        "neighbors[0].bfd.receive_interval 300: set only with bfd.enabled: true",
+    ),
     (
         _with(bfd={"enabled": True, "transmit_interval": 9}),
         "neighbors[0].bfd.transmit_interval 9: must be between 10 and 60000",

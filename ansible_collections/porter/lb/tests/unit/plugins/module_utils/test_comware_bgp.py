@@ -651,6 +651,10 @@ SESSION_BAD = [
         "neighbors[0].bfd.receive_interval 5: must be between 10 and 60000",
     ),
     (_peer(bfd={}), "neighbors[0].bfd.enabled None: is required"),
+    (
+        _peer(bfd={"enabled": False, "detect_multiplier": 5}),
+        "neighbors[0].bfd.detect_multiplier 5: set only with bfd.enabled: true",
+    ),
 ]
 
 

@@ -333,7 +333,7 @@ SESSION_LINES = [
     pytest.param({"port": 179}, [], id="port 179: FRR's default"),
     pytest.param({"port": 1790}, [(BGP, "neighbor 198.51.100.11 port 1790")], id="port"),
     pytest.param({"bfd": {"enabled": True}}, [(BGP, "neighbor 198.51.100.11 bfd")], id="bfd"),
-    pytest.param({"bfd": {"enabled": False, "transmit_interval": 50}}, [], id="bfd off"),
+    pytest.param({"bfd": {"enabled": False}}, [], id="bfd off"),
     pytest.param(
         {"bfd": FAST},
         [
@@ -510,6 +510,15 @@ SESSION_BAD = [
         "sessions come from its listen ranges",
     ),
     (_one(bfd={}), "neighbors[0].bfd.enabled None: is required: true or false"),
+    # timers with BFD off would be written nowhere: refused, not dropped
+    (
+        _one(bfd={"enabled": False, "transmit_interval": 50}),
+        "neighbors[0].bfd.transmit_interval 50: set only with bfd.enabled: true",
+    ),
+    (
+        _one(bfd={"enabled": False, "detect_multiplier": 3}),
+        "neighbors[0].bfd.detect_multiplier 3: set only with bfd.enabled: true",
+    ),
     (
         _one(bfd={"enabled": True, "transmit_interval": 60001}),
         "neighbors[0].bfd.transmit_interval 60001: must be between 10 and 60000",
