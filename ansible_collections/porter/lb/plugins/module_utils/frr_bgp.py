@@ -15,12 +15,14 @@ What this module owns on the router is what ``TABLE`` lists: the default-VRF
 pools (prefix-list ``PORTER-LB-EIP-POOLS``, route-maps ``PORTER-LB-EIP-IN``
 and ``PORTER-LB-DENY-OUT``) and the BFD profiles it generates for neighbours'
 BFD timers other than the defaults (``PORTER-LB-BFD-TX<ms>-RX<ms>-M<n>``
-inside bfdd's ``bfd`` node, which itself stays). Any other line is left
-alone.  A configuration is held as *statements*: a context (``()`` for the
-top level, ``("router bgp 65000",)``, ``("router bgp 65000", "address-family
-ipv4 unicast")``, ``("bfd", "profile NAME")`` ...) and one line, in FRR's
-own spelling, so the difference between two configurations is a difference of
-statement lists and a parsed configuration renders back to the same text.
+inside bfdd's ``bfd`` node, which itself stays; ``neighbor X bfd profile NAME``
+is owned only for these names, and a neighbour naming another profile is
+refused, never rewritten). Any other line is left alone.  A configuration is
+held as *statements*: a context (``()`` for the top level, ``("router bgp
+65000",)``, ``("router bgp 65000", "address-family ipv4 unicast")``,
+``("bfd", "profile NAME")`` ...) and one line, in FRR's own spelling, so the
+difference between two configurations is a difference of statement lists and
+a parsed configuration renders back to the same text.
 
 PURE: standard library only, no I/O, no Ansible imports (see addresses.py).
 """
@@ -386,7 +388,8 @@ TABLE = config_lines.Table([
           lambda c, n: "neighbor %s bfd" % n.address if _has_bfd(n) else None,
           each="neighbor", read=lambda m: {"address": m["address"], "bfd": True},
           fields=("bfd",)),
-    _line("bfd_profile", "bgp", _N + r"bfd profile (?P<bfd_profile>\S+)$",
+    # only a profile of the module's: another one is left alone (parse_config refuses it)
+    _line("bfd_profile", "bgp", _N + r"bfd profile (?P<bfd_profile>%s\S+)$" % BFD_PROFILE_PREFIX,
           lambda c, n: _when(bfd_profile(n.bfd), "neighbor %s bfd profile %s", n.address,
                              bfd_profile(n.bfd)),
           each="neighbor", key=r"^(neighbor \S+ bfd profile) ", fields=("bfd",)),
@@ -580,7 +583,8 @@ def owned_statements(text):
 def parse_config(text):
     """The BgpConfig of a running configuration, or None when it has no ``router bgp``.
 
-    Raises FrrBgpConfigError for an owned line it cannot read (a hand-edited file).
+    Raises FrrBgpConfigError for an owned line it cannot read (a hand-edited file), and for
+    a neighbour naming a BFD profile other than the module's ``PORTER-LB-BFD-*``.
     """
     statements = owned_statements(text)
     headers = [
@@ -590,6 +594,7 @@ def parse_config(text):
         return None
     # only the first router bgp counts; its AS is in the header, skipped with the others
     ours = [(c, line) for c, line in statements if c[:1] in ((), (headers[0],))]
+    _refuse_foreign_profiles(text, headers[0])
     profiles = _read_profiles(s for s in statements if _in_bfd(s))
     fields, neighbors = config_lines.read_statements(
         TABLE,
@@ -629,10 +634,34 @@ def _read_profiles(statements):
     return profiles
 
 
+_FOREIGN_PROFILE = re.compile(r"^ neighbor (\S+) bfd profile (\S+)$")
+
+
+def _refuse_foreign_profiles(text, header):
+    """Raise for a neighbour of `header` (the owned ``router bgp``) that names a BFD profile
+    the module does not own.  Its timers are not the module's to read, and any BFD the
+    module wrote for that neighbour would replace the profile (``neighbor X bfd profile``)
+    or drop it (``no neighbor X bfd``): the user must settle it, not the module."""
+    inside = False
+    for raw in text.splitlines():
+        if not raw.startswith(" "):
+            inside = raw.strip() == header
+            continue
+        match = _FOREIGN_PROFILE.match(raw.rstrip()) if inside else None
+        if match and not match.group(2).startswith(BFD_PROFILE_PREFIX):
+            address, profile = match.groups()
+            raise FrrBgpConfigError(
+                "neighbor %s" % address,
+                "bfd profile " + profile,
+                "a BFD profile frr_bgp does not own (it owns %s*): it neither reads its timers "
+                "nor replaces or removes it; remove 'neighbor %s bfd profile %s' on the router, "
+                "or name one of the module's profiles" % (BFD_PROFILE_PREFIX, address, profile),
+            )
+
+
 def _read_bfd(entry, profiles):
-    """A neighbour's ``bfd`` and ``bfd profile`` lines (read into `entry`) as its Bfd.  A
-    profile the module does not own counts as the default timers: the module's own
-    profile (or none) then replaces it."""
+    """A neighbour's ``bfd`` and ``bfd profile`` lines (read into `entry`) as its Bfd (only
+    the module's profiles are read: parse_config refuses another)."""
     enabled = entry.pop("bfd", False)
     profile = entry.pop("bfd_profile", None)
     if enabled or profile is not None:

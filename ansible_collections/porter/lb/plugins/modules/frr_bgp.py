@@ -31,7 +31,10 @@ description:
   - The owned BFD profiles, in bfdd's C(bfd) block, are
     C(PORTER-LB-BFD-TX<ms>-RX<ms>-M<n>), one per set of neighbour BFD timers
     other than the defaults; a profile no neighbour names any more is removed.
-    Other profiles and the C(bfd) block itself are left alone.
+    Other profiles and the C(bfd) block itself are left alone. A neighbour of the
+    C(router bgp) whose C(neighbor ... bfd profile) names another profile fails every
+    state that reads the router (the message names the neighbour and the profile) - the
+    module neither reads that profile's timers nor replaces or removes the line.
   - Before changing anything the commands are checked with C(vtysh --dryrun).
     If FRR still rejects one while applying, the module puts back the
     configuration it found (computing the commands from what is running then)

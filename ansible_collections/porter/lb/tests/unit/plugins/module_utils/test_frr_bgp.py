@@ -393,28 +393,63 @@ def test_neighbours_with_the_same_timers_share_one_profile() -> None:
     assert parse_config(text) == config
 
 
-def test_a_profile_the_module_does_not_own_is_left_alone_and_read_as_defaults() -> None:
-    running = (
-        "router bgp 65000\n no bgp ebgp-requires-policy\n neighbor 198.51.100.11 remote-as 65001\n"
-        " neighbor 198.51.100.11 bfd\n neighbor 198.51.100.11 bfd profile theirs\nexit\n!\n"
-        "bfd\n profile theirs\n  receive-interval 50\n exit\n !\n"
-        f" profile {FAST_PROFILE}\n  detect-multiplier 5\n exit\n !\nexit\n!\n"
+# Another neighbour (192.0.2.254) names a profile of the operator's, "theirs".
+FOREIGN = (
+    "router bgp 65000\n no bgp ebgp-requires-policy\n neighbor 192.0.2.254 remote-as 64999\n"
+    " neighbor 192.0.2.254 bfd\n neighbor 192.0.2.254 bfd profile theirs\n"
+    " neighbor 198.51.100.11 remote-as 65001\nexit\n!\n"
+    "bfd\n profile theirs\n  receive-interval 50\n exit\n !\n"
+    f" profile {FAST_PROFILE}\n  detect-multiplier 5\n exit\n !\nexit\n!\n"
+)
+
+# (line, in which context, whether the module owns it): a neighbour's "bfd profile" line
+# only when it names a PORTER-LB-BFD- profile; a profile's timers only inside such a profile
+PROFILE_OWNERSHIP = [
+    pytest.param(BGP, "neighbor 192.0.2.254 bfd profile theirs", False, id="their profile"),
+    pytest.param(BGP, "neighbor 192.0.2.254 bfd", True, id="bfd on is the module's"),
+    pytest.param(("bfd", "profile theirs"), "receive-interval 50", False, id="their timers"),
+    pytest.param(("bfd",), "profile " + FAST_PROFILE, True, id="the module's profile"),
+    pytest.param(("bfd", "profile " + FAST_PROFILE), "detect-multiplier 5", True, id="its timers"),
+]
+
+
+@pytest.mark.parametrize(("context", "line", "owned"), PROFILE_OWNERSHIP)
+def test_only_the_modules_bfd_profiles_are_owned(context: tuple, line: str, owned: bool) -> None:
+    assert ((context, line) in owned_statements(FOREIGN)) is owned
+
+
+def test_a_neighbour_naming_another_profile_is_refused_naming_both() -> None:
+    with pytest.raises(FrrBgpConfigError) as error:
+        parse_config(FOREIGN)
+    assert str(error.value).startswith(
+        "neighbor 192.0.2.254 'bfd profile theirs': a BFD profile frr_bgp does not own "
+        "(it owns PORTER-LB-BFD-*): it neither reads its timers nor replaces or removes it"
     )
-    statements = owned_statements(running)
-    assert (("bfd", "profile theirs"), "receive-interval 50") not in statements
-    assert (("bfd", "profile " + FAST_PROFILE), "detect-multiplier 5") in statements
-    neighbor = parse_config(running).neighbors[0]
-    assert neighbor.bfd is not None and neighbor.bfd.enabled and neighbor.bfd.default_timers
-    # the module's wanted defaults: its profile line goes, "theirs" and the bfd block stay
-    want = config_statements(config_from_dict(_one(bfd={"enabled": True})))
-    assert commands_for(diff_statements(statements, want)) == [
+
+
+def test_another_neighbours_profile_is_never_in_the_commands() -> None:
+    """A merged run on 198.51.100.11 (the module's diff over the owned statements) sends
+    nothing about 192.0.2.254's profile: the line is not the module's."""
+    before = owned_statements(FOREIGN)
+    after = [*before, (BGP, "neighbor 198.51.100.11 bfd")]
+    assert commands_for(diff_statements(before, after)) == [
         "router bgp 65000",
-        "no neighbor 198.51.100.11 bfd profile theirs",
-        "exit",
-        "bfd",
-        "no profile " + FAST_PROFILE,
+        "neighbor 198.51.100.11 bfd",
         "exit",
     ]
+
+
+def test_another_router_bgp_may_name_any_profile() -> None:
+    running = (
+        "router bgp 65000\n no bgp ebgp-requires-policy\n neighbor 198.51.100.11 remote-as 65001\n"
+        "exit\n!\nrouter bgp 65000 vrf blue\n neighbor 192.0.2.254 remote-as 64999\n"
+        " neighbor 192.0.2.254 bfd profile theirs\nexit\n!\n"
+    )
+    assert parse_config(running) == BgpConfig(
+        asn=65000,
+        ebgp_requires_policy=False,
+        neighbors=(Neighbor(address="198.51.100.11", remote_as="65001"),),
+    )
 
 
 def _commands(before: dict, after: dict) -> list[str]:
