@@ -442,7 +442,7 @@ def _context(view, asn, profile=None):
 
 
 def _bfd_view(context):
-    """bfdd's node, or an owned profile in it (None: another profile)."""
+    """bfdd's node, or an owned profile in it (None: another profile, or a peer)."""
     if len(context) == 1:
         return "bfd"
     return "bfd_profile" if TABLE.owns("bfd", context[1]) else None
@@ -574,6 +574,10 @@ def owned_statements(text):
             elif context == (BFD,) and line.startswith("profile "):
                 if TABLE.owns("bfd", line):
                     out.append((context, line))
+                context = (BFD, line)
+            elif context == (BFD,) and line.startswith("peer "):
+                # a static bfdd peer: its lines (a "profile NAME" naming even one of the
+                # module's profiles) are the peer's, never a profile definition
                 context = (BFD, line)
             elif _view(context) is not None and TABLE.owns(_view(context), line):
                 out.append((context, line))

@@ -452,6 +452,41 @@ def test_another_router_bgp_may_name_any_profile() -> None:
     )
 
 
+# bfdd's static peers, each a node inside "bfd" with its own "profile" line, beside an
+# owned profile, as show running-config lays them out
+BFD_PEERS = (
+    "bfd\n"
+    " peer 192.0.2.7\n"
+    f"  profile {FAST_PROFILE}\n"
+    " exit\n !\n"
+    " peer 192.0.2.8 multihop local-address 192.0.2.1\n"
+    "  profile PORTER-LB-BFD-TX50-RX50-M3\n"
+    "  detect-multiplier 4\n"
+    " exit\n !\n"
+    f" profile {FAST_PROFILE}\n"
+    "  detect-multiplier 5\n"
+    " exit\n !\n"
+    "exit\n!\n"
+)
+
+
+def test_a_static_bfd_peer_and_its_profile_line_are_left_alone() -> None:
+    assert owned_statements(BFD_PEERS) == [
+        (("bfd",), "profile " + FAST_PROFILE),
+        (("bfd", "profile " + FAST_PROFILE), "detect-multiplier 5"),
+    ]
+
+
+def test_no_command_touches_a_static_bfd_peer() -> None:
+    """The owned profile goes (no neighbour names it); the peers' lines are not the
+    module's, so nothing is sent for them."""
+    assert commands_for(diff_statements(owned_statements(BFD_PEERS), [])) == [
+        "bfd",
+        "no profile " + FAST_PROFILE,
+        "exit",
+    ]
+
+
 def _commands(before: dict, after: dict) -> list[str]:
     return commands_for(
         diff_statements(
