@@ -276,12 +276,21 @@ def test_port_and_bfd_reach_a_speaker_on_1790_and_bfdd_holds_the_peer(
     assert router.sessions().get(node.address) == "Established"
 
 
-def test_bfd_profiles_without_bfdd_fail_clearly(frr: tuple[Topology, Frr], tmp_path: Path) -> None:
+@pytest.mark.parametrize("bfd", [FAST, {"enabled": True}], ids=["timers", "default timers"])
+def test_bfd_without_bfdd_fails_before_anything_is_applied(
+    frr: tuple[Topology, Frr], tmp_path: Path, bfd: dict[str, Any]
+) -> None:
+    """Any BFD line (a profile, or `neighbor X bfd` alone) needs bfdd: the module checks
+    `show daemons` first and sends nothing."""
     topology, router = frr
     (node,) = topology.nodes
-    neighbor = {"address": node.address, "remote_as": str(NODE_ASN), "bfd": FAST}
+    before = router.vtysh("show running-config")
+    neighbor = {"address": node.address, "remote_as": str(NODE_ASN), "bfd": bfd}
     config = {"asn": ROUTER_ASN, "ebgp_requires_policy": False, "neighbors": [neighbor]}
     args = {"config": config, "state": "overridden", "vty_socket": str(router.workdir)}
     failed, _ = play(tmp_path, args)
     assert failed["failed"], failed
-    assert "bfdd" in failed["msg"], failed["msg"]
+    assert "bfdd does not run" in failed["msg"], failed["msg"]
+    assert "nothing applied" in failed["msg"], failed["msg"]
+    assert failed["changed"] is False, failed
+    assert router.vtysh("show running-config") == before

@@ -52,14 +52,17 @@ __all__ = [
     "BgpConfig",
     "FrrBgpConfigError",
     "Neighbor",
+    "bfdd_running",
     "commands_for",
     "config_from_dict",
     "config_statements",
     "config_text",
     "diff_statements",
+    "missing_statements",
     "owned_statements",
     "parse_config",
     "statements_text",
+    "uses_bfd",
 ]
 
 PREFIX_LIST = "PORTER-LB-EIP-POOLS"
@@ -781,6 +784,28 @@ def diff_statements(before, after):
         ):
             ops.append((context, _negate(line)))
     return ops
+
+
+_NEIGHBOR_BFD = re.compile(r"^neighbor \S+ bfd(?: profile \S+)?$")
+
+
+def uses_bfd(statements):
+    """Whether `statements` hold a BFD line (``neighbor X bfd``, its profile, or a line in
+    bfdd's node): bfdd must run for them, even for the default timers (no profile)."""
+    return any(_in_bfd(s) or _NEIGHBOR_BFD.match(s[1]) for s in statements)
+
+
+def bfdd_running(show_daemons):
+    """Whether vtysh's ``show daemons`` (the daemons it reaches, e.g. `` zebra bgpd bfdd``)
+    lists bfdd."""
+    return "bfdd" in show_daemons.split()
+
+
+def missing_statements(sent, shown):
+    """The (context, line) statements of `sent` that `shown` lacks.  Pairs, not lines: the
+    same line (``detect-multiplier 5``) may stand in several profiles."""
+    shown = set(shown)
+    return [s for s in sent if s not in shown]
 
 
 def commands_for(ops):

@@ -140,7 +140,9 @@ options:
             description:
               - BFD for the session (C(neighbor ... bfd)). Needs FRR's bfdd running (C(bfdd=yes)
                 in the daemons file; the role porter.lb.frr_router sets it when a neighbour
-                has BFD); the module fails when FRR did not take a BFD profile.
+                has BFD). Before applying anything, the module fails when the wanted
+                configuration has any BFD line and C(vtysh -c 'show daemons') does not list
+                bfdd (in check mode it warns).
               - Timers other than the defaults go into an owned profile,
                 C(bfd) / C(profile PORTER-LB-BFD-TX<ms>-RX<ms>-M<n>) /
                 C(detect-multiplier), C(transmit-interval), C(receive-interval), named by
@@ -180,8 +182,10 @@ notes:
     while this module owns only part of C(router bgp).
   - Passwords are shown as C(********) in diffs and returned commands.
   - BFD (O(config.neighbors[].bfd)) needs bfdd running beside bgpd; without it
-    vtysh has nowhere to send the C(bfd) profile commands. The neighbour must run
-    BFD too, in the same single-hop or multihop mode.
+    vtysh has nowhere to send the C(bfd) profile commands and a neighbour's C(bfd)
+    runs no session, so the module checks C(show daemons) first and fails with
+    nothing applied. The neighbour must run BFD too, in the same single-hop or
+    multihop mode.
 """
 
 EXAMPLES = r"""
@@ -285,14 +289,17 @@ from ansible_collections.porter.lb.plugins.module_utils.frr_bgp import (
     BFD,
     RULES,
     FrrBgpConfigError,
+    bfdd_running,
     commands_for,
     config_from_dict,
     config_statements,
     config_text,
     diff_statements,
+    missing_statements,
     owned_statements,
     parse_config,
     statements_text,
+    uses_bfd,
 )
 from ansible_collections.porter.lb.plugins.module_utils.network_resource import (
     REQUIRED_IF,
@@ -420,17 +427,35 @@ def apply(module, vtysh, before_statements, after_statements):
     module.fail_json(msg=f"FRR rejected a command, previous configuration restored: {output}")
 
 
-def check_bfd_profiles(module, after_statements, now):
-    """Fail when FRR shows none of the BFD profile lines just sent: vtysh sends the ``bfd``
-    block to bfdd and quietly drops it when bfdd does not run."""
-    missing = [line for context, line in after_statements if context[:1] == (BFD,)]
-    missing = [line for line in missing if all(line != shown for _context, shown in now)]
+def check_bfdd(module, vtysh, after_statements):
+    """Before anything is applied: fail when the wanted configuration has a BFD line and
+    bfdd does not run (vtysh sends the ``bfd`` block to bfdd and quietly drops it when bfdd
+    is not there, and a neighbour's ``bfd`` then runs no session).  In check mode, warn:
+    the role porter.lb.frr_router starts bfdd only when it applies."""
+    if not uses_bfd(after_statements) or bfdd_running(vtysh.show("show daemons")):
+        return
+    message = (
+        "a neighbour has BFD (config.neighbors[].bfd) but bfdd does not run (vtysh 'show "
+        "daemons' does not list it): set bfdd=yes in FRR's daemons file and restart FRR"
+    )
+    if module.check_mode:
+        module.warn(message + "; applying would fail")
+        return
+    module.fail_json(msg=message + "; nothing applied", changed=False)
+
+
+def check_bfd_profiles(module, result, after_statements, now):
+    """After applying: fail (reporting the commands sent) when FRR does not show a BFD
+    profile line sent, e.g. bfdd stopped since check_bfdd."""
+    sent = [s for s in after_statements if s[0][:1] == (BFD,)]
+    missing = missing_statements(sent, now)
     if missing:
         module.fail_json(
             msg="FRR does not show the BFD profile lines sent ({}): is bfdd running "
-            "(bfdd=yes in FRR's daemons file)? The neighbours' other lines were applied".format(
-                "; ".join(missing)
-            )
+            "(bfdd=yes in FRR's daemons file)? The commands were applied".format(
+                "; ".join(" / ".join((*context[1:], line)) for context, line in missing)
+            ),
+            **{**result, "changed": True},
         )
 
 
@@ -472,10 +497,11 @@ def main():
     result = bgp_resource.changing_result(have, after)
     if set(before_statements) != set(after_statements):
         result["commands"] = masked_commands
+        check_bfdd(module, vtysh, after_statements)
         if not module.check_mode:
             apply(module, vtysh, before_statements, after_statements)
             now = owned_statements(vtysh.running_config())
-            check_bfd_profiles(module, after_statements, now)
+            check_bfd_profiles(module, result, after_statements, now)
             result["after"] = bgp_resource.returned_config(parse_config(statements_text(now)))
             result["changed"] = set(now) != set(before_statements)
         else:

@@ -13,13 +13,16 @@ from ansible_collections.porter.lb.plugins.module_utils.frr_bgp import (
     BgpConfig,
     FrrBgpConfigError,
     Neighbor,
+    bfdd_running,
     commands_for,
     config_from_dict,
     config_statements,
     config_text,
     diff_statements,
+    missing_statements,
     owned_statements,
     parse_config,
+    uses_bfd,
 )
 
 NODES = {
@@ -485,6 +488,54 @@ def test_no_command_touches_a_static_bfd_peer() -> None:
         "no profile " + FAST_PROFILE,
         "exit",
     ]
+
+
+# (statements, whether bfdd must run for them): any BFD line, default timers included
+USES_BFD = [
+    pytest.param([(BGP, "neighbor 198.51.100.11 remote-as 65001")], False, id="no BFD"),
+    pytest.param([(BGP, "neighbor 198.51.100.11 bfd")], True, id="bfd, default timers"),
+    pytest.param(
+        [(BGP, "neighbor 198.51.100.11 bfd profile " + FAST_PROFILE)], True, id="a profile named"
+    ),
+    pytest.param([(("bfd",), "profile " + FAST_PROFILE)], True, id="a profile defined"),
+    pytest.param(
+        [(BGP, "neighbor 198.51.100.11 description bfd")], False, id="'bfd' as a description"
+    ),
+]
+
+
+@pytest.mark.parametrize(("statements", "needed"), USES_BFD)
+def test_bfdd_is_needed_for_any_bfd_line(statements: list, needed: bool) -> None:
+    assert uses_bfd(statements) is needed
+
+
+@pytest.mark.parametrize(
+    ("shown", "running"),
+    [
+        (" zebra bgpd bfdd\n", True),
+        (" zebra bgpd\n", False),
+        (" zebra bgpd staticd bfddx\n", False),
+        ("", False),
+    ],
+)
+def test_bfdd_running_reads_show_daemons(shown: str, running: bool) -> None:
+    assert bfdd_running(shown) is running
+
+
+def test_missing_statements_compare_context_and_line() -> None:
+    """The same timer line in another profile does not stand for the one sent."""
+    sent = [
+        (("bfd",), "profile " + FAST_PROFILE),
+        (("bfd", "profile " + FAST_PROFILE), "detect-multiplier 5"),
+    ]
+    shown = [
+        (("bfd",), "profile " + FAST_PROFILE),
+        (("bfd", "profile PORTER-LB-BFD-TX50-RX50-M5"), "detect-multiplier 5"),
+    ]
+    assert missing_statements(sent, shown) == [
+        (("bfd", "profile " + FAST_PROFILE), "detect-multiplier 5")
+    ]
+    assert missing_statements(sent, sent) == []
 
 
 def _commands(before: dict, after: dict) -> list[str]:
