@@ -148,6 +148,10 @@ options:
                 C(detect-multiplier), C(transmit-interval), C(receive-interval), named by
                 C(neighbor ... bfd profile NAME). The defaults (300, 300, 3) are bfdd's
                 own, so C(neighbor ... bfd) alone gives them.
+              - With O(state=merged) a given C(bfd) replaces the neighbour's BFD as a whole,
+                not key by key - a timer it leaves out returns to its default (300, 300, 3),
+                whatever the router held. Give every timer to keep one. Not given, C(bfd)
+                stays as it is.
               - Not given, or V(enabled=false), is no BFD; returned as C(null) then. A timer given
                 with V(enabled=false) fails the task naming it - it would be written nowhere.
             type: dict

@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.porter.lb.plugins.module_utils import network_resource
+from ansible_collections.porter.lb.plugins.module_utils.bgp_session import Bfd
 from ansible_collections.porter.lb.plugins.module_utils.frr_bgp import (
     RULES,
     BgpConfig,
@@ -612,6 +613,28 @@ def test_merged_sets_and_clears_port_and_bfd_over_what_runs() -> None:
         {**given, "neighbors": [_neighbor(port=179, bfd={"enabled": False})]},
     )
     assert (cleared.neighbors[0].port, cleared.neighbors[0].bfd) == (None, None)
+
+
+# (the bfd given to merged over a running FAST (100, 200, 5), the neighbour's BFD after):
+# merged replaces bfd as a whole, so a timer left out is its default again, not FAST's
+MERGED_BFD = [
+    pytest.param(None, Bfd(True, 100, 200, 5), id="not given: kept"),
+    pytest.param({"enabled": True}, Bfd(True, 300, 300, 3), id="enabled alone: defaults"),
+    pytest.param(
+        {"enabled": True, "transmit_interval": 50}, Bfd(True, 50, 300, 3), id="one timer given"
+    ),
+    pytest.param({"enabled": False}, None, id="off"),
+]
+
+
+@pytest.mark.parametrize(("given", "after"), MERGED_BFD)
+def test_merged_replaces_a_neighbours_bfd_as_a_whole(given: dict | None, after: object) -> None:
+    have = config_from_dict(_one(bfd=FAST))
+    options = _neighbor() if given is None else _neighbor(bfd=given)
+    merged = network_resource.merged(
+        RULES, have, {"asn": 65000, "ebgp_requires_policy": False, "neighbors": [options]}
+    )
+    assert merged.neighbors[0].bfd == after
 
 
 def _neighbor(**options: object) -> dict:
