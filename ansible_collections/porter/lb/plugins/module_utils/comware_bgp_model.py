@@ -175,8 +175,9 @@ def _bfd(field, value):
             "%s.%s" % (field, given[0]),
             value[given[0]],
             "Comware sets BFD timers on the interface (bfd min-transmit-interval, "
-            "bfd min-receive-interval, bfd detect-multiplier), not per peer; comware_bgp "
-            "sets none: give only bfd.enabled",
+            "bfd min-receive-interval, bfd detect-multiplier) for single-hop sessions and "
+            "in system view (bfd multi-hop ...) for multi-hop ones, not per peer; "
+            "comware_bgp sets none: give only bfd.enabled",
         )
     return bfd.enabled
 

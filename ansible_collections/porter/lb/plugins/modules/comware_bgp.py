@@ -198,8 +198,13 @@ notes:
     the command). Nothing is saved to the startup configuration - run C(save) yourself.
   - Passwords are shown as C(********) in diffs and returned commands.
   - C(peer ... bfd) leaves the single-hop or multi-hop choice to the switch (multi-hop for
-    an IBGP peer or an EBGP peer with C(ebgp-max-hop)); a shown C(peer ... bfd single-hop)
-    or C(multi-hop) is owned and replaced by the plain line.
+    an IBGP peer or an EBGP peer with C(ebgp-max-hop)). A shown C(peer ... bfd single-hop)
+    or C(multi-hop) is owned and kept as long as BFD stays on (O(state=merged),
+    O(state=replaced) or O(state=overridden) alike); BFD off removes it with
+    C(undo peer ... bfd).
+  - A multi-hop BFD session takes its timers from system view (C(bfd multi-hop
+    min-transmit-interval), C(bfd multi-hop min-receive-interval), C(bfd multi-hop
+    detect-multiplier)), not from an interface; this module sets neither.
 seealso:
   - name: H3C S12500X-AF (Comware 7) Layer 3 IP Routing command reference, BGP commands
     description: balance, balance as-path-relax, group, peer as-number, peer group, peer password, graceful-restart.
@@ -306,6 +311,7 @@ from ansible_collections.porter.lb.plugins.module_utils.comware_bgp import (
     config_statements,
     config_text,
     diff_statements,
+    keep_bfd_modes,
     keep_device_passwords,
     masked,
     owned_statements,
@@ -405,6 +411,7 @@ def main():
         after = desired(module, state, have)
         before_statements = owned_statements(running)
         after_statements = config_statements(after) if after is not None else []
+        after_statements = keep_bfd_modes(before_statements, after_statements)
         if module.params["update_password"] == "on_create":
             after_statements = keep_device_passwords(before_statements, after_statements)
         # With update_password=always a plain-text password never equals the running cipher

@@ -22,6 +22,7 @@ from ansible_collections.porter.lb.plugins.module_utils.comware_bgp import (
     config_text,
     deleted_config,
     diff_statements,
+    keep_bfd_modes,
     keep_device_passwords,
     masked,
     merged_config,
@@ -78,7 +79,7 @@ def with_(base, **changes):
 def commands(running, data, update_password="on_create"):
     """What the module sends: the wanted model's statements against the running ones."""
     before = owned_statements(running)
-    after = config_statements(data) if data is not None else []
+    after = keep_bfd_modes(before, config_statements(data) if data is not None else [])
     if update_password == "on_create":
         after = keep_device_passwords(before, after)
     return commands_for(diff_statements(before, after))
@@ -611,19 +612,52 @@ def test_bfd_is_one_peer_line_and_reads_back():
     assert not config_from_dict(_peer(bfd={"enabled": False})).neighbors[0].bfd
 
 
-@pytest.mark.parametrize(
-    ("shown", "sent"),
-    [
-        ("peer 198.51.100.11 bfd", []),
-        # the switch's own hop choice is owned and replaced by the plain line, in place
-        ("peer 198.51.100.11 bfd multi-hop", ["peer 198.51.100.11 bfd"]),
-    ],
+SHOWN = (
+    "#\nbgp 65000\n peer 198.51.100.11 as-number 65001\n {}\n #\n"
+    " address-family ipv4 unicast\n  peer 198.51.100.11 enable\n#\n"
 )
-def test_a_shown_bfd_line_is_owned(shown, sent):
-    running = f"#\nbgp 65000\n peer 198.51.100.11 as-number 65001\n {shown}\n #\n"
+
+# (the BFD line the switch shows, the wanted peer's options, the commands about BFD): an
+# explicit hop mode is the operator's and stays while BFD stays on
+SHOWN_BFD = [
+    pytest.param("peer 198.51.100.11 bfd", {"bfd": {"enabled": True}}, [], id="plain, on"),
+    pytest.param(
+        "peer 198.51.100.11 bfd multi-hop", {"bfd": {"enabled": True}}, [], id="multi-hop kept"
+    ),
+    pytest.param(
+        "peer 198.51.100.11 bfd single-hop", {"bfd": {"enabled": True}}, [], id="single-hop kept"
+    ),
+    pytest.param(
+        "peer 198.51.100.11 bfd multi-hop",
+        {"bfd": {"enabled": False}},
+        ["undo peer 198.51.100.11 bfd"],
+        id="off: undone, mode and all",
+    ),
+    pytest.param(
+        "peer 198.51.100.11 bfd multi-hop",
+        {"description": "node1", "bfd": {"enabled": True}},
+        [],
+        id="another option changed",
+    ),
+]
+
+
+@pytest.mark.parametrize(("shown", "options", "sent"), SHOWN_BFD)
+def test_a_shown_bfd_line_is_owned_and_its_mode_kept(shown, options, sent):
+    running = SHOWN.format(shown)
     assert parse_config(running).neighbors[0].bfd is True
-    want = config_from_dict(_peer(bfd={"enabled": True}))
+    want = config_from_dict(_peer(**options))
     assert [c for c in commands(running, want) if " bfd" in c] == sent
+
+
+def test_merged_without_bfd_leaves_a_multi_hop_session_alone():
+    running = SHOWN.format("peer 198.51.100.11 bfd multi-hop")
+    merged = merged_config(parse_config(running), _peer(description="node1"))
+    assert commands(running, merged) == [
+        "bgp 65000",
+        "peer 198.51.100.11 description node1",
+        "quit",
+    ]
 
 
 def test_bfd_off_is_undone():
