@@ -79,8 +79,8 @@ options:
           bfd:
             description:
               - BFD for the session, run by a C(protocol bfd porter_bfd) the file holds
-                while any session uses BFD (the main file must not hold a C(protocol bfd) of its
-                own then).
+                while any session uses BFD (see the notes for a C(protocol bfd) of the main
+                file's own).
               - Rendered inside the session's protocol as C(bfd { min rx interval R ms; min tx
                 interval T ms; multiplier M; }); the timers are always written, since BIRD's own
                 defaults (10 ms, 100 ms, 5) are not porter-lb's.
@@ -122,8 +122,8 @@ options:
             description:
               - BFD for the sessions spawned from the range (a range has no port, as BIRD only
                 accepts its sessions, on its own port), run by a C(protocol bfd porter_bfd)
-                the file holds while any session uses BFD (the main file must not hold a
-                C(protocol bfd) of its own then).
+                the file holds while any session uses BFD (see the notes for a
+                C(protocol bfd) of the main file's own).
               - Rendered inside the session's protocol as C(bfd { min rx interval R ms; min tx
                 interval T ms; multiplier M; }); the timers are always written, since BIRD's own
                 defaults (10 ms, 100 ms, 5) are not porter-lb's.
@@ -202,9 +202,13 @@ extends_documentation_fragment:
   - porter.lb.network_resource
 notes:
   - Needs C(bird) and C(birdc) on the target for the states that change or gather.
-  - BFD (O(config.neighbors[].bfd), O(config.neighbor_range.bfd)) needs the main file free
-    of its own C(protocol bfd); the neighbour must run BFD too, in the same single-hop or
-    multihop mode.
+  - BFD (O(config.neighbors[].bfd), O(config.neighbor_range.bfd)) is run by the owned
+    file's C(protocol bfd porter_bfd). The main file may hold a C(protocol bfd) of its own
+    too (C(bird -p) accepts both), but BIRD hands a session's BFD request to one of the
+    BFD protocols, not necessarily C(porter_bfd), so that protocol's own options (the
+    interfaces or neighbours it takes, authentication) then apply to the session; the
+    module does not check for one. The neighbour must run BFD too, in the same single-hop
+    or multihop mode.
   - The parser accepts only what this module writes; a hand-edited O(path) is reported as an
     error naming the line, never silently overwritten with a guess.
 """
@@ -279,12 +283,15 @@ before:
   description: The configuration in O(path) before the module ran (null when there was none).
   returned: when O(state) is merged, replaced, overridden or deleted
   type: dict
-  sample: {"local_as": 65000, "neighbors": [{"name": "node1", "address": "198.51.100.11", "as": 65001}]}
+  sample: {"local_as": 65000, "neighbors": [{"name": "node1", "address": "198.51.100.11", "as": 65001,
+                                             "port": 179, "bfd": {"enabled": false}}]}
 after:
   description: The configuration in O(path) afterwards (or that would be, in check mode).
   returned: when O(state) is merged, replaced, overridden or deleted
   type: dict
-  sample: {"local_as": 65000, "neighbors": [{"name": "node1", "address": "198.51.100.11", "as": 65001}]}
+  sample: {"local_as": 65000, "neighbors": [{"name": "node1", "address": "198.51.100.11", "as": 65001,
+                                             "port": 1790, "bfd": {"enabled": true, "transmit_interval": 300,
+                                                                   "receive_interval": 300, "detect_multiplier": 3}}]}
 gathered:
   description: The configuration in O(path) (null when the file holds none).
   returned: when O(state=gathered)

@@ -268,12 +268,12 @@ before:
   description: The owned configuration before the run (C(null) when there was no C(bgp)).
   returned: when O(state) is C(merged), C(replaced), C(overridden) or C(deleted)
   type: dict
-  sample: {asn: 65000, neighbors: []}
+  sample: {asn: 65000, neighbors: [{address: 198.51.100.11, remote_as: "65001", bfd: false}]}
 after:
   description: The owned configuration after the run (in check mode, what it would be).
   returned: when O(state) is C(merged), C(replaced), C(overridden) or C(deleted)
   type: dict
-  sample: {asn: 65000, neighbors: []}
+  sample: {asn: 65000, neighbors: [{address: 198.51.100.11, remote_as: "65001", bfd: true}]}
 commands:
   description: The commands sent in system view (or, in check mode, to be sent); passwords masked.
   returned: when O(state) is C(merged), C(replaced), C(overridden) or C(deleted)

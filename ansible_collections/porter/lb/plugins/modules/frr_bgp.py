@@ -251,18 +251,20 @@ before:
   description: The owned configuration before the run (C(null) when there was no C(router bgp)).
   returned: when O(state) is C(merged), C(replaced), C(overridden) or C(deleted)
   type: dict
-  sample: {asn: 65000, neighbors: []}
+  sample: {asn: 65000, neighbors: [{address: 198.51.100.11, remote_as: "65001", port: null, bfd: null}]}
 after:
   description: The owned configuration after the run (in check mode, what it would be).
   returned: when O(state) is C(merged), C(replaced), C(overridden) or C(deleted)
   type: dict
-  sample: {asn: 65000, neighbors: []}
+  sample: {asn: 65000, neighbors: [{address: 198.51.100.11, remote_as: "65001", port: 1790,
+           bfd: {enabled: true, transmit_interval: 100, receive_interval: 100, detect_multiplier: 3}}]}
 commands:
   description: The vtysh configuration commands sent (or, in check mode, to be sent); passwords masked.
   returned: when O(state) is C(merged), C(replaced), C(overridden) or C(deleted)
   type: list
   elements: str
-  sample: ["router bgp 65000", "neighbor 198.51.100.11 remote-as 65001", "exit"]
+  sample: ["router bgp 65000", "neighbor 198.51.100.11 remote-as 65001",
+           "neighbor 198.51.100.11 port 1790", "neighbor 198.51.100.11 bfd", "exit"]
 gathered:
   description: The owned running configuration, plus C(sessions), each neighbour's state.
   returned: when O(state=gathered)
