@@ -15,6 +15,7 @@ import pytest
 from porter_lab.speakers import Gobgpd
 from porter_lab.topology import Topology
 from porter_lb.routing.bgp_config import (
+    Bfd,
     GlobalConfig,
     GracefulRestart,
     PeerConfig,
@@ -86,6 +87,47 @@ def test_peer_configuration_reads_back_as_given(
     assert gobgp.peer_configs() == {wanted.neighbor_address: longer}
     gobgp.delete_peer(wanted.neighbor_address)
     assert gobgp.peers() == []
+
+
+def test_every_applied_peer_field_reads_back_as_given(
+    topology: Topology, start_gobgpd: Callable[[str], Gobgpd]
+) -> None:
+    """The fields porter-lb applies from a BgpPeer come back from ListPeer as they were given
+    (else the speaker would call UpdatePeer, and reset the session, at every reconcile); an
+    admin-down peer stays Idle."""
+    node = topology.nodes[0]
+    gobgp = start_gobgpd(node.netns).client
+    assert gobgp is not None
+    gobgp.start_global(INSTANCE)
+    wanted = PeerConfig(
+        neighbor_address=topology.router_address,
+        peer_asn=65000,
+        local_asn=INSTANCE.asn,
+        port=1790,
+        hold_time=9,
+        keepalive=3,
+        connect_retry=1,
+        graceful_restart=GracefulRestart(
+            True, 120, 360, helper_only=True, notification_enabled=True
+        ),
+        bfd=Bfd(True, 100, 50, 4),
+        admin_down=True,
+        description="rack 1 leaf",
+        allow_own_asn=1,
+        send_community=3,
+        replace_peer_asn=True,
+        remove_private=2,
+        local_address=node.address,
+        mtu_discovery=True,
+        tcp_mss=1400,
+    )
+    gobgp.add_peer_config(wanted)
+    assert gobgp.peer_configs() == {wanted.neighbor_address: wanted}
+    (status,) = gobgp.peers()
+    assert status.session_state == "idle"
+    up = PeerConfig(**{**wanted.__dict__, "admin_down": False, "local_address": ""})
+    gobgp.update_peer(up)
+    assert gobgp.peer_configs() == {wanted.neighbor_address: up}
 
 
 def test_stop_bgp_ends_the_server_until_gobgpd_restarts(

@@ -12,6 +12,7 @@ import pytest
 from porter_lb.model.resources import Endpoint, ModelError, Node, ServiceTraffic
 from porter_lb.routing.bgp_config import (
     DEFAULT_CENTRAL_SEND_MAX,
+    Bfd,
     GlobalConfig,
     GracefulRestart,
     PeerConfig,
@@ -111,6 +112,48 @@ def test_porter_sample_bgppeer_maps_to_gobgp_v3_names() -> None:
             {"gracefulRestart": {"enabled": True, "restartTime": 120}},
             {"graceful_restart": GracefulRestart(True, 120)},
         ),
+        ({}, {"bfd": Bfd()}),  # no BFD unless asked
+        ({"bfd": {"enabled": True}}, {"bfd": Bfd(True, 300, 300, 3)}),  # the defaults
+        (
+            {"bfd": {"enabled": True, "transmitInterval": 100, "receiveInterval": 50}},
+            {"bfd": Bfd(True, 100, 50, 3)},
+        ),
+        ({"bfd": {"enabled": True, "detectMultiplier": 5}}, {"bfd": Bfd(True, 300, 300, 5)}),
+        ({"bfd": {"enabled": False, "transmitInterval": 100}}, {"bfd": Bfd()}),
+        (
+            {
+                "conf": {
+                    "neighborAddress": "198.51.100.1",
+                    "peerAs": 65000,
+                    "adminDown": True,
+                    "description": "rack 1 leaf",
+                    "allowOwnAs": 2,
+                    "sendCommunity": 7,
+                    "replacePeerAs": True,
+                    "removePrivateAs": "replace",
+                }
+            },
+            {
+                "admin_down": True,
+                "description": "rack 1 leaf",
+                "allow_own_asn": 2,
+                "send_community": 7,
+                "replace_peer_asn": True,
+                "remove_private": 2,
+            },
+        ),
+        (
+            {"transport": {"localAddress": "198.51.100.11", "mtuDiscovery": True, "tcpMss": 1400}},
+            {"local_address": "198.51.100.11", "mtu_discovery": True, "tcp_mss": 1400},
+        ),
+        (
+            {"gracefulRestart": {"enabled": True, "helperOnly": True, "notificationEnabled": True}},
+            {
+                "graceful_restart": GracefulRestart(
+                    True, 90, helper_only=True, notification_enabled=True
+                )
+            },
+        ),
         (
             {
                 "conf": {
@@ -205,6 +248,30 @@ def test_password_from_secret_plain_field_and_never_in_repr() -> None:
             "AFI_IP or AFI_IP6",
         ),
         (
+            {"conf": {"neighborAddress": "198.51.100.1", "peerAs": 1, "removePrivateAs": "some"}},
+            {},
+            "spec.conf.removePrivateAs",
+            "must be NONE, ALL or REPLACE",
+        ),
+        (
+            {"transport": {"localAddress": "node1"}},
+            {},
+            "spec.transport.localAddress",
+            "must be an IP address",
+        ),
+        (
+            {"bfd": {"enabled": True, "transmitInterval": 5}},
+            {},
+            "spec.bfd.transmitInterval",
+            "must be between 10 and 60000",
+        ),
+        (
+            {"bfd": {"enabled": True, "detectMultiplier": 1}},
+            {},
+            "spec.bfd.detectMultiplier",
+            "must be between 2 and 255",
+        ),
+        (
             {"nodeSelector": {"matchExpressions": [{"key": "rack", "operator": "Near"}]}},
             {},
             "spec.nodeSelector.matchExpressions[0].operator",
@@ -275,8 +342,20 @@ def test_peer_config_round_trips_through_the_gobgp_message() -> None:
         families=(4, 6),
         add_paths_send_max=255,
         graceful_restart=GracefulRestart(True, 120),
+        bfd=Bfd(True, 100, 50, 4),
+        admin_down=True,
+        description="leaf",
+        allow_own_asn=1,
+        send_community=3,
+        replace_peer_asn=True,
+        remove_private=1,
+        local_address="198.51.100.11",
+        mtu_discovery=True,
+        tcp_mss=1400,
     )
     assert peer_config_from_message(peer_message(config)) == config
+    sent = peer_message(config).bfd  # GoBGP takes microseconds
+    assert (sent.desired_minimum_tx_interval, sent.required_minimum_receive) == (100000, 50000)
     assert peer_config_from_message(peer_message(PeerConfig("198.51.100.1", 65000))) == PeerConfig(
         "198.51.100.1", 65000
     )
@@ -318,6 +397,19 @@ def test_peer_status_entry_uses_gobgp_state_names() -> None:
         }
     }
     assert peer_status_entry(None, config)["peerState"]["sessionState"] == "UNKNOWN"
+
+
+@pytest.mark.parametrize(
+    ("bfd_state", "expected"),
+    [("up", "UP"), ("down", "DOWN"), ("init", "INIT"), ("", "UNKNOWN")],
+)
+def test_peer_status_entry_shows_bfd_only_where_it_is_enabled(
+    bfd_state: str, expected: str
+) -> None:
+    with_bfd = PeerConfig("198.51.100.1", 65000, bfd=Bfd(True))
+    status = PeerStatus("198.51.100.1", 65000, "established", bfd_state=bfd_state)
+    assert peer_status_entry(status, with_bfd)["bfdState"] == {"sessionState": expected}
+    assert "bfdState" not in peer_status_entry(status, PeerConfig("198.51.100.1", 65000))
 
 
 # --- BgpConf -> GlobalConfig ------------------------------------------------------------------

@@ -28,6 +28,7 @@ import grpc
 
 from porter_lb.gobgp_api import attribute_pb2, common_pb2, gobgp_pb2, gobgp_pb2_grpc, nlri_pb2
 from porter_lb.routing.bgp_config import (
+    Bfd,
     GlobalConfig,
     GracefulRestart,
     PeerConfig,
@@ -41,6 +42,14 @@ from porter_lb.routing.routes import Route
 _SESSION_STATES = {
     value.number: value.name.removeprefix("SESSION_STATE_").lower()
     for value in gobgp_pb2.PeerState.DESCRIPTOR.enum_types_by_name["SessionState"].values
+    if value.number
+}
+
+# BFD session states without their enum prefix, lower case ("up", "down", "init",
+# "admin_down"); UNSPECIFIED (no BFD packet yet) is "".
+_BFD_STATES = {
+    value.number: value.name.removeprefix("BFD_SESSION_STATE_").lower()
+    for value in gobgp_pb2.BfdSessionState.DESCRIPTOR.values
     if value.number
 }
 
@@ -127,6 +136,12 @@ def peer_message(config: PeerConfig) -> gobgp_pb2.Peer:
             peer_asn=config.peer_asn,
             local_asn=config.local_asn,
             auth_password=config.auth_password,
+            admin_down=config.admin_down,
+            description=config.description,
+            allow_own_asn=config.allow_own_asn,
+            send_community=config.send_community,
+            replace_peer_asn=config.replace_peer_asn,
+            remove_private=config.remove_private,  # type: ignore[arg-type]
         ),
         timers=gobgp_pb2.Timers(
             config=gobgp_pb2.TimersConfig(
@@ -135,7 +150,13 @@ def peer_message(config: PeerConfig) -> gobgp_pb2.Peer:
                 connect_retry=config.connect_retry,
             )
         ),
-        transport=gobgp_pb2.Transport(passive_mode=config.passive, remote_port=config.port),
+        transport=gobgp_pb2.Transport(
+            passive_mode=config.passive,
+            remote_port=config.port,
+            local_address=config.local_address,
+            mtu_discovery=config.mtu_discovery,
+            tcp_mss=config.tcp_mss,
+        ),
         afi_safis=afi_safis,
     )
     if config.ebgp_multihop_ttl:
@@ -145,6 +166,13 @@ def peer_message(config: PeerConfig) -> gobgp_pb2.Peer:
         peer.graceful_restart.enabled = True
         peer.graceful_restart.restart_time = config.graceful_restart.restart_time
         peer.graceful_restart.deferral_time = config.graceful_restart.deferral_time
+        peer.graceful_restart.helper_only = config.graceful_restart.helper_only
+        peer.graceful_restart.notification_enabled = config.graceful_restart.notification_enabled
+    if config.bfd.enabled:
+        peer.bfd.enabled = True
+        peer.bfd.desired_minimum_tx_interval = config.bfd.transmit_interval * 1000  # µs
+        peer.bfd.required_minimum_receive = config.bfd.receive_interval * 1000
+        peer.bfd.detection_multiplier = config.bfd.detect_multiplier
     return peer
 
 
@@ -174,11 +202,39 @@ def peer_config_from_message(peer: gobgp_pb2.Peer) -> PeerConfig:
         add_paths_send_max=send_max,
         graceful_restart=(
             GracefulRestart(
-                True, peer.graceful_restart.restart_time, peer.graceful_restart.deferral_time
+                True,
+                peer.graceful_restart.restart_time,
+                peer.graceful_restart.deferral_time,
+                helper_only=peer.graceful_restart.helper_only,
+                notification_enabled=peer.graceful_restart.notification_enabled,
             )
             if peer.graceful_restart.enabled
             else GracefulRestart()
         ),
+        bfd=(
+            Bfd(
+                True,
+                peer.bfd.desired_minimum_tx_interval // 1000,
+                peer.bfd.required_minimum_receive // 1000,
+                peer.bfd.detection_multiplier,
+            )
+            if peer.bfd.enabled
+            else Bfd()
+        ),
+        admin_down=peer.conf.admin_down,
+        description=peer.conf.description,
+        allow_own_asn=peer.conf.allow_own_asn,
+        send_community=peer.conf.send_community,
+        replace_peer_asn=peer.conf.replace_peer_asn,
+        remove_private=int(peer.conf.remove_private),
+        # gobgpd reports the wildcard when no source address was given.
+        local_address=(
+            ""
+            if peer.transport.local_address in ("", "0.0.0.0", "::")
+            else peer.transport.local_address
+        ),
+        mtu_discovery=peer.transport.mtu_discovery,
+        tcp_mss=peer.transport.tcp_mss,
     )
 
 
@@ -237,6 +293,8 @@ class GoBGP:
         listen_port: int = 179,
         listen_addresses: Iterable[str] = (),
         graceful_restart: GracefulRestart | None = None,
+        *,
+        use_multiple_paths: bool = False,
     ) -> None:
         """Start the BGP instance (StartBgp); `listen_port=-1` makes gobgpd only connect out."""
         config = gobgp_pb2.Global(
@@ -244,6 +302,7 @@ class GoBGP:
             router_id=router_id,
             listen_port=listen_port,
             listen_addresses=list(listen_addresses),
+            use_multiple_paths=use_multiple_paths,
         )
         if graceful_restart is not None and graceful_restart.enabled:
             config.graceful_restart.enabled = True
@@ -258,6 +317,7 @@ class GoBGP:
             config.listen_port,
             config.listen_addresses,
             config.graceful_restart,
+            use_multiple_paths=config.use_multiple_paths,
         )
 
     def stop_bgp(self, *, allow_graceful_restart: bool = False) -> None:
@@ -354,6 +414,11 @@ class GoBGP:
                     peer_asn=state.peer_asn,
                     session_state=_SESSION_STATES.get(state.session_state, "unknown"),
                     received_prefixes=received,
+                    bfd_state=(
+                        _BFD_STATES.get(state.bfd_state.session_state, "")
+                        if reply.peer.bfd.enabled
+                        else ""
+                    ),
                 )
             )
         return result

@@ -69,7 +69,7 @@ GRACEFUL_RESTART_OPTIONS = dict(
 
 EIP_OPTIONS = dict(
     address=dict(type="str"),
-    protocol=dict(type="str", choices=["bgp", "layer2", "vip"]),
+    protocol=dict(type="str", choices=["bgp", "layer2"]),
     interface=dict(type="str"),
     disable=dict(type="bool"),
     using_known_ips=dict(type="bool"),
@@ -160,6 +160,15 @@ BGP_PEER_OPTIONS = dict(
         options=dict(enabled=dict(type="bool"), multihop_ttl=dict(type="int")),
     ),
     graceful_restart=dict(type="dict", options=GRACEFUL_RESTART_OPTIONS),
+    bfd=dict(
+        type="dict",
+        options=dict(
+            enabled=dict(type="bool"),
+            transmit_interval=dict(type="int"),
+            receive_interval=dict(type="int"),
+            detect_multiplier=dict(type="int"),
+        ),
+    ),
     timers=dict(
         type="dict",
         options=dict(

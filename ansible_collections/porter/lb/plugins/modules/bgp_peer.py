@@ -155,6 +155,26 @@ options:
       multihop_ttl:
         description: The TTL (C(multihopTtl), 1 to 255).
         type: int
+  bfd:
+    description:
+      - Single-hop BFD with the neighbour (C(spec.bfd), a porter-lb extension): a dead link
+        resets the session after O(bfd.receive_interval) times O(bfd.detect_multiplier)
+        milliseconds instead of the hold time. The router must run BFD for the nodes too
+        (M(porter.lb.bird_bgp), M(porter.lb.frr_bgp), M(porter.lb.comware_bgp)).
+    type: dict
+    suboptions:
+      enabled:
+        description: Enable BFD for this neighbour.
+        type: bool
+      transmit_interval:
+        description: Desired minimum transmit interval in milliseconds (C(transmitInterval), 10 to 60000; default 300).
+        type: int
+      receive_interval:
+        description: Required minimum receive interval in milliseconds (C(receiveInterval), 10 to 60000; default 300).
+        type: int
+      detect_multiplier:
+        description: Packets missed before the session is down (C(detectMultiplier), 2 to 255; default 3).
+        type: int
   timers:
     description:
       - Session timers (C(spec.timers)), as GoBGP, in seconds written as strings.
