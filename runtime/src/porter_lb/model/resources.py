@@ -98,11 +98,11 @@ disjoint ports, and the same backends when externalTrafficPolicy is Local)."""
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 """The label tying an EndpointSlice to its Service."""
 
-PoolProtocol = Literal["bgp", "layer2", "vip"]
+PoolProtocol = Literal["bgp", "layer2"]
 TrafficPolicy = Literal["Cluster", "Local"]
 IPFamilyPolicy = Literal["SingleStack", "PreferDualStack", "RequireDualStack"]
 
-_POOL_PROTOCOLS: dict[str, PoolProtocol] = {"bgp": "bgp", "layer2": "layer2", "vip": "vip"}
+_POOL_PROTOCOLS: dict[str, PoolProtocol] = {"bgp": "bgp", "layer2": "layer2"}
 _TRAFFIC_POLICIES: dict[str, TrafficPolicy] = {"Cluster": "Cluster", "Local": "Local"}
 _IP_FAMILY_POLICIES: dict[str, IPFamilyPolicy] = {
     "SingleStack": "SingleStack",
@@ -309,6 +309,12 @@ def pool_from_eip(eip: Mapping[str, Any]) -> Pool:
 
     protocol_text = spec.get("protocol") or "bgp"
     protocol = _POOL_PROTOCOLS.get(protocol_text) if isinstance(protocol_text, str) else None
+    if protocol_text == "vip":
+        # OpenELB's vip mode (keepalived VRRP) is not porter-lb's: such a pool would get
+        # addresses nothing announces.
+        raise ModelError(
+            "Eip", name, "spec.protocol", protocol_text, "is not supported: use bgp or layer2"
+        )
     if protocol is None:
         raise ModelError(
             "Eip", name, "spec.protocol", protocol_text, f"must be one of {sorted(_POOL_PROTOCOLS)}"

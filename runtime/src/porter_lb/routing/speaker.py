@@ -42,6 +42,7 @@ from porter_lb.kube.events import API_VERSIONS, EventRecorder, Warnings
 from porter_lb.kube.informers import Caches
 from porter_lb.kube.watch_cache import object_key
 from porter_lb.model.addresses import AddressPool
+from porter_lb.model.fields import unapplied_fields, unapplied_message
 from porter_lb.model.resources import (
     LOAD_BALANCER_CLASS,
     ModelError,
@@ -187,6 +188,7 @@ class Speaker:
         self._held: dict[str, set[Route]] | None = None  # None: read it from gobgpd first
         self._fresh_instance = False  # started by us, its peers not yet configured
         self._warnings = Warnings(recorder, log)
+        self._unapplied = Warnings(recorder, log)  # fields set that porter-lb does not apply
         self._plain_warned: set[str] = set()  # BgpPeers warned about a plain-text password
         self.reconciles = 0  # full + incremental, for tests and logs
         # For the process's health checks (porter_lb.telemetry.health): the loop beats each
@@ -352,6 +354,8 @@ class Speaker:
             self._warnings.warn(obj, "BgpPeer", reason, message)
         for spec in specs:
             self._warnings.clear("BgpPeer", spec.name)
+        for obj in self.informers.items("BgpPeer"):
+            self._warn_unapplied("BgpPeer", obj)
         plain = set(plain_text_password_peers(self.informers.items("BgpPeer")))
         for name in sorted(plain - self._plain_warned):
             peer = self.informers.get("BgpPeer", name)
@@ -383,7 +387,17 @@ class Speaker:
             self._warnings.warn(conf, "BgpConf", "InvalidBgpConf", str(error))
             raise
         self._warnings.clear("BgpConf", object_name(conf))
+        self._warn_unapplied("BgpConf", conf)
         return wanted
+
+    def _warn_unapplied(self, kind: str, obj: Obj) -> None:
+        """One Warning naming each field `obj` sets that porter-lb does not apply."""
+        fields = unapplied_fields(kind, obj)
+        if fields:
+            message = unapplied_message(kind, object_name(obj), fields)
+            self._unapplied.warn(obj, kind, "UnappliedFields", message)
+        else:
+            self._unapplied.clear(kind, Warnings.key(obj))
 
     def _ensure_instance(self, wanted: GlobalConfig | None) -> bool:
         """Make gobgpd run the wanted instance; True when it does.

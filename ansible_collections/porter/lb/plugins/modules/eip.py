@@ -35,7 +35,7 @@ options:
     description:
       - How the pool's IPs are announced (C(spec.protocol)). The API server defaults it to V(bgp).
     type: str
-    choices: [bgp, layer2, vip]
+    choices: [bgp, layer2]
   interface:
     description:
       - With O(protocol=layer2), the node interface to answer ARP/NDP on (C(spec.interface)), a name
