@@ -28,7 +28,7 @@ from porter_lab.controlplane import ControlPlane
 from porter_lab.fib import FibLog
 from porter_lab.kube import apply_crds
 from porter_lab.paths import CRD_DIR
-from porter_lab.routers import Bird, Frr, Neighbor, Router, RouterSpec
+from porter_lab.routers import BfdTimers, Bird, Frr, Neighbor, Router, RouterSpec
 from porter_lab.speakers import Gobgpd
 from porter_lab.topology import NODE_ASN, ROUTER_ASN, Topology, run_id
 from porter_lab.waiting import wait_for
@@ -183,6 +183,7 @@ def running_bed(
     router_kind: RouterKind = "bird",
     central_speakers: int = 1,
     stalepath_time: int | None = None,
+    router_bfd: BfdTimers | None = None,
     proxy: bool = False,
     workdir: Path | None = None,
 ) -> Iterator[B]:
@@ -209,6 +210,7 @@ def running_bed(
             neighbors=tuple(Neighbor(n.address, NODE_ASN, n.name) for n in speakers),
             pools=(pool,),
             add_paths_rx=mode == "central",
+            bfd=router_bfd,
             **({} if stalepath_time is None else {"stalepath_time": stalepath_time}),
         )
         router = (

@@ -45,7 +45,7 @@ from porter_lab.reliability.bed import (
     ServiceBed,
     running_bed,
 )
-from porter_lab.routers import Frr, established
+from porter_lab.routers import BfdTimers, Frr, established
 from porter_lab.waiting import wait_for
 
 POOL = "10.201.0.0/22"  # routed only inside the bed's namespaces
@@ -165,6 +165,7 @@ def crash_bed(
     *,
     workdir: Path | None = None,
     stalepath_time: int = STALEPATH_TIME,
+    router_bfd: BfdTimers | None = None,
 ) -> Iterator[CrashBed]:
     """A running bed (see the module docstring); everything is stopped and removed after."""
     with running_bed(
@@ -174,6 +175,7 @@ def crash_bed(
         namespace=NAMESPACE,
         router_kind=router_kind,
         stalepath_time=stalepath_time,
+        router_bfd=router_bfd,
         workdir=workdir,
     ) as bed:
         bed.base_objects(bed.topology.nodes[0].address if mode == "central" else "")
