@@ -14,6 +14,7 @@ import pytest
 
 from porter_lab.speakers import Gobgpd
 from porter_lab.topology import Topology
+from porter_lb.model.resources import BgpAttributes
 from porter_lb.routing.bgp_config import (
     Bfd,
     GlobalConfig,
@@ -49,6 +50,14 @@ def test_paths_read_back_as_added_and_withdrawn_by_name(
     gobgp.withdraw_routes([two_hops[1]])  # only the path named (prefix + identifier)
     gobgp.delete_route(v6)
     assert gobgp.local_routes() == [two_hops[0]]
+
+    # A pool's attributes ride along and read back as given (nothing added by gobgpd).
+    tagged = Route(
+        "203.0.113.20/32", "198.51.100.11", 0, BgpAttributes((4259840100,), ((65000, 1, 2),), 200)
+    )
+    gobgp.add_routes([tagged])
+    assert tagged in gobgp.local_routes()
+    gobgp.withdraw_routes([tagged])
 
     many = [Route(f"10.0.{i // 256}.{i % 256}/32", "198.51.100.11", 0) for i in range(2000)]
     assert gobgp.add_routes(many) == 2000

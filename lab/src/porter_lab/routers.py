@@ -28,6 +28,7 @@ class Neighbor:
     # TCP MD5 password of the session (RFC 2385); empty: none. Not in repr: tests look for
     # it in logs.
     password: str = field(default="", repr=False)
+    port: int = 179  # the neighbour's BGP port (porter-lb's gobgpd beside Calico: not 179)
 
 
 @dataclass(frozen=True)
@@ -122,9 +123,10 @@ def bird_config(spec: RouterSpec, log: Path) -> str:
     ]
     for neighbor in spec.neighbors:
         password = f' password "{neighbor.password}";' if neighbor.password else ""
+        port = f" port {neighbor.port}" if neighbor.port != 179 else ""
         lines.append(
             f"protocol bgp {neighbor.name} from cluster_nodes "
-            f"{{ neighbor {neighbor.address} as {neighbor.asn};{password} }}"
+            f"{{ neighbor {neighbor.address}{port} as {neighbor.asn};{password} }}"
         )
     return "\n".join(line for line in lines if line) + "\n"
 
@@ -261,6 +263,8 @@ def frr_bgpd_config(spec: RouterSpec, log: Path) -> str:
         ]
         if n.password:
             lines.append(f" neighbor {n.address} password {n.password}")
+        if n.port != 179:
+            lines.append(f" neighbor {n.address} port {n.port}")
         if spec.bfd:
             lines.append(f" neighbor {n.address} bfd profile {FRR_BFD_PROFILE}")
     lines += [" address-family ipv4 unicast", f"  maximum-paths {spec.max_paths}"]

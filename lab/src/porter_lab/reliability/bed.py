@@ -184,6 +184,7 @@ def running_bed(
     central_speakers: int = 1,
     stalepath_time: int | None = None,
     router_bfd: BfdTimers | None = None,
+    neighbor_port: int = 179,
     proxy: bool = False,
     workdir: Path | None = None,
 ) -> Iterator[B]:
@@ -207,7 +208,9 @@ def running_bed(
         spec = RouterSpec(
             asn=ROUTER_ASN,
             router_id=topology.router_address,
-            neighbors=tuple(Neighbor(n.address, NODE_ASN, n.name) for n in speakers),
+            neighbors=tuple(
+                Neighbor(n.address, NODE_ASN, n.name, port=neighbor_port) for n in speakers
+            ),
             pools=(pool,),
             add_paths_rx=mode == "central",
             bfd=router_bfd,

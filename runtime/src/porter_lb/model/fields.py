@@ -86,6 +86,9 @@ APPLIED: dict[str, frozenset[str]] = {
             "spec.priority",
             "spec.namespaces[]",
             "spec.namespaceSelector",
+            "spec.communities[]",
+            "spec.largeCommunities[]",
+            "spec.localPref",
         }
     ),
 }

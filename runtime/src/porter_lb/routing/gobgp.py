@@ -27,6 +27,7 @@ from typing import Any
 import grpc
 
 from porter_lb.gobgp_api import attribute_pb2, common_pb2, gobgp_pb2, gobgp_pb2_grpc, nlri_pb2
+from porter_lb.model.resources import NO_LOCAL_PREF, BgpAttributes
 from porter_lb.routing.bgp_config import (
     Bfd,
     GlobalConfig,
@@ -107,12 +108,43 @@ def _origin_igp() -> attribute_pb2.Attribute:
     return attribute_pb2.Attribute(origin=attribute_pb2.OriginAttribute(origin=0))
 
 
+def _attribute_messages(attributes: BgpAttributes) -> list[attribute_pb2.Attribute]:
+    found = []
+    if attributes.local_pref >= 0:
+        found.append(
+            attribute_pb2.Attribute(
+                local_pref=attribute_pb2.LocalPrefAttribute(local_pref=attributes.local_pref)
+            )
+        )
+    if attributes.communities:
+        found.append(
+            attribute_pb2.Attribute(
+                communities=attribute_pb2.CommunitiesAttribute(communities=attributes.communities)
+            )
+        )
+    if attributes.large_communities:
+        large = [
+            attribute_pb2.LargeCommunity(global_admin=a, local_data1=b, local_data2=c)
+            for a, b, c in attributes.large_communities
+        ]
+        found.append(
+            attribute_pb2.Attribute(
+                large_communities=attribute_pb2.LargeCommunitiesAttribute(communities=large)
+            )
+        )
+    return found
+
+
 def path_message(route: Route, withdraw: bool = False) -> gobgp_pb2.Path:
-    """The gobgpd Path of `route`: origin IGP, its next hop, its ADD-PATH identifier."""
+    """The gobgpd Path of `route`: origin IGP, its next hop, its ADD-PATH identifier, and its
+    pool's attributes (LOCAL_PREF, communities, large communities)."""
+    pattrs = [_origin_igp(), _next_hop_attribute(route.next_hop)]
+    if route.attributes:
+        pattrs.extend(_attribute_messages(route.attributes))
     return gobgp_pb2.Path(
         family=family_message(route.prefix),
         nlri=_nlri(route.prefix),
-        pattrs=[_origin_igp(), _next_hop_attribute(route.next_hop)],
+        pattrs=pattrs,
         identifier=route.identifier,
         is_withdraw=withdraw,
     )
@@ -240,13 +272,27 @@ def peer_config_from_message(peer: gobgp_pb2.Peer) -> PeerConfig:
 
 def _route(prefix: str, path: gobgp_pb2.Path) -> Route:
     next_hop = ""
+    communities: tuple[int, ...] = ()
+    large: tuple[tuple[int, int, int], ...] = ()
+    local_pref = NO_LOCAL_PREF
     for attr in path.pattrs:
         kind = attr.WhichOneof("attr")
         if kind == "next_hop":
             next_hop = attr.next_hop.next_hop
         elif kind == "mp_reach":
             next_hop = attr.mp_reach.next_hops[0] if attr.mp_reach.next_hops else ""
-    return Route(prefix, next_hop, path.identifier)
+        elif kind == "communities":
+            communities = tuple(sorted(attr.communities.communities))
+        elif kind == "large_communities":
+            large = tuple(
+                sorted(
+                    (c.global_admin, c.local_data1, c.local_data2)
+                    for c in attr.large_communities.communities
+                )
+            )
+        elif kind == "local_pref":
+            local_pref = attr.local_pref.local_pref
+    return Route(prefix, next_hop, path.identifier, BgpAttributes(communities, large, local_pref))
 
 
 class GoBGP:

@@ -45,6 +45,7 @@ from porter_lb.model.addresses import AddressPool
 from porter_lb.model.fields import unapplied_fields, unapplied_message
 from porter_lb.model.resources import (
     LOAD_BALANCER_CLASS,
+    BgpAttributes,
     ModelError,
     Node,
     Obj,
@@ -77,8 +78,10 @@ from porter_lb.routing.routes import (
     bgp_pools,
     central_rib,
     node_rib,
+    pool_attributes,
     rib_delta,
     service_share,
+    with_attributes,
 )
 from porter_lb.telemetry import metrics
 from porter_lb.telemetry.health import Heartbeat
@@ -182,6 +185,7 @@ class Speaker:
         self._table = RouteTable()
         self._nodes: dict[str, Node] = {}
         self._pools: list[AddressPool] = []
+        self._attributes: list[tuple[AddressPool, BgpAttributes]] = []  # pools with any
         self._selected: frozenset[str] = frozenset()
         self._peers: list[PeerSpec] = []  # the valid BgpPeers that apply to this speaker
         self._global: GlobalConfig | None = None  # what this process started gobgpd with
@@ -529,10 +533,11 @@ class Speaker:
 
     def _desired_rib(self, prefixes: Iterable[str]) -> dict[str, set[Route]]:
         if self.mode == "node":
-            return node_rib(self._table, prefixes, self.node_name)
-        return central_rib(
-            self._table, prefixes, {name: node.addresses for name, node in self._nodes.items()}
-        )
+            rib = node_rib(self._table, prefixes, self.node_name)
+        else:
+            addresses = {name: node.addresses for name, node in self._nodes.items()}
+            rib = central_rib(self._table, prefixes, addresses)
+        return with_attributes(rib, self._attributes)
 
     def _apply(self, desired: Mapping[str, set[Route]], prefixes: Iterable[str] | None) -> None:
         assert self._held is not None
@@ -588,6 +593,7 @@ class Speaker:
         for eip, error in errors:
             self._warnings.warn(eip, "Eip", "InvalidEip", str(error))
         self._pools = pools
+        self._attributes = pool_attributes(self.informers.items("Eip"))
         try:
             wanted = self._wanted_global(nodes)
         except ModelError:

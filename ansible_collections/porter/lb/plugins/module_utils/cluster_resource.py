@@ -76,6 +76,9 @@ EIP_OPTIONS = dict(
     priority=dict(type="int"),
     namespaces=dict(type="list", elements="str"),
     namespace_selector=dict(type="dict"),
+    communities=dict(type="list", elements="str"),
+    large_communities=dict(type="list", elements="str"),
+    local_pref=dict(type="int"),
 )
 """Eip ``spec``. A ``dict`` without ``options`` is a free-form map: its keys are data, kept."""
 
