@@ -84,7 +84,12 @@ def test_every_crd_field_is_applied_or_warned_about() -> None:
             {"gracefulRestart": {"enabled": True, "helperOnly": True, "peerRestartTime": 120}},
             ["spec.gracefulRestart.peerRestartTime"],
         ),
-        ("BgpConf", {"as": 65001, "asPerRack": {"rack1": 65011}}, ["spec.asPerRack"]),
+        ("BgpConf", {"as": 65001, "asPerRack": {"rack1": 65011}}, []),  # applied
+        (
+            "BgpConf",
+            {"as": 65001, "gracefulRestart": {"enabled": True, "mode": "restarting"}},
+            ["spec.gracefulRestart.mode"],
+        ),
         ("BgpConf", {"as": 65001, "families": [4, 6]}, ["spec.families[]"]),
         ("BgpConf", {"as": 65001, "useMultiplePaths": True}, []),
         ("Eip", {"address": "10.0.0.0/24", "protocol": "bgp"}, []),
@@ -110,7 +115,7 @@ def test_the_speaker_warns_once_naming_each_unapplied_field() -> None:
     peer = objects.bgp_peer("tor", "198.51.100.1")
     peer["spec"]["conf"]["vrf"] = "blue"
     conf = objects.bgp_conf(65001)
-    conf["spec"]["asPerRack"] = {"rack1": 65011}
+    conf["spec"]["families"] = [4, 6]
     cluster = MemoryCaches(
         {
             "Node": [objects.node("node1") | objects.node_status(address="198.51.100.11")],
@@ -129,4 +134,4 @@ def test_the_speaker_warns_once_naming_each_unapplied_field() -> None:
     ]
     messages = {kind: message for kind, _, _, message in unapplied}
     assert "spec.conf.vrf" in messages["BgpPeer"]
-    assert "spec.asPerRack" in messages["BgpConf"]
+    assert "spec.families[]" in messages["BgpConf"]

@@ -416,6 +416,9 @@ def test_peer_status_entry_shows_bfd_only_where_it_is_enabled(
 
 
 NODE = Node("node1", True, {}, ("2001:db8::11", "198.51.100.11"))
+RACK2 = Node("node3", True, {"openelb.kubesphere.io/rack": "rack2"}, ("198.51.100.13",))
+RACK9 = Node("node9", True, {"openelb.kubesphere.io/rack": "rack9"}, ("198.51.100.19",))
+PER_RACK = {"as": 65001, "routerId": "10.0.0.1", "asPerRack": {"rack1": 65011, "rack2": 65012}}
 
 
 @pytest.mark.parametrize(
@@ -429,6 +432,11 @@ NODE = Node("node1", True, {}, ("2001:db8::11", "198.51.100.11"))
             GlobalConfig(65001, "10.0.0.1", 17900),
         ),
         ({"as": 65001, "listenPort": -1}, None, "10.9.9.9", GlobalConfig(65001, "10.9.9.9", -1)),
+        # OpenELB's asPerRack: the rack's AS, and the node's own address as router ID.
+        (PER_RACK, RACK2, "", GlobalConfig(65012, "198.51.100.13")),
+        (PER_RACK, RACK9, "", GlobalConfig(65001, "10.0.0.1")),  # rack not listed
+        (PER_RACK, NODE, "", GlobalConfig(65001, "10.0.0.1")),  # no rack label
+        (PER_RACK, None, "10.9.9.9", GlobalConfig(65001, "10.0.0.1")),  # central: spec.as
         (
             {
                 "as": 4200000001,
@@ -458,6 +466,8 @@ def test_bgpconf_maps_to_global_config(
         ({"as": 65001}, None, "spec.routerId"),
         ({"as": 65001, "routerId": "2001:db8::1"}, NODE, "spec.routerId"),
         ({"as": 65001, "listenAddresses": ["here"]}, NODE, "spec.listenAddresses"),
+        ({"as": 65001, "asPerRack": {"rack2": 0}}, RACK2, "spec.asPerRack.rack2"),
+        ({"as": 65001, "asPerRack": ["rack2"]}, RACK2, "spec.asPerRack"),
     ],
 )
 def test_unusable_bgpconf_names_the_field(

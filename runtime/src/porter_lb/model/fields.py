@@ -22,6 +22,7 @@ APPLIED: dict[str, frozenset[str]] = {
     "BgpConf": frozenset(
         {
             "spec.as",
+            "spec.asPerRack",  # node speakers: the rack label's AS
             "spec.routerId",
             "spec.listenPort",
             "spec.listenAddresses[]",
@@ -95,7 +96,6 @@ APPLIED: dict[str, frozenset[str]] = {
 
 NOT_APPLIED: dict[str, dict[str, str]] = {
     "BgpConf": {
-        "spec.asPerRack": "is not applied yet: every node uses spec.as",
         "spec.families[]": "is not applied: each BgpPeer's spec.afiSafis choose the families",
         "spec.gracefulRestart.helperOnly": _GR_PEER_ONLY,
         "spec.gracefulRestart.notificationEnabled": _GR_PEER_ONLY,

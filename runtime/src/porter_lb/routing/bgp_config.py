@@ -266,6 +266,10 @@ def _ipv4_address(addresses: Sequence[str]) -> str:
     return ""
 
 
+RACK_LABEL = "openelb.kubesphere.io/rack"
+"""The node label naming a node's rack, for BgpConf `spec.asPerRack` (OpenELB's)."""
+
+
 def global_config_from_bgpconf(
     bgpconf: Mapping[str, Any], node: Node | None = None, default_router_id: str = ""
 ) -> GlobalConfig:
@@ -274,13 +278,28 @@ def global_config_from_bgpconf(
     The router ID is `spec.routerId`, else the IPv4 InternalIP of `node` (a node speaker),
     else `default_router_id`; with none of them the BgpConf cannot be used. `listenPort`
     absent or 0 means 179; -1 makes gobgpd only connect out.
+
+    `spec.asPerRack` (OpenELB's semantics, node speakers only): a node labelled
+    RACK_LABEL=<rack> whose rack is listed uses that AS instead of `spec.as`, and its own
+    InternalIP as router ID (a `spec.routerId` would be shared by every rack).
     """
     name = object_name(bgpconf)
     spec = as_mapping(bgpconf.get("spec"))
     asn = _int_field(spec.get("as"), "BgpConf", name, "spec.as", (1, 4294967295))
     if asn is None:
         raise ModelError("BgpConf", name, "spec.as", None, "is required")
-    router_id = str(spec.get("routerId") or "").strip()
+    per_rack = spec.get("asPerRack") or {}
+    if not isinstance(per_rack, Mapping):
+        raise ModelError("BgpConf", name, "spec.asPerRack", per_rack, "must map racks to ASNs")
+    rack_asns = {
+        str(rack): _int_field(value, "BgpConf", name, f"spec.asPerRack.{rack}", (1, 4294967295))
+        for rack, value in per_rack.items()
+    }
+    rack = node.labels.get(RACK_LABEL, "") if node is not None else ""
+    rack_asn = rack_asns.get(rack) if rack else None
+    if rack_asn is not None:
+        asn = rack_asn
+    router_id = "" if rack_asn is not None else str(spec.get("routerId") or "").strip()
     if router_id:
         try:
             ipaddress.IPv4Address(router_id)
