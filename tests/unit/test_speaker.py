@@ -16,8 +16,11 @@ from porter_lb.routing.bgp_config import (
     GlobalConfig,
     GracefulRestart,
     PeerConfig,
+    PeerExport,
+    PeerSpec,
     PeerStatus,
     choose_bgpconf,
+    export_filters,
     global_config_from_bgpconf,
     global_differs,
     peer_delta,
@@ -710,3 +713,48 @@ def test_plain_text_passwords_are_found_for_a_warning(conf: dict[str, Any], warn
     peer = {"metadata": {"name": "tor"}, "spec": {"conf": {"neighborAddress": "192.0.2.1", **conf}}}
     deleted = {**peer, "metadata": {"name": "old", "deletionTimestamp": "2026-01-01T00:00:00Z"}}
     assert plain_text_password_peers([peer, deleted]) == (["tor"] if warned else [])
+
+
+# --- Per-peer export (central speaker) ------------------------------------------------------
+
+
+def _peer_spec(name: str, address: str, rack: str = "") -> PeerSpec:
+    selector = {"matchLabels": {"rack": rack}} if rack else {}
+    return peer_spec_from_bgppeer(
+        bgppeer(name, conf={"neighborAddress": address, "peerAs": 65000}, nodeSelector=selector),
+        {},
+        mode="central",
+    )
+
+
+RACKED = {
+    "n1": Node("n1", True, {"rack": "a"}, ("198.51.100.11", "2001:db8::11")),
+    "n2": Node("n2", True, {"rack": "a"}, ("198.51.100.12",)),
+    "n3": Node("n3", True, {"rack": "b"}, ("198.51.100.13",)),
+}
+
+
+@pytest.mark.parametrize(
+    ("peers", "expected"),
+    [
+        ([], None),
+        ([_peer_spec("tor", "198.51.100.1")], None),  # one peer: nothing to tell apart
+        ([_peer_spec("x", "198.51.100.1"), _peer_spec("y", "198.51.100.2")], None),  # same
+        (
+            [_peer_spec("b", "198.51.100.2", "b"), _peer_spec("a", "198.51.100.1", "a")],
+            (
+                PeerExport("198.51.100.1", ("198.51.100.11", "198.51.100.12", "2001:db8::11")),
+                PeerExport("198.51.100.2", ("198.51.100.13",)),
+            ),
+        ),
+        (  # a peer whose selector picks nobody gets nothing
+            [_peer_spec("a", "198.51.100.1", "a"), _peer_spec("z", "198.51.100.9", "z")],
+            (
+                PeerExport("198.51.100.1", ("198.51.100.11", "198.51.100.12", "2001:db8::11")),
+                PeerExport("198.51.100.9", ()),
+            ),
+        ),
+    ],
+)
+def test_export_filters(peers: list[PeerSpec], expected: tuple[PeerExport, ...] | None) -> None:
+    assert export_filters(peers, RACKED) == expected

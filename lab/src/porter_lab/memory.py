@@ -21,6 +21,7 @@ from porter_lb.routing.bgp_config import (
     GlobalConfig,
     GobgpdClient,
     PeerConfig,
+    PeerExport,
     PeerStatus,
 )
 from porter_lb.routing.gobgp import GoBGPError
@@ -160,6 +161,7 @@ class MemoryGobgpd:
         self.paths: set[Route] = set()
         self.sessions: dict[str, str] = {}  # neighbour address -> session state
         self.stopped = False  # StopBgp ended the server loop
+        self.export: tuple[PeerExport, ...] | None = None  # per-peer export filters
 
     def _serving(self) -> None:
         if self.stopped:
@@ -232,12 +234,18 @@ class MemoryGobgpd:
         self.paths -= set(withdrawn)
         return len(withdrawn)
 
+    def set_export_filters(self, filters: tuple[PeerExport, ...] | None) -> None:
+        self._serving()
+        self.calls.append("export filters" if filters else "no export filters")
+        self.export = filters
+
     def close(self) -> None:
         pass
 
     def crash(self) -> None:
         """gobgpd restarted empty: no instance, no peers, no paths."""
         self.running, self.configured, self.paths = None, {}, set()
+        self.export = None
         self.stopped = False
 
     def restart_process(self) -> str | None:

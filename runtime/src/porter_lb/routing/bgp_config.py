@@ -26,7 +26,7 @@ from porter_lb.model.resources import (
     being_deleted,
     object_name,
 )
-from porter_lb.routing.routes import LabelSelector, Peer, Route
+from porter_lb.routing.routes import LabelSelector, Peer, Route, first_of_family
 
 Mode = Literal["node", "central"]
 """How gobgpd speakers are deployed: one per node (next hop self), or one central."""
@@ -71,6 +71,7 @@ class GobgpdClient(Protocol):
     def local_routes(self) -> list[Route]: ...
     def add_routes(self, routes: Iterable[Route], batch: int = 1000) -> int: ...
     def withdraw_routes(self, routes: Iterable[Route], batch: int = 1000) -> int: ...
+    def set_export_filters(self, filters: tuple[PeerExport, ...] | None) -> None: ...
     def close(self) -> None: ...
 
 
@@ -156,6 +157,15 @@ class PeerConfig:
     local_address: str = ""  # source address of the session; "" lets the kernel choose
     mtu_discovery: bool = False
     tcp_mss: int = 0  # 0: the kernel's
+
+
+@dataclass(frozen=True)
+class PeerExport:
+    """What a central speaker may announce to one neighbour: paths whose next hop is one of
+    `next_hops` (the addresses of the nodes its BgpPeer selects)."""
+
+    neighbor_address: str
+    next_hops: tuple[str, ...]
 
 
 def choose_bgpconf(bgpconfs: Iterable[Obj]) -> Obj | None:
@@ -659,3 +669,33 @@ def peer_fingerprint(bgppeer: Obj | None) -> object:
         return None
     metadata = as_mapping(bgppeer.get("metadata"))
     return (bgppeer.get("spec"), metadata.get("deletionTimestamp"), metadata.get("uid"))
+
+
+def export_filters(
+    peers: Sequence[PeerSpec], nodes: Mapping[str, Node]
+) -> tuple[PeerExport, ...] | None:
+    """Per-peer export for a central speaker: each neighbour gets only the paths through the
+    nodes its BgpPeer's nodeSelector picks (each node's first IPv4 and first IPv6 address),
+    sorted by neighbour address. None when every peer picks the same nodes: all of them may
+    then get every path, and gobgpd needs no policy."""
+    chosen = [
+        (
+            spec.config.neighbor_address,
+            frozenset(
+                name for name, node in nodes.items() if spec.peer.node_selector.matches(node.labels)
+            ),
+        )
+        for spec in peers
+    ]
+    if len({names for _, names in chosen}) <= 1:
+        return None
+    filters = []
+    for address, names in sorted(chosen):
+        hops: set[str] = set()
+        for name in names:
+            for version in (4, 6):
+                hop = first_of_family(nodes[name].addresses, version)
+                if hop is not None:
+                    hops.add(hop)
+        filters.append(PeerExport(address, tuple(sorted(hops))))
+    return tuple(filters)

@@ -33,6 +33,7 @@ from porter_lb.routing.bgp_config import (
     GlobalConfig,
     GracefulRestart,
     PeerConfig,
+    PeerExport,
     PeerStatus,
 )
 from porter_lb.routing.routes import Route
@@ -53,6 +54,10 @@ _BFD_STATES = {
     for value in gobgp_pb2.BfdSessionState.DESCRIPTOR.values
     if value.number
 }
+
+
+EXPORT_POLICY = "porter-lb-export"
+"""The global export policy holding the per-peer filters of a central speaker."""
 
 
 class GoBGPError(RuntimeError):
@@ -468,6 +473,65 @@ class GoBGP:
                 )
             )
         return result
+
+    def set_export_filters(self, filters: tuple[PeerExport, ...] | None) -> None:
+        """Per-peer export (`bgp_config.export_filters`) as gobgpd's global export policy,
+        replacing whatever policy it had (SetPolicies); None removes it. Every established
+        peer is then soft-reset out, so paths a peer may no longer get are withdrawn from it
+        and the ones it may now get are sent."""
+        sets, statements = [], []
+        for index, peer in enumerate(filters or ()):
+            neighbor = f"porter-lb-peer-{index}"
+            bits = 32 if ":" not in peer.neighbor_address else 128
+            sets.append(
+                gobgp_pb2.DefinedSet(
+                    defined_type=gobgp_pb2.DEFINED_TYPE_NEIGHBOR,
+                    name=neighbor,
+                    list=[f"{peer.neighbor_address}/{bits}"],
+                )
+            )
+            to_peer = gobgp_pb2.MatchSet(type=gobgp_pb2.MatchSet.TYPE_ANY, name=neighbor)
+            if peer.next_hops:  # an empty list would match every next hop
+                statements.append(
+                    gobgp_pb2.Statement(
+                        name=f"{neighbor}-accept",
+                        conditions=gobgp_pb2.Conditions(
+                            neighbor_set=to_peer, next_hop_in_list=list(peer.next_hops)
+                        ),
+                        actions=gobgp_pb2.Actions(route_action=gobgp_pb2.ROUTE_ACTION_ACCEPT),
+                    )
+                )
+            statements.append(
+                gobgp_pb2.Statement(
+                    name=f"{neighbor}-reject",
+                    conditions=gobgp_pb2.Conditions(neighbor_set=to_peer),
+                    actions=gobgp_pb2.Actions(route_action=gobgp_pb2.ROUTE_ACTION_REJECT),
+                )
+            )
+        policies, assignments = [], []
+        if statements:
+            policy = gobgp_pb2.Policy(name=EXPORT_POLICY, statements=statements)
+            policies.append(policy)
+            assignments.append(
+                gobgp_pb2.PolicyAssignment(
+                    name="global",
+                    direction=gobgp_pb2.POLICY_DIRECTION_EXPORT,
+                    policies=[policy],
+                    default_action=gobgp_pb2.ROUTE_ACTION_ACCEPT,
+                )
+            )
+        self._call(
+            "SetPolicies",
+            gobgp_pb2.SetPoliciesRequest(
+                defined_sets=sets, policies=policies, assignments=assignments
+            ),
+        )
+        self._call(
+            "ResetPeer",
+            gobgp_pb2.ResetPeerRequest(
+                address="all", soft=True, direction=gobgp_pb2.ResetPeerRequest.DIRECTION_OUT
+            ),
+        )
 
     def add_route(self, route: Route) -> None:
         request = gobgp_pb2.AddPathRequest(

@@ -60,8 +60,10 @@ from porter_lb.routing.bgp_config import (
     GlobalConfig,
     GobgpdClient,
     Mode,
+    PeerExport,
     PeerSpec,
     choose_bgpconf,
+    export_filters,
     global_config_from_bgpconf,
     global_differs,
     peer_delta,
@@ -191,6 +193,7 @@ class Speaker:
         self._global: GlobalConfig | None = None  # what this process started gobgpd with
         self._held: dict[str, set[Route]] | None = None  # None: read it from gobgpd first
         self._fresh_instance = False  # started by us, its peers not yet configured
+        self._export: tuple[PeerExport, ...] | bool | None = False  # False: none set yet
         self._warnings = Warnings(recorder, log)
         self._unapplied = Warnings(recorder, log)  # fields set that porter-lb does not apply
         self._plain_warned: set[str] = set()  # BgpPeers warned about a plain-text password
@@ -445,6 +448,7 @@ class Speaker:
             )
             self._held = {}
             self._fresh_instance = True
+            self._export = False
         self._global = wanted
         if self._held is None:
             self._held = self._read_held()
@@ -606,6 +610,13 @@ class Speaker:
                 self.accept_prefixes(frozenset())  # the stopped instance announces nothing
             return
         fresh = self._fresh_instance
+        if self.mode == "central":
+            # Per-peer export first: a session that comes up must get only its own paths.
+            applying = [s for s in specs if self._applies(s, nodes)]
+            wanted_export = export_filters(applying, nodes)
+            if fresh or wanted_export != self._export:
+                self.gobgp.set_export_filters(wanted_export)
+                self._export = wanted_export
         if fresh:
             # A new instance (gobgpd restarted, or its first start) gets its paths before any
             # peer: a session's first UPDATEs, and the End-of-RIB after them, then carry the
