@@ -123,11 +123,9 @@ def test_every_applied_peer_field_reads_back_as_given(
         admin_down=True,
         description="rack 1 leaf",
         allow_own_asn=1,
-        send_community=3,
         replace_peer_asn=True,
         remove_private=2,
         local_address=node.address,
-        mtu_discovery=True,
         tcp_mss=1400,
     )
     gobgp.add_peer_config(wanted)

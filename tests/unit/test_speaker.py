@@ -131,7 +131,6 @@ def test_porter_sample_bgppeer_maps_to_gobgp_v3_names() -> None:
                     "adminDown": True,
                     "description": "rack 1 leaf",
                     "allowOwnAs": 2,
-                    "sendCommunity": 7,
                     "replacePeerAs": True,
                     "removePrivateAs": "replace",
                 }
@@ -140,14 +139,13 @@ def test_porter_sample_bgppeer_maps_to_gobgp_v3_names() -> None:
                 "admin_down": True,
                 "description": "rack 1 leaf",
                 "allow_own_asn": 2,
-                "send_community": 7,
                 "replace_peer_asn": True,
                 "remove_private": 2,
             },
         ),
         (
-            {"transport": {"localAddress": "198.51.100.11", "mtuDiscovery": True, "tcpMss": 1400}},
-            {"local_address": "198.51.100.11", "mtu_discovery": True, "tcp_mss": 1400},
+            {"transport": {"localAddress": "198.51.100.11", "tcpMss": 1400}},
+            {"local_address": "198.51.100.11", "tcp_mss": 1400},
         ),
         (
             {"gracefulRestart": {"enabled": True, "helperOnly": True, "notificationEnabled": True}},
@@ -349,11 +347,9 @@ def test_peer_config_round_trips_through_the_gobgp_message() -> None:
         admin_down=True,
         description="leaf",
         allow_own_asn=1,
-        send_community=3,
         replace_peer_asn=True,
         remove_private=1,
         local_address="198.51.100.11",
-        mtu_discovery=True,
         tcp_mss=1400,
     )
     assert peer_config_from_message(peer_message(config)) == config

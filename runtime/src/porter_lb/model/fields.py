@@ -47,7 +47,6 @@ APPLIED: dict[str, frozenset[str]] = {
             "spec.conf.allowOwnAs",
             "spec.conf.removePrivateAs",
             "spec.conf.replacePeerAs",
-            "spec.conf.sendCommunity",
             "spec.afiSafis[].config.enabled",
             "spec.afiSafis[].config.family.afi",
             "spec.afiSafis[].config.family.safi",
@@ -69,7 +68,6 @@ APPLIED: dict[str, frozenset[str]] = {
             "spec.transport.passiveMode",
             "spec.transport.remotePort",
             "spec.transport.localAddress",
-            "spec.transport.mtuDiscovery",
             "spec.transport.tcpMss",
             "spec.nodeSelector.matchLabels",
             "spec.nodeSelector.matchExpressions[].key",
@@ -127,6 +125,13 @@ NOT_APPLIED: dict[str, dict[str, str]] = {
             "is not applied: gobgpd sends each change at once"
         ),
         "spec.transport.remoteAddress": "is not applied: spec.conf.neighborAddress is used",
+        "spec.conf.sendCommunity": (
+            "is not applied: gobgpd 4.8 takes it in its API but never reads it; every"
+            " community is sent"
+        ),
+        "spec.transport.mtuDiscovery": (
+            "is not applied: gobgpd 4.8 takes it in its API but never reads it"
+        ),
     },
     "Eip": {},
 }

@@ -151,11 +151,9 @@ class PeerConfig:
     admin_down: bool = False  # configured, kept Idle: no session
     description: str = ""
     allow_own_asn: int = 0  # accept this many occurrences of our ASN in AS_PATH
-    send_community: int = 0  # GoBGP's bit set: 1 standard, 2 extended, 4 large
     replace_peer_asn: bool = False
     remove_private: int = 0  # GoBGP's RemovePrivate: 0 none, 1 all, 2 replace
     local_address: str = ""  # source address of the session; "" lets the kernel choose
-    mtu_discovery: bool = False
     tcp_mss: int = 0  # 0: the kernel's
 
 
@@ -542,16 +540,11 @@ def peer_spec_from_bgppeer(
             conf.get("allowOwnAs"), "BgpPeer", name, "spec.conf.allowOwnAs", (0, 10)
         )
         or 0,
-        send_community=_int_field(
-            conf.get("sendCommunity"), "BgpPeer", name, "spec.conf.sendCommunity", (0, 7)
-        )
-        or 0,
         replace_peer_asn=conf.get("replacePeerAs") is True,
         remove_private=_remove_private(conf, name),
         local_address=_address_field(
             transport.get("localAddress"), name, "spec.transport.localAddress"
         ),
-        mtu_discovery=transport.get("mtuDiscovery") is True,
         tcp_mss=_int_field(
             transport.get("tcpMss"), "BgpPeer", name, "spec.transport.tcpMss", (0, 65535)
         )

@@ -176,7 +176,6 @@ def peer_message(config: PeerConfig) -> gobgp_pb2.Peer:
             admin_down=config.admin_down,
             description=config.description,
             allow_own_asn=config.allow_own_asn,
-            send_community=config.send_community,
             replace_peer_asn=config.replace_peer_asn,
             remove_private=config.remove_private,  # type: ignore[arg-type]
         ),
@@ -191,7 +190,6 @@ def peer_message(config: PeerConfig) -> gobgp_pb2.Peer:
             passive_mode=config.passive,
             remote_port=config.port,
             local_address=config.local_address,
-            mtu_discovery=config.mtu_discovery,
             tcp_mss=config.tcp_mss,
         ),
         afi_safis=afi_safis,
@@ -261,7 +259,6 @@ def peer_config_from_message(peer: gobgp_pb2.Peer) -> PeerConfig:
         admin_down=peer.conf.admin_down,
         description=peer.conf.description,
         allow_own_asn=peer.conf.allow_own_asn,
-        send_community=peer.conf.send_community,
         replace_peer_asn=peer.conf.replace_peer_asn,
         remove_private=int(peer.conf.remove_private),
         # gobgpd reports the wildcard when no source address was given.
@@ -270,7 +267,6 @@ def peer_config_from_message(peer: gobgp_pb2.Peer) -> PeerConfig:
             if peer.transport.local_address in ("", "0.0.0.0", "::")
             else peer.transport.local_address
         ),
-        mtu_discovery=peer.transport.mtu_discovery,
         tcp_mss=peer.transport.tcp_mss,
     )
 

@@ -89,7 +89,7 @@ options:
         description: C(routeFlapDamping), as GoBGP.
         type: bool
       send_community:
-        description: C(sendCommunity), as GoBGP.
+        description: C(sendCommunity); stored, but gobgpd 4.8 ignores it, so the speaker answers it with a Warning.
         type: int
       vrf:
         description: C(vrf), as GoBGP.
@@ -202,7 +202,7 @@ options:
     type: dict
     suboptions:
       mtu_discovery:
-        description: C(mtuDiscovery).
+        description: C(mtuDiscovery); stored, but gobgpd 4.8 ignores it, so the speaker answers it with a Warning.
         type: bool
       passive_mode:
         description: Only accept the session, never connect (C(passiveMode)).
