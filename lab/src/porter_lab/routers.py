@@ -422,9 +422,13 @@ class Frr:
         return {str(p.get("peer")): str(p.get("status", "")) for p in peers}
 
     def last_down_reason(self, address: str) -> str:
-        """Why the session to `address` last went down (bgpd's `lastResetDueTo`)."""
+        """Why the session to `address` last went down: bgpd's `lastResetDueTo`, and the
+        NOTIFICATION's reason when one was sent or received (`Cease/BFD Down`)."""
         neighbor = self.vtysh_json(f"show bgp neighbors {address}").get(address, {})
-        return str(neighbor.get("lastResetDueTo", ""))
+        reasons = [
+            str(neighbor.get(key) or "") for key in ("lastResetDueTo", "lastNotificationReason")
+        ]
+        return ": ".join(reason for reason in reasons if reason)
 
     def stop(self) -> None:
         for daemon in reversed(self.daemons):

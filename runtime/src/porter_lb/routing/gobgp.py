@@ -184,6 +184,10 @@ def peer_message(config: PeerConfig) -> gobgp_pb2.Peer:
                 hold_time=config.hold_time,
                 keepalive_interval=config.keepalive,
                 connect_retry=config.connect_retry,
+                # After a reset gobgpd sent itself (BFD's, when the router still had the
+                # session), it waits this long before it connects again: 30 s by default.
+                # With BFD, a node whose link is back should be back after connectRetry.
+                idle_hold_time_after_reset=config.connect_retry if config.bfd.enabled else 0,
             )
         ),
         transport=gobgp_pb2.Transport(
