@@ -157,10 +157,9 @@ options:
         type: int
   bfd:
     description:
-      - Single-hop BFD with the neighbour (C(spec.bfd), a porter-lb extension): a dead link
+      - Single-hop BFD with the neighbour (C(spec.bfd), a porter-lb extension). A dead link
         resets the session after O(bfd.receive_interval) times O(bfd.detect_multiplier)
-        milliseconds instead of the hold time. The router must run BFD for the nodes too
-        (M(porter.lb.bird_bgp), M(porter.lb.frr_bgp), M(porter.lb.comware_bgp)).
+        milliseconds instead of the hold time. The router must run BFD for the nodes too.
     type: dict
     suboptions:
       enabled:
