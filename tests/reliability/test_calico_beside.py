@@ -1,14 +1,13 @@
 """porter-lb beside another BGP speaker on the nodes (Calico's BIRD holds port 179 there; a
 BIRD stands in for it in each node's namespace): the BgpConf moves gobgpd's listener to
 port 1790, the BgpPeer makes the speakers passive, and the router, rendered with the
-neighbour's port (the lab's BIRD and FRR configs, as porter.lb.bird_bgp / frr_bgp render
-`port`), connects to each node on 1790.
+neighbour's port (the lab's BIRD and FRR configs), connects to each node on 1790. Real
+TCP from the client then reaches the nodes that serve each Service.
 
 Rules: port 179 on every node belongs to the stand-in (its BIRD is running), 1790 to gobgpd;
-every router session is Established; the router's FIB holds exactly the desired routes.
-
-Not asserted yet: real TCP from the client to the EIPs. Tried with the agents'
-`--host-rules local`, connections time out although the FIB is exact (open in issue 15).
+every router session is Established; the router's FIB holds exactly the desired routes;
+connections to an EIP are answered only by nodes with an endpoint of its Service
+(externalTrafficPolicy Local).
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ from porter_lab.fib import FibLog
 from porter_lab.processes import Daemon
 from porter_lab.reliability import gobgpd_crash as crash
 from porter_lab.routers import established
-from porter_lab.traffic import serve_node_name
+from porter_lab.traffic import count_answers, serve_node_name, wait_answered
 
 SERVICES = 6
 PORT = 1790
@@ -90,4 +89,12 @@ def test_porter_lb_beside_a_speaker_on_port_179(bed: crash.CrashBed) -> None:
         ips = bed.converged(fib, 120)
     finally:
         fib.close()
-    assert ips.keys() == bed.services.keys()
+    names = {node.name: node for node in bed.topology.nodes}
+    port = 30000
+    for service, serving in sorted(bed.services.items()):
+        wait_answered(bed.topology, ips[service])
+        answers = count_answers(bed.topology, ips[service], port, 20, budget=20, timeout=60)
+        port += 20
+        assert set(answers) <= set(serving), (service, answers)
+        assert set(serving) <= set(names)
+        assert sum(answers.values()) == 20
