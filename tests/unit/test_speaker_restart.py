@@ -282,3 +282,37 @@ def test_a_central_speaker_sets_per_peer_export_before_adding_its_peers() -> Non
     speaker.resync()
     speaker.reconcile_all()
     assert gobgp.calls[:2] == ["start", "export filters"]
+
+
+@pytest.mark.parametrize(
+    ("previous", "expected"),
+    [
+        (None, ["UpdatePeerRequest"]),  # nothing known before: no reset
+        (PeerConfig("198.51.100.1", 65000, hold_time=9, keepalive=3), ["UpdatePeerRequest"]),
+        (
+            PeerConfig("198.51.100.1", 65000, hold_time=90, keepalive=3),
+            ["UpdatePeerRequest", "ResetPeerRequest"],
+        ),
+        (
+            PeerConfig("198.51.100.1", 65000, hold_time=9, keepalive=30),
+            ["UpdatePeerRequest", "ResetPeerRequest"],
+        ),
+        (  # connect retry is not negotiated: no reset
+            PeerConfig("198.51.100.1", 65000, hold_time=9, keepalive=3, connect_retry=30),
+            ["UpdatePeerRequest"],
+        ),
+    ],
+)
+def test_new_hold_time_or_keepalive_resets_the_session(
+    previous: PeerConfig | None, expected: list[str]
+) -> None:
+    """gobgpd only stores new timers (they are negotiated in the OPEN): without a reset an
+    edited hold time would apply at some later session, or never."""
+    sent: list[Any] = []
+    gobgp = GoBGP("unix:///nonexistent/gobgp.sock")
+    gobgp._call = lambda name, request, stream=False: sent.append(request)  # type: ignore[method-assign]
+    gobgp.update_peer(PeerConfig("198.51.100.1", 65000, hold_time=9, keepalive=3), previous)
+    gobgp.close()
+    assert [type(r).__name__ for r in sent] == expected
+    if len(sent) == 2:
+        assert (sent[1].address, sent[1].soft) == ("198.51.100.1", False)

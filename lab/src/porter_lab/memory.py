@@ -204,9 +204,14 @@ class MemoryGobgpd:
         self.calls.append(f"add peer{' restarting' if marked else ''}")
         self.configured[config.neighbor_address] = config
 
-    def update_peer(self, config: PeerConfig) -> None:
+    def update_peer(self, config: PeerConfig, previous: PeerConfig | None = None) -> None:
         self._serving()
         self.calls.append("update peer")
+        if previous is not None and (previous.hold_time, previous.keepalive) != (
+            config.hold_time,
+            config.keepalive,
+        ):
+            self.calls.append("reset peer")
         self.configured[config.neighbor_address] = config
 
     def delete_peer(self, neighbor_address: str) -> None:

@@ -437,10 +437,23 @@ class GoBGP:
             peer.graceful_restart.local_restarting = True
         self._call("AddPeer", gobgp_pb2.AddPeerRequest(peer=peer))
 
-    def update_peer(self, config: PeerConfig) -> None:
+    def update_peer(self, config: PeerConfig, previous: PeerConfig | None = None) -> None:
         """UpdatePeer: gobgpd resets the session when the change needs it (ASN, password,
-        families, transport); the RIB is untouched."""
+        families, transport); the RIB is untouched. A new hold time or keepalive interval,
+        which gobgpd only stores (they are negotiated in the OPEN), resets the session here, so
+        that the edit takes effect now and not at the next session by chance."""
         self._call("UpdatePeer", gobgp_pb2.UpdatePeerRequest(peer=peer_message(config)))
+        if previous is not None and (previous.hold_time, previous.keepalive) != (
+            config.hold_time,
+            config.keepalive,
+        ):
+            self._call(
+                "ResetPeer",
+                gobgp_pb2.ResetPeerRequest(
+                    address=config.neighbor_address,
+                    communication="porter-lb: BGP timers changed",
+                ),
+            )
 
     def delete_peer(self, neighbor_address: str) -> None:
         self._call("DeletePeer", gobgp_pb2.DeletePeerRequest(address=neighbor_address))

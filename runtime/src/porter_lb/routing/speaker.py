@@ -490,7 +490,8 @@ class Speaker:
             if self._applies(s, self._nodes)
         }
         by_address = {s.config.neighbor_address: s for s in specs}
-        add, update, delete = peer_delta(wanted, self.gobgp.peer_configs())
+        running = self.gobgp.peer_configs()
+        add, update, delete = peer_delta(wanted, running)
         for address in delete:
             log.info("deleting peer", extra={"neighbor": address})
             self.gobgp.delete_peer(address)
@@ -504,7 +505,7 @@ class Speaker:
                 if adding:
                     self.gobgp.add_peer_config(config, restarting=restarting)
                 else:
-                    self.gobgp.update_peer(config)
+                    self.gobgp.update_peer(config, running.get(config.neighbor_address))
             except GoBGPError as error:
                 # Rejected (or gobgpd went away: then the next call fails and says so).
                 obj = self.informers.get("BgpPeer", spec.name) or {"metadata": {"name": spec.name}}
