@@ -14,7 +14,9 @@ import pytest
 
 from porter_lab.speakers import Gobgpd
 from porter_lab.topology import Topology
+from porter_lb.model.resources import BgpAttributes
 from porter_lb.routing.bgp_config import (
+    Bfd,
     GlobalConfig,
     GracefulRestart,
     PeerConfig,
@@ -48,6 +50,14 @@ def test_paths_read_back_as_added_and_withdrawn_by_name(
     gobgp.withdraw_routes([two_hops[1]])  # only the path named (prefix + identifier)
     gobgp.delete_route(v6)
     assert gobgp.local_routes() == [two_hops[0]]
+
+    # A pool's attributes ride along and read back as given (nothing added by gobgpd).
+    tagged = Route(
+        "203.0.113.20/32", "198.51.100.11", 0, BgpAttributes((4259840100,), ((65000, 1, 2),), 200)
+    )
+    gobgp.add_routes([tagged])
+    assert tagged in gobgp.local_routes()
+    gobgp.withdraw_routes([tagged])
 
     many = [Route(f"10.0.{i // 256}.{i % 256}/32", "198.51.100.11", 0) for i in range(2000)]
     assert gobgp.add_routes(many) == 2000
@@ -86,6 +96,45 @@ def test_peer_configuration_reads_back_as_given(
     assert gobgp.peer_configs() == {wanted.neighbor_address: longer}
     gobgp.delete_peer(wanted.neighbor_address)
     assert gobgp.peers() == []
+
+
+def test_every_applied_peer_field_reads_back_as_given(
+    topology: Topology, start_gobgpd: Callable[[str], Gobgpd]
+) -> None:
+    """The fields porter-lb applies from a BgpPeer come back from ListPeer as they were given
+    (else the speaker would call UpdatePeer, and reset the session, at every reconcile); an
+    admin-down peer stays Idle."""
+    node = topology.nodes[0]
+    gobgp = start_gobgpd(node.netns).client
+    assert gobgp is not None
+    gobgp.start_global(INSTANCE)
+    wanted = PeerConfig(
+        neighbor_address=topology.router_address,
+        peer_asn=65000,
+        local_asn=INSTANCE.asn,
+        port=1790,
+        hold_time=9,
+        keepalive=3,
+        connect_retry=1,
+        graceful_restart=GracefulRestart(
+            True, 120, 360, helper_only=True, notification_enabled=True
+        ),
+        bfd=Bfd(True, 100, 50, 4),
+        admin_down=True,
+        description="rack 1 leaf",
+        allow_own_asn=1,
+        replace_peer_asn=True,
+        remove_private=2,
+        local_address=node.address,
+        tcp_mss=1400,
+    )
+    gobgp.add_peer_config(wanted)
+    assert gobgp.peer_configs() == {wanted.neighbor_address: wanted}
+    (status,) = gobgp.peers()
+    assert status.session_state == "idle"
+    up = PeerConfig(**{**wanted.__dict__, "admin_down": False, "local_address": ""})
+    gobgp.update_peer(up)
+    assert gobgp.peer_configs() == {wanted.neighbor_address: up}
 
 
 def test_stop_bgp_ends_the_server_until_gobgpd_restarts(

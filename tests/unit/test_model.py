@@ -159,7 +159,11 @@ def test_pool_priority_defaults_to_zero_and_protocol_to_bgp() -> None:
         ),
         (
             {"address": "10.0.0.0/24", "protocol": "ospf"},
-            "Eip 'pool-a': spec.protocol 'ospf': must be one of ['bgp', 'layer2', 'vip']",
+            "Eip 'pool-a': spec.protocol 'ospf': must be one of ['bgp', 'layer2']",
+        ),
+        (
+            {"address": "10.0.0.0/24", "protocol": "vip"},
+            "Eip 'pool-a': spec.protocol 'vip': is not supported: use bgp or layer2",
         ),
         (
             {"address": "10.0.0.0/24", "priority": "high"},
@@ -177,6 +181,7 @@ def test_pool_priority_defaults_to_zero_and_protocol_to_bgp() -> None:
     ids=[
         "reversed-range",
         "unknown-protocol",
+        "openelb-vip",
         "priority-not-int",
         "namespaces-not-list",
         "selector-not-strings",

@@ -12,11 +12,15 @@ import pytest
 from porter_lb.model.resources import Endpoint, ModelError, Node, ServiceTraffic
 from porter_lb.routing.bgp_config import (
     DEFAULT_CENTRAL_SEND_MAX,
+    Bfd,
     GlobalConfig,
     GracefulRestart,
     PeerConfig,
+    PeerExport,
+    PeerSpec,
     PeerStatus,
     choose_bgpconf,
+    export_filters,
     global_config_from_bgpconf,
     global_differs,
     peer_delta,
@@ -110,6 +114,46 @@ def test_porter_sample_bgppeer_maps_to_gobgp_v3_names() -> None:
         (
             {"gracefulRestart": {"enabled": True, "restartTime": 120}},
             {"graceful_restart": GracefulRestart(True, 120)},
+        ),
+        ({}, {"bfd": Bfd()}),  # no BFD unless asked
+        ({"bfd": {"enabled": True}}, {"bfd": Bfd(True, 300, 300, 3)}),  # the defaults
+        (
+            {"bfd": {"enabled": True, "transmitInterval": 100, "receiveInterval": 50}},
+            {"bfd": Bfd(True, 100, 50, 3)},
+        ),
+        ({"bfd": {"enabled": True, "detectMultiplier": 5}}, {"bfd": Bfd(True, 300, 300, 5)}),
+        ({"bfd": {"enabled": False, "transmitInterval": 100}}, {"bfd": Bfd()}),
+        (
+            {
+                "conf": {
+                    "neighborAddress": "198.51.100.1",
+                    "peerAs": 65000,
+                    "adminDown": True,
+                    "description": "rack 1 leaf",
+                    "allowOwnAs": 2,
+                    "replacePeerAs": True,
+                    "removePrivateAs": "replace",
+                }
+            },
+            {
+                "admin_down": True,
+                "description": "rack 1 leaf",
+                "allow_own_asn": 2,
+                "replace_peer_asn": True,
+                "remove_private": 2,
+            },
+        ),
+        (
+            {"transport": {"localAddress": "198.51.100.11", "tcpMss": 1400}},
+            {"local_address": "198.51.100.11", "tcp_mss": 1400},
+        ),
+        (
+            {"gracefulRestart": {"enabled": True, "helperOnly": True, "notificationEnabled": True}},
+            {
+                "graceful_restart": GracefulRestart(
+                    True, 90, helper_only=True, notification_enabled=True
+                )
+            },
         ),
         (
             {
@@ -205,6 +249,30 @@ def test_password_from_secret_plain_field_and_never_in_repr() -> None:
             "AFI_IP or AFI_IP6",
         ),
         (
+            {"conf": {"neighborAddress": "198.51.100.1", "peerAs": 1, "removePrivateAs": "some"}},
+            {},
+            "spec.conf.removePrivateAs",
+            "must be NONE, ALL or REPLACE",
+        ),
+        (
+            {"transport": {"localAddress": "node1"}},
+            {},
+            "spec.transport.localAddress",
+            "must be an IP address",
+        ),
+        (
+            {"bfd": {"enabled": True, "transmitInterval": 5}},
+            {},
+            "spec.bfd.transmitInterval",
+            "must be between 10 and 60000",
+        ),
+        (
+            {"bfd": {"enabled": True, "detectMultiplier": 1}},
+            {},
+            "spec.bfd.detectMultiplier",
+            "must be between 2 and 255",
+        ),
+        (
             {"nodeSelector": {"matchExpressions": [{"key": "rack", "operator": "Near"}]}},
             {},
             "spec.nodeSelector.matchExpressions[0].operator",
@@ -275,8 +343,18 @@ def test_peer_config_round_trips_through_the_gobgp_message() -> None:
         families=(4, 6),
         add_paths_send_max=255,
         graceful_restart=GracefulRestart(True, 120),
+        bfd=Bfd(True, 100, 50, 4),
+        admin_down=True,
+        description="leaf",
+        allow_own_asn=1,
+        replace_peer_asn=True,
+        remove_private=1,
+        local_address="198.51.100.11",
+        tcp_mss=1400,
     )
     assert peer_config_from_message(peer_message(config)) == config
+    sent = peer_message(config).bfd  # GoBGP takes microseconds
+    assert (sent.desired_minimum_tx_interval, sent.required_minimum_receive) == (100000, 50000)
     assert peer_config_from_message(peer_message(PeerConfig("198.51.100.1", 65000))) == PeerConfig(
         "198.51.100.1", 65000
     )
@@ -320,10 +398,26 @@ def test_peer_status_entry_uses_gobgp_state_names() -> None:
     assert peer_status_entry(None, config)["peerState"]["sessionState"] == "UNKNOWN"
 
 
+@pytest.mark.parametrize(
+    ("bfd_state", "expected"),
+    [("up", "UP"), ("down", "DOWN"), ("init", "INIT"), ("", "UNKNOWN")],
+)
+def test_peer_status_entry_shows_bfd_only_where_it_is_enabled(
+    bfd_state: str, expected: str
+) -> None:
+    with_bfd = PeerConfig("198.51.100.1", 65000, bfd=Bfd(True))
+    status = PeerStatus("198.51.100.1", 65000, "established", bfd_state=bfd_state)
+    assert peer_status_entry(status, with_bfd)["bfdState"] == {"sessionState": expected}
+    assert "bfdState" not in peer_status_entry(status, PeerConfig("198.51.100.1", 65000))
+
+
 # --- BgpConf -> GlobalConfig ------------------------------------------------------------------
 
 
 NODE = Node("node1", True, {}, ("2001:db8::11", "198.51.100.11"))
+RACK2 = Node("node3", True, {"openelb.kubesphere.io/rack": "rack2"}, ("198.51.100.13",))
+RACK9 = Node("node9", True, {"openelb.kubesphere.io/rack": "rack9"}, ("198.51.100.19",))
+PER_RACK = {"as": 65001, "routerId": "10.0.0.1", "asPerRack": {"rack1": 65011, "rack2": 65012}}
 
 
 @pytest.mark.parametrize(
@@ -337,6 +431,11 @@ NODE = Node("node1", True, {}, ("2001:db8::11", "198.51.100.11"))
             GlobalConfig(65001, "10.0.0.1", 17900),
         ),
         ({"as": 65001, "listenPort": -1}, None, "10.9.9.9", GlobalConfig(65001, "10.9.9.9", -1)),
+        # OpenELB's asPerRack: the rack's AS, and the node's own address as router ID.
+        (PER_RACK, RACK2, "", GlobalConfig(65012, "198.51.100.13")),
+        (PER_RACK, RACK9, "", GlobalConfig(65001, "10.0.0.1")),  # rack not listed
+        (PER_RACK, NODE, "", GlobalConfig(65001, "10.0.0.1")),  # no rack label
+        (PER_RACK, None, "10.9.9.9", GlobalConfig(65001, "10.0.0.1")),  # central: spec.as
         (
             {
                 "as": 4200000001,
@@ -366,6 +465,8 @@ def test_bgpconf_maps_to_global_config(
         ({"as": 65001}, None, "spec.routerId"),
         ({"as": 65001, "routerId": "2001:db8::1"}, NODE, "spec.routerId"),
         ({"as": 65001, "listenAddresses": ["here"]}, NODE, "spec.listenAddresses"),
+        ({"as": 65001, "asPerRack": {"rack2": 0}}, RACK2, "spec.asPerRack.rack2"),
+        ({"as": 65001, "asPerRack": ["rack2"]}, RACK2, "spec.asPerRack"),
     ],
 )
 def test_unusable_bgpconf_names_the_field(
@@ -608,3 +709,48 @@ def test_plain_text_passwords_are_found_for_a_warning(conf: dict[str, Any], warn
     peer = {"metadata": {"name": "tor"}, "spec": {"conf": {"neighborAddress": "192.0.2.1", **conf}}}
     deleted = {**peer, "metadata": {"name": "old", "deletionTimestamp": "2026-01-01T00:00:00Z"}}
     assert plain_text_password_peers([peer, deleted]) == (["tor"] if warned else [])
+
+
+# --- Per-peer export (central speaker) ------------------------------------------------------
+
+
+def _peer_spec(name: str, address: str, rack: str = "") -> PeerSpec:
+    selector = {"matchLabels": {"rack": rack}} if rack else {}
+    return peer_spec_from_bgppeer(
+        bgppeer(name, conf={"neighborAddress": address, "peerAs": 65000}, nodeSelector=selector),
+        {},
+        mode="central",
+    )
+
+
+RACKED = {
+    "n1": Node("n1", True, {"rack": "a"}, ("198.51.100.11", "2001:db8::11")),
+    "n2": Node("n2", True, {"rack": "a"}, ("198.51.100.12",)),
+    "n3": Node("n3", True, {"rack": "b"}, ("198.51.100.13",)),
+}
+
+
+@pytest.mark.parametrize(
+    ("peers", "expected"),
+    [
+        ([], None),
+        ([_peer_spec("tor", "198.51.100.1")], None),  # one peer: nothing to tell apart
+        ([_peer_spec("x", "198.51.100.1"), _peer_spec("y", "198.51.100.2")], None),  # same
+        (
+            [_peer_spec("b", "198.51.100.2", "b"), _peer_spec("a", "198.51.100.1", "a")],
+            (
+                PeerExport("198.51.100.1", ("198.51.100.11", "198.51.100.12", "2001:db8::11")),
+                PeerExport("198.51.100.2", ("198.51.100.13",)),
+            ),
+        ),
+        (  # a peer whose selector picks nobody gets nothing
+            [_peer_spec("a", "198.51.100.1", "a"), _peer_spec("z", "198.51.100.9", "z")],
+            (
+                PeerExport("198.51.100.1", ("198.51.100.11", "198.51.100.12", "2001:db8::11")),
+                PeerExport("198.51.100.9", ()),
+            ),
+        ),
+    ],
+)
+def test_export_filters(peers: list[PeerSpec], expected: tuple[PeerExport, ...] | None) -> None:
+    assert export_filters(peers, RACKED) == expected

@@ -243,3 +243,76 @@ def test_the_node_accepts_before_announcing_and_stops_after_withdrawing() -> Non
         "withdraw 1 paths",
         "accept 203.0.113.8/32",
     ]
+
+
+def test_a_central_speaker_sets_per_peer_export_before_adding_its_peers() -> None:
+    """Two BgpPeers picking different nodes: the export filters are in gobgpd before any
+    session can come up, set again after a gobgpd restart, and only when they change."""
+    rack_a = objects.node("node1") | objects.node_status(address="198.51.100.11")
+    rack_a["metadata"]["labels"] = {"rack": "a"}
+    rack_b = objects.node("node2") | objects.node_status(address="198.51.100.12")
+    rack_b["metadata"]["labels"] = {"rack": "b"}
+    peers = []
+    for name, address, rack in (("tor-a", "198.51.100.1", "a"), ("tor-b", "198.51.100.2", "b")):
+        peer = objects.bgp_peer(name, address)
+        peer["spec"]["nodeSelector"] = {"matchLabels": {"rack": rack}}
+        peers.append(peer)
+    cluster = MemoryCaches(
+        {
+            "Node": [rack_a, rack_b],
+            "Eip": [objects.eip("pool", "203.0.113.0/24")],
+            "BgpConf": [objects.bgp_conf(65001, "192.0.2.1")],
+            "BgpPeer": peers,
+        }
+    )
+    gobgp = MemoryGobgpd()
+    speaker = Speaker(cluster, gobgp, MemoryKube(), mode="central")
+    speaker.reconcile_all()
+    assert gobgp.calls == ["start", "export filters", "add peer", "add peer"]
+    assert gobgp.export is not None
+    assert [(e.neighbor_address, e.next_hops) for e in gobgp.export] == [
+        ("198.51.100.1", ("198.51.100.11",)),
+        ("198.51.100.2", ("198.51.100.12",)),
+    ]
+    gobgp.calls.clear()
+    speaker.reconcile_all()
+    assert gobgp.calls == []  # unchanged: not set again
+
+    gobgp.crash()
+    speaker.resync()
+    speaker.reconcile_all()
+    assert gobgp.calls[:2] == ["start", "export filters"]
+
+
+@pytest.mark.parametrize(
+    ("previous", "expected"),
+    [
+        (None, ["UpdatePeerRequest"]),  # nothing known before: no reset
+        (PeerConfig("198.51.100.1", 65000, hold_time=9, keepalive=3), ["UpdatePeerRequest"]),
+        (
+            PeerConfig("198.51.100.1", 65000, hold_time=90, keepalive=3),
+            ["UpdatePeerRequest", "ResetPeerRequest"],
+        ),
+        (
+            PeerConfig("198.51.100.1", 65000, hold_time=9, keepalive=30),
+            ["UpdatePeerRequest", "ResetPeerRequest"],
+        ),
+        (  # connect retry is not negotiated: no reset
+            PeerConfig("198.51.100.1", 65000, hold_time=9, keepalive=3, connect_retry=30),
+            ["UpdatePeerRequest"],
+        ),
+    ],
+)
+def test_new_hold_time_or_keepalive_resets_the_session(
+    previous: PeerConfig | None, expected: list[str]
+) -> None:
+    """gobgpd only stores new timers (they are negotiated in the OPEN): without a reset an
+    edited hold time would apply at some later session, or never."""
+    sent: list[Any] = []
+    gobgp = GoBGP("unix:///nonexistent/gobgp.sock")
+    gobgp._call = lambda name, request, stream=False: sent.append(request)  # type: ignore[method-assign]
+    gobgp.update_peer(PeerConfig("198.51.100.1", 65000, hold_time=9, keepalive=3), previous)
+    gobgp.close()
+    assert [type(r).__name__ for r in sent] == expected
+    if len(sent) == 2:
+        assert (sent[1].address, sent[1].soft) == ("198.51.100.1", False)

@@ -84,5 +84,8 @@ def start_node_speaker(
     speaker.start()
     if not with_agent:
         return speaker, None
-    agent = Agent(node.name, speaker.target, kubeconfig, workdir, extra_args=agent_args)
+    # The agent runs in the host's namespace: its host rules (and layer 2) must go to the
+    # node's, never the host's.
+    netns = () if "--netns" in agent_args else ("--netns", node.netns)
+    agent = Agent(node.name, speaker.target, kubeconfig, workdir, extra_args=(*netns, *agent_args))
     return speaker, agent.start()

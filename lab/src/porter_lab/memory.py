@@ -21,6 +21,7 @@ from porter_lb.routing.bgp_config import (
     GlobalConfig,
     GobgpdClient,
     PeerConfig,
+    PeerExport,
     PeerStatus,
 )
 from porter_lb.routing.gobgp import GoBGPError
@@ -160,6 +161,7 @@ class MemoryGobgpd:
         self.paths: set[Route] = set()
         self.sessions: dict[str, str] = {}  # neighbour address -> session state
         self.stopped = False  # StopBgp ended the server loop
+        self.export: tuple[PeerExport, ...] | None = None  # per-peer export filters
 
     def _serving(self) -> None:
         if self.stopped:
@@ -202,9 +204,14 @@ class MemoryGobgpd:
         self.calls.append(f"add peer{' restarting' if marked else ''}")
         self.configured[config.neighbor_address] = config
 
-    def update_peer(self, config: PeerConfig) -> None:
+    def update_peer(self, config: PeerConfig, previous: PeerConfig | None = None) -> None:
         self._serving()
         self.calls.append("update peer")
+        if previous is not None and (previous.hold_time, previous.keepalive) != (
+            config.hold_time,
+            config.keepalive,
+        ):
+            self.calls.append("reset peer")
         self.configured[config.neighbor_address] = config
 
     def delete_peer(self, neighbor_address: str) -> None:
@@ -232,12 +239,18 @@ class MemoryGobgpd:
         self.paths -= set(withdrawn)
         return len(withdrawn)
 
+    def set_export_filters(self, filters: tuple[PeerExport, ...] | None) -> None:
+        self._serving()
+        self.calls.append("export filters" if filters else "no export filters")
+        self.export = filters
+
     def close(self) -> None:
         pass
 
     def crash(self) -> None:
         """gobgpd restarted empty: no instance, no peers, no paths."""
         self.running, self.configured, self.paths = None, {}, set()
+        self.export = None
         self.stopped = False
 
     def restart_process(self) -> str | None:

@@ -126,6 +126,8 @@ def host_routes(netns: str) -> dict[str, set[str]]:
     for family in (4, 6):
         for route in routes(netns, family=family):
             dst = str(route.get("dst", ""))
+            if dst in ("", "default"):
+                continue
             if "/" not in dst:
                 dst += "/128" if ":" in dst else "/32"
             if not dst.endswith(("/32", "/128")):

@@ -28,6 +28,16 @@ class Neighbor:
     # TCP MD5 password of the session (RFC 2385); empty: none. Not in repr: tests look for
     # it in logs.
     password: str = field(default="", repr=False)
+    port: int = 179  # the neighbour's BGP port (porter-lb's gobgpd beside Calico: not 179)
+
+
+@dataclass(frozen=True)
+class BfdTimers:
+    """Single-hop BFD (RFC 5880/5881) with every neighbour: intervals in ms."""
+
+    transmit_ms: int = 300
+    receive_ms: int = 300
+    multiplier: int = 3
 
 
 @dataclass(frozen=True)
@@ -44,6 +54,10 @@ class RouterSpec:
     # by default (BIRD `graceful restart aware`, FRR helper mode); the speaker decides whether
     # GR is used.
     stalepath_time: int = 0
+    bfd: BfdTimers | None = None  # BFD with every neighbour (FRR: bfdd is started too)
+    # BIRD only: a second address of the router, with a second session to every neighbour
+    # from it (protocols "<name>_b"), for a second BgpPeer; "" for none.
+    second_address: str = ""
 
 
 class Router(Protocol):
@@ -56,6 +70,8 @@ class Router(Protocol):
     def stop(self) -> None: ...
     def sessions(self) -> dict[str, str]: ...
     def rib_next_hops(self, prefix: str) -> set[str]: ...
+    def bfd_sessions(self) -> dict[str, str]: ...
+    def last_down_reason(self, address: str) -> str: ...
 
 
 def established(router: Router, timeout: float = 30) -> None:
@@ -97,8 +113,10 @@ def bird_config(spec: RouterSpec, log: Path) -> str:
         f"  if net ~ [ {pool_set} ] then accept;" if pool_set else "",
         "  reject;",
         "}",
+        _bird_bfd_protocol(spec.bfd),
         "template bgp cluster_nodes {",
         f"  local as {spec.asn};",
+        "  bfd on;" if spec.bfd else "",
         "  hold time 9; keepalive time 3;",
         "  connect delay time 1; connect retry time 1; error wait time 1, 5;",
         "  ipv4 {",
@@ -108,11 +126,29 @@ def bird_config(spec: RouterSpec, log: Path) -> str:
     ]
     for neighbor in spec.neighbors:
         password = f' password "{neighbor.password}";' if neighbor.password else ""
-        lines.append(
-            f"protocol bgp {neighbor.name} from cluster_nodes "
-            f"{{ neighbor {neighbor.address} as {neighbor.asn};{password} }}"
-        )
+        port = f" port {neighbor.port}" if neighbor.port != 179 else ""
+        sessions = [(neighbor.name, "")]
+        if spec.second_address:
+            sessions = [
+                (neighbor.name, f" local {spec.router_id};"),
+                (f"{neighbor.name}_b", f" local {spec.second_address};"),
+            ]
+        for name, local in sessions:
+            lines.append(
+                f"protocol bgp {name} from cluster_nodes "
+                f"{{{local} neighbor {neighbor.address}{port} as {neighbor.asn};{password} }}"
+            )
     return "\n".join(line for line in lines if line) + "\n"
+
+
+def _bird_bfd_protocol(bfd: BfdTimers | None) -> str:
+    if bfd is None:
+        return ""
+    return (
+        'protocol bfd { interface "*" { '
+        f"min rx interval {bfd.receive_ms} ms; min tx interval {bfd.transmit_ms} ms; "
+        f"multiplier {bfd.multiplier}; }}; }}"
+    )
 
 
 @dataclass
@@ -186,6 +222,22 @@ class Bird:
         output = self.birdc(f"show route {prefix}")
         return set(re.findall(r"via (\S+) on ", output))
 
+    def bfd_sessions(self) -> dict[str, str]:
+        """Neighbour address -> BFD state ("Up", "Down", "Init") from `show bfd sessions`."""
+        states = {}
+        for line in self.birdc("show bfd sessions").splitlines():
+            fields = line.split()
+            # IP address, Interface, State, Since, Interval, Timeout
+            if len(fields) >= 3 and fields[2] in ("Up", "Down", "Init", "AdminDown"):
+                states[fields[0]] = fields[2]
+        return states
+
+    def last_down_reason(self, address: str) -> str:
+        """Why the session to `address` last went down (`show protocols all`'s Last error)."""
+        name = next(n.name for n in self.spec.neighbors if n.address == address)
+        found = re.search(r"Last error:\s*(.+)", self.birdc(f"show protocols all {name}"))
+        return found.group(1).strip() if found else ""
+
     def stop(self) -> None:
         if self.daemon is not None:
             self.daemon.stop()
@@ -221,6 +273,10 @@ def frr_bgpd_config(spec: RouterSpec, log: Path) -> str:
         ]
         if n.password:
             lines.append(f" neighbor {n.address} password {n.password}")
+        if n.port != 179:
+            lines.append(f" neighbor {n.address} port {n.port}")
+        if spec.bfd:
+            lines.append(f" neighbor {n.address} bfd profile {FRR_BFD_PROFILE}")
     lines += [" address-family ipv4 unicast", f"  maximum-paths {spec.max_paths}"]
     for n in spec.neighbors:
         lines += [
@@ -231,6 +287,22 @@ def frr_bgpd_config(spec: RouterSpec, log: Path) -> str:
             lines.append(f"  neighbor {n.address} addpath-rx-paths-limit {spec.max_paths}")
     lines += [" exit-address-family", "!"]
     return "\n".join(lines) + "\n"
+
+
+FRR_BFD_PROFILE = "porter"
+
+
+def frr_bfdd_config(bfd: BfdTimers, log: Path) -> str:
+    return (
+        f"log file {log}\n"
+        "bfd\n"
+        f" profile {FRR_BFD_PROFILE}\n"
+        f"  transmit-interval {bfd.transmit_ms}\n"
+        f"  receive-interval {bfd.receive_ms}\n"
+        f"  detect-multiplier {bfd.multiplier}\n"
+        " !\n"
+        "!\n"
+    )
 
 
 FRR_RUN_ROOT = Path("/run/porter-lab")
@@ -277,6 +349,16 @@ class Frr:
         answer = "BGP router" if self.bgpd_config is None else "BGP"
         zebra = self._start_daemon("zebra")
         wait_for(lambda: zebra.check_running() and zserv.exists(), 10, "zebra's zserv socket")
+        if self.spec.bfd is not None:
+            (self.workdir / "bfdd.conf").write_text(
+                frr_bfdd_config(self.spec.bfd, self.workdir / "bfdd.log")
+            )
+            bfdd = self._start_daemon("bfdd")
+            wait_for(
+                lambda: bfdd.check_running() and "BFD" in self.vtysh("show bfd peers"),
+                10,
+                "bfdd answering vtysh",
+            )
         bgpd = self._start_daemon("bgpd")
         wait_for(
             lambda: bgpd.check_running() and answer in self.vtysh("show bgp summary"),
@@ -344,6 +426,20 @@ class Frr:
             for hop in path.get("nexthops", [])
             if "ip" in hop
         }
+
+    def bfd_sessions(self) -> dict[str, str]:
+        """Neighbour address -> BFD status ("up", "down", "init") from `show bfd peers`."""
+        peers = json.loads(self.vtysh("show bfd peers json") or "[]")
+        return {str(p.get("peer")): str(p.get("status", "")) for p in peers}
+
+    def last_down_reason(self, address: str) -> str:
+        """Why the session to `address` last went down: bgpd's `lastResetDueTo`, and the
+        NOTIFICATION's reason when one was sent or received (`Cease/BFD Down`)."""
+        neighbor = self.vtysh_json(f"show bgp neighbors {address}").get(address, {})
+        reasons = [
+            str(neighbor.get(key) or "") for key in ("lastResetDueTo", "lastNotificationReason")
+        ]
+        return ": ".join(reason for reason in reasons if reason)
 
     def stop(self) -> None:
         for daemon in reversed(self.daemons):

@@ -9,11 +9,22 @@ import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import Protocol
 
 from porter_lab import netns
 from porter_lab.processes import Daemon
-from porter_lab.topology import Topology
 from porter_lab.waiting import wait_for
+
+
+class HasClient(Protocol):
+    """A bed with a client namespace (porter_lab.topology.Topology, porter_lab.fabric.Fabric)."""
+
+    @property
+    def client_ns(self) -> str: ...
+
+    @property
+    def client_address(self) -> str: ...
+
 
 # One connection per source port, bounded in count (argv) and in time (a deadline and a 2 s
 # per-connection timeout); prints {answer: count}.
@@ -101,7 +112,7 @@ print(json.dumps(tries))
 
 
 def start_probe(
-    topology: Topology, ip: str, seconds: float, interval: float = 0.05
+    topology: HasClient, ip: str, seconds: float, interval: float = 0.05
 ) -> subprocess.Popen[str]:
     """Probe `ip`:80 from the client namespace in the background for `seconds` at most (SIGTERM
     ends it sooner); `probe_outages(process)` reads the result."""
@@ -133,7 +144,7 @@ def probe_outages(process: subprocess.Popen[str], timeout: float) -> tuple[int, 
     return len(tries), failed, longest
 
 
-def wait_answered(topology: Topology, ip: str, timeout: float = 60) -> None:
+def wait_answered(topology: HasClient, ip: str, timeout: float = 60) -> None:
     """Until 10 connections in a row to `ip`:80 from the client are answered. A new EIP may be
     in the router's FIB a moment before kube-proxy on the node has its rules (kube-proxy syncs
     at most once a second): meanwhile the node refuses connections."""
@@ -162,7 +173,7 @@ def serve_node_name(
 
 
 def count_answers(
-    topology: Topology, ip: str, first_port: int, count: int, *, budget: int, timeout: float
+    topology: HasClient, ip: str, first_port: int, count: int, *, budget: int, timeout: float
 ) -> Counter[str]:
     """`count` connections to `ip`:80 from the client namespace, from source ports
     `first_port`, `first_port + 1`, ...; each connection times out after 2 s, and those not

@@ -21,14 +21,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, TypeVar
 
-from porter_lab import objects
+from porter_lab import netns, objects
 from porter_lab.agents import Agent, start_node_speaker
 from porter_lab.apiproxy import APIProxy
 from porter_lab.controlplane import ControlPlane
 from porter_lab.fib import FibLog
 from porter_lab.kube import apply_crds
 from porter_lab.paths import CRD_DIR
-from porter_lab.routers import Bird, Frr, Neighbor, Router, RouterSpec
+from porter_lab.routers import BfdTimers, Bird, Frr, Neighbor, Router, RouterSpec
 from porter_lab.speakers import Gobgpd
 from porter_lab.topology import NODE_ASN, ROUTER_ASN, Topology, run_id
 from porter_lab.waiting import wait_for
@@ -183,6 +183,9 @@ def running_bed(
     router_kind: RouterKind = "bird",
     central_speakers: int = 1,
     stalepath_time: int | None = None,
+    router_bfd: BfdTimers | None = None,
+    neighbor_port: int = 179,
+    router_second_address: str = "",
     proxy: bool = False,
     workdir: Path | None = None,
 ) -> Iterator[B]:
@@ -206,11 +209,20 @@ def running_bed(
         spec = RouterSpec(
             asn=ROUTER_ASN,
             router_id=topology.router_address,
-            neighbors=tuple(Neighbor(n.address, NODE_ASN, n.name) for n in speakers),
+            neighbors=tuple(
+                Neighbor(n.address, NODE_ASN, n.name, port=neighbor_port) for n in speakers
+            ),
             pools=(pool,),
             add_paths_rx=mode == "central",
+            bfd=router_bfd,
+            second_address=router_second_address,
             **({} if stalepath_time is None else {"stalepath_time": stalepath_time}),
         )
+        if router_second_address:
+            netns.run(
+                ["ip", "addr", "add", f"{router_second_address}/24", "dev", "br0"],
+                netns=topology.router_ns,
+            )
         router = (
             Bird(topology.router_ns, spec, root / "bird")
             if router_kind == "bird"

@@ -29,7 +29,7 @@ import contextlib
 import datetime
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,7 +45,7 @@ from porter_lab.reliability.bed import (
     ServiceBed,
     running_bed,
 )
-from porter_lab.routers import Frr, established
+from porter_lab.routers import BfdTimers, Frr, established
 from porter_lab.waiting import wait_for
 
 POOL = "10.201.0.0/22"  # routed only inside the bed's namespaces
@@ -89,6 +89,7 @@ class CrashBed(ServiceBed):
     """The shared bed with one controller (allocating; in central mode also the speaker)."""
 
     controller: Daemon | None = None
+    agent_args: tuple[str, ...] = ()  # more `porter-lb agent` options (e.g. host rules)
 
     @property
     def router_kind(self) -> RouterKind:
@@ -130,7 +131,7 @@ class CrashBed(ServiceBed):
         return self.agents[speaker].log
 
     def start(self) -> None:
-        self.start_speakers(1, ("--log-format", "json", "--log-level", "info"))
+        self.start_speakers(1, ("--log-format", "json", "--log-level", "info", *self.agent_args))
         extra: tuple[str, ...] = ()
         if self.mode == "central":
             extra = ("--speaker", "central", "--gobgp", self.speakers[0].target)
@@ -165,6 +166,11 @@ def crash_bed(
     *,
     workdir: Path | None = None,
     stalepath_time: int = STALEPATH_TIME,
+    router_bfd: BfdTimers | None = None,
+    neighbor_port: int = 179,
+    router_second_address: str = "",
+    agent_args: tuple[str, ...] = (),
+    before_start: Callable[[CrashBed], None] | None = None,
 ) -> Iterator[CrashBed]:
     """A running bed (see the module docstring); everything is stopped and removed after."""
     with running_bed(
@@ -174,9 +180,15 @@ def crash_bed(
         namespace=NAMESPACE,
         router_kind=router_kind,
         stalepath_time=stalepath_time,
+        router_bfd=router_bfd,
+        neighbor_port=neighbor_port,
+        router_second_address=router_second_address,
         workdir=workdir,
     ) as bed:
+        bed.agent_args = agent_args
         bed.base_objects(bed.topology.nodes[0].address if mode == "central" else "")
+        if before_start is not None:
+            before_start(bed)  # e.g. objects or processes the speakers must find
         bed.start()
         yield bed
 

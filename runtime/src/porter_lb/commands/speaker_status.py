@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from typing import Any
@@ -37,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
         json.dumps(
             {
                 "peers": [vars(p) for p in peers],
-                "routes": [vars(r) for r in routes],
+                "routes": [dataclasses.asdict(r) for r in routes],
             },
             indent=2,
         )

@@ -98,11 +98,11 @@ disjoint ports, and the same backends when externalTrafficPolicy is Local)."""
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 """The label tying an EndpointSlice to its Service."""
 
-PoolProtocol = Literal["bgp", "layer2", "vip"]
+PoolProtocol = Literal["bgp", "layer2"]
 TrafficPolicy = Literal["Cluster", "Local"]
 IPFamilyPolicy = Literal["SingleStack", "PreferDualStack", "RequireDualStack"]
 
-_POOL_PROTOCOLS: dict[str, PoolProtocol] = {"bgp": "bgp", "layer2": "layer2", "vip": "vip"}
+_POOL_PROTOCOLS: dict[str, PoolProtocol] = {"bgp": "bgp", "layer2": "layer2"}
 _TRAFFIC_POLICIES: dict[str, TrafficPolicy] = {"Cluster": "Cluster", "Local": "Local"}
 _IP_FAMILY_POLICIES: dict[str, IPFamilyPolicy] = {
     "SingleStack": "SingleStack",
@@ -130,6 +130,94 @@ class ModelError(ValueError):
         super().__init__(f"{kind} '{name}': {field}{shown}: {rule}")
 
 
+NO_LOCAL_PREF = -1
+
+
+@dataclass(frozen=True, order=True)
+class BgpAttributes:
+    """Path attributes a pool's routes carry (an Eip's `spec.communities`,
+    `spec.largeCommunities`, `spec.localPref`; porter-lb's extension, MetalLB's
+    BGPAdvertisement has the same). Communities as 32-bit numbers (AS << 16 | value), large
+    communities as (global, local1, local2); `local_pref` NO_LOCAL_PREF: not sent (eBGP peers
+    never get it; iBGP peers then get their default)."""
+
+    communities: tuple[int, ...] = ()
+    large_communities: tuple[tuple[int, int, int], ...] = ()
+    local_pref: int = NO_LOCAL_PREF
+
+    def __bool__(self) -> bool:
+        return bool(self.communities or self.large_communities or self.local_pref >= 0)
+
+
+NO_ATTRIBUTES = BgpAttributes()
+
+WELL_KNOWN_COMMUNITIES = {
+    "no-export": 0xFFFFFF01,
+    "no-advertise": 0xFFFFFF02,
+    "no-export-subconfed": 0xFFFFFF03,
+    "local-as": 0xFFFFFF03,
+    "blackhole": 0xFFFF029A,
+}
+"""RFC 1997's (and RFC 7999's blackhole) names, as BIRD, FRR and MetalLB spell them."""
+
+
+def _community(text: object, name: str, index: int) -> int:
+    field_name = f"spec.communities[{index}]"
+    if isinstance(text, str):
+        known = WELL_KNOWN_COMMUNITIES.get(text.strip().lower())
+        if known is not None:
+            return known
+        parts = text.strip().split(":")
+        if len(parts) == 2 and all(p.isdigit() for p in parts):
+            high, low = (int(p) for p in parts)
+            if high <= 0xFFFF and low <= 0xFFFF:
+                return high << 16 | low
+    raise ModelError(
+        "Eip", name, field_name, text, "must be AS:value (each 0-65535) or a well-known name"
+    )
+
+
+def _large_community(text: object, name: str, index: int) -> tuple[int, int, int]:
+    if isinstance(text, str):
+        parts = text.strip().split(":")
+        if len(parts) == 3 and all(p.isdigit() for p in parts):
+            a, b, c = (int(p) for p in parts)
+            if max(a, b, c) <= 0xFFFFFFFF:
+                return a, b, c
+    raise ModelError(
+        "Eip",
+        name,
+        f"spec.largeCommunities[{index}]",
+        text,
+        "must be global:local1:local2 (each 0-4294967295)",
+    )
+
+
+def bgp_attributes(spec: Mapping[str, Any], name: str) -> BgpAttributes:
+    """An Eip spec's path attributes (ModelError naming the field on a bad value)."""
+    communities = spec.get("communities") or []
+    large = spec.get("largeCommunities") or []
+    for field_name, value in (("spec.communities", communities), ("spec.largeCommunities", large)):
+        if not isinstance(value, list):
+            raise ModelError("Eip", name, field_name, value, "must be a list")
+    local_pref = spec.get("localPref")
+    if local_pref is not None and (
+        isinstance(local_pref, bool)
+        or not isinstance(local_pref, int)
+        or not 0 <= local_pref <= 0xFFFFFFFF
+    ):
+        raise ModelError("Eip", name, "spec.localPref", local_pref, "must be 0-4294967295")
+    return BgpAttributes(
+        communities=tuple(
+            sorted({_community(text, name, i) for i, text in enumerate(communities)})
+        ),
+        large_communities=tuple(
+            sorted({_large_community(text, name, i) for i, text in enumerate(large)})
+        ),
+        local_pref=NO_LOCAL_PREF if local_pref is None else local_pref,
+    )
+
+
 @dataclass(frozen=True)
 class Pool:
     """An Eip: a block of addresses porter-lb may give to Services, and how they are announced.
@@ -155,6 +243,7 @@ class Pool:
     namespaces: tuple[str, ...] = ()
     namespace_selector: Mapping[str, str] = field(default_factory=dict, hash=False)
     is_default: bool = False
+    attributes: BgpAttributes = NO_ATTRIBUTES  # what its routes carry (bgp pools)
 
     @property
     def version(self) -> int:
@@ -309,6 +398,12 @@ def pool_from_eip(eip: Mapping[str, Any]) -> Pool:
 
     protocol_text = spec.get("protocol") or "bgp"
     protocol = _POOL_PROTOCOLS.get(protocol_text) if isinstance(protocol_text, str) else None
+    if protocol_text == "vip":
+        # OpenELB's vip mode (keepalived VRRP) is not porter-lb's: such a pool would get
+        # addresses nothing announces.
+        raise ModelError(
+            "Eip", name, "spec.protocol", protocol_text, "is not supported: use bgp or layer2"
+        )
     if protocol is None:
         raise ModelError(
             "Eip", name, "spec.protocol", protocol_text, f"must be one of {sorted(_POOL_PROTOCOLS)}"
@@ -339,6 +434,7 @@ def pool_from_eip(eip: Mapping[str, Any]) -> Pool:
         is_default=any(
             str(annotations.get(a, "")).strip().lower() == "true" for a in DEFAULT_POOL_ANNOTATIONS
         ),
+        attributes=bgp_attributes(spec, name),
     )
 
 

@@ -26,7 +26,7 @@ from porter_lb.model.resources import (
     being_deleted,
     object_name,
 )
-from porter_lb.routing.routes import LabelSelector, Peer, Route
+from porter_lb.routing.routes import LabelSelector, Peer, Route, first_of_family
 
 Mode = Literal["node", "central"]
 """How gobgpd speakers are deployed: one per node (next hop self), or one central."""
@@ -50,6 +50,7 @@ class PeerStatus:
     peer_asn: int
     session_state: str  # "established", "active", "idle", ...
     received_prefixes: int = 0
+    bfd_state: str = ""  # "up", "down", "init", "admin_down"; "" without BFD
 
 
 class GobgpdClient(Protocol):
@@ -65,11 +66,12 @@ class GobgpdClient(Protocol):
     def peer_configs(self) -> dict[str, PeerConfig]: ...
     def peers(self) -> list[PeerStatus]: ...
     def add_peer_config(self, config: PeerConfig, *, restarting: bool = False) -> None: ...
-    def update_peer(self, config: PeerConfig) -> None: ...
+    def update_peer(self, config: PeerConfig, previous: PeerConfig | None = None) -> None: ...
     def delete_peer(self, neighbor_address: str) -> None: ...
     def local_routes(self) -> list[Route]: ...
     def add_routes(self, routes: Iterable[Route], batch: int = 1000) -> int: ...
     def withdraw_routes(self, routes: Iterable[Route], batch: int = 1000) -> int: ...
+    def set_export_filters(self, filters: tuple[PeerExport, ...] | None) -> None: ...
     def close(self) -> None: ...
 
 
@@ -90,6 +92,8 @@ class GracefulRestart:
     enabled: bool = False
     restart_time: int = 0  # seconds; 0 lets gobgpd choose (the hold time)
     deferral_time: int = DEFAULT_DEFERRAL_TIME
+    helper_only: bool = False  # receive peers' restarts, never announce our own (peers only)
+    notification_enabled: bool = False  # RFC 8538: GR also after a NOTIFICATION (peers only)
 
 
 @dataclass(frozen=True)
@@ -101,6 +105,24 @@ class GlobalConfig:
     listen_port: int = 179
     listen_addresses: tuple[str, ...] = ()
     graceful_restart: GracefulRestart = field(default_factory=GracefulRestart)
+    use_multiple_paths: bool = False  # ECMP among received paths (porter-lb receives none)
+
+
+DEFAULT_BFD_INTERVAL_MS = 300
+DEFAULT_BFD_MULTIPLIER = 3
+
+
+@dataclass(frozen=True)
+class Bfd:
+    """RFC 5880/5881 single-hop BFD with a neighbour (gobgpd's own, UDP port 3784): a session
+    down after `receive_interval` times `detect_multiplier` ms without a packet resets the BGP
+    session at once. Intervals in milliseconds; all fields at their defaults when disabled, so
+    that what gobgpd reports back compares equal."""
+
+    enabled: bool = False
+    transmit_interval: int = DEFAULT_BFD_INTERVAL_MS
+    receive_interval: int = DEFAULT_BFD_INTERVAL_MS
+    detect_multiplier: int = DEFAULT_BFD_MULTIPLIER
 
 
 @dataclass(frozen=True)
@@ -125,6 +147,23 @@ class PeerConfig:
     families: tuple[int, ...] = (4,)
     add_paths_send_max: int = 0
     graceful_restart: GracefulRestart = field(default_factory=GracefulRestart)
+    bfd: Bfd = field(default_factory=Bfd)
+    admin_down: bool = False  # configured, kept Idle: no session
+    description: str = ""
+    allow_own_asn: int = 0  # accept this many occurrences of our ASN in AS_PATH
+    replace_peer_asn: bool = False
+    remove_private: int = 0  # GoBGP's RemovePrivate: 0 none, 1 all, 2 replace
+    local_address: str = ""  # source address of the session; "" lets the kernel choose
+    tcp_mss: int = 0  # 0: the kernel's
+
+
+@dataclass(frozen=True)
+class PeerExport:
+    """What a central speaker may announce to one neighbour: paths whose next hop is one of
+    `next_hops` (the addresses of the nodes its BgpPeer selects)."""
+
+    neighbor_address: str
+    next_hops: tuple[str, ...]
 
 
 def choose_bgpconf(bgpconfs: Iterable[Obj]) -> Obj | None:
@@ -168,7 +207,61 @@ def _graceful_restart(
     deferral_time = _int_field(
         settings.get("deferralTime"), kind, name, f"{field_name}.deferralTime", (0, 65535)
     )
-    return GracefulRestart(True, restart_time or hold_time, deferral_time or DEFAULT_DEFERRAL_TIME)
+    peer = kind == "BgpPeer"  # gobgpd takes these two per neighbour only
+    return GracefulRestart(
+        True,
+        restart_time or hold_time,
+        deferral_time or DEFAULT_DEFERRAL_TIME,
+        helper_only=peer and settings.get("helperOnly") is True,
+        notification_enabled=peer and settings.get("notificationEnabled") is True,
+    )
+
+
+REMOVE_PRIVATE = {"": 0, "NONE": 0, "REMOVE_NONE": 0, "ALL": 1, "REMOVE_ALL": 1, "REPLACE": 2}
+"""`conf.removePrivateAs` (GoBGP's names, any case) -> GoBGP's RemovePrivate number."""
+
+
+def _remove_private(conf: Mapping[str, Any], name: str) -> int:
+    value = conf.get("removePrivateAs")
+    if value is None:
+        return 0
+    number = REMOVE_PRIVATE.get(str(value).strip().upper()) if isinstance(value, str) else None
+    if number is None:
+        raise ModelError(
+            "BgpPeer", name, "spec.conf.removePrivateAs", value, "must be NONE, ALL or REPLACE"
+        )
+    return number
+
+
+def _address_field(value: object, name: str, field_name: str) -> str:
+    if value is None or value == "":
+        return ""
+    try:
+        return str(ipaddress.ip_address(str(value).strip()))
+    except ValueError:
+        raise ModelError("BgpPeer", name, field_name, value, "must be an IP address") from None
+
+
+def _bfd(spec: Mapping[str, Any], name: str) -> Bfd:
+    """`spec.bfd` (a porter-lb extension): `enabled`, `transmitInterval` and `receiveInterval`
+    in ms (10-60000, default 300), `detectMultiplier` (2-255, default 3)."""
+    settings = as_mapping(spec.get("bfd"))
+    if settings.get("enabled") is not True:
+        return Bfd()
+
+    def interval(key: str) -> int:
+        value = _int_field(settings.get(key), "BgpPeer", name, f"spec.bfd.{key}", (10, 60000))
+        return DEFAULT_BFD_INTERVAL_MS if value is None else value
+
+    multiplier = _int_field(
+        settings.get("detectMultiplier"), "BgpPeer", name, "spec.bfd.detectMultiplier", (2, 255)
+    )
+    return Bfd(
+        True,
+        interval("transmitInterval"),
+        interval("receiveInterval"),
+        DEFAULT_BFD_MULTIPLIER if multiplier is None else multiplier,
+    )
 
 
 def _ipv4_address(addresses: Sequence[str]) -> str:
@@ -181,6 +274,10 @@ def _ipv4_address(addresses: Sequence[str]) -> str:
     return ""
 
 
+RACK_LABEL = "openelb.kubesphere.io/rack"
+"""The node label naming a node's rack, for BgpConf `spec.asPerRack` (OpenELB's)."""
+
+
 def global_config_from_bgpconf(
     bgpconf: Mapping[str, Any], node: Node | None = None, default_router_id: str = ""
 ) -> GlobalConfig:
@@ -189,13 +286,28 @@ def global_config_from_bgpconf(
     The router ID is `spec.routerId`, else the IPv4 InternalIP of `node` (a node speaker),
     else `default_router_id`; with none of them the BgpConf cannot be used. `listenPort`
     absent or 0 means 179; -1 makes gobgpd only connect out.
+
+    `spec.asPerRack` (OpenELB's semantics, node speakers only): a node labelled
+    RACK_LABEL=<rack> whose rack is listed uses that AS instead of `spec.as`, and its own
+    InternalIP as router ID (a `spec.routerId` would be shared by every rack).
     """
     name = object_name(bgpconf)
     spec = as_mapping(bgpconf.get("spec"))
     asn = _int_field(spec.get("as"), "BgpConf", name, "spec.as", (1, 4294967295))
     if asn is None:
         raise ModelError("BgpConf", name, "spec.as", None, "is required")
-    router_id = str(spec.get("routerId") or "").strip()
+    per_rack = spec.get("asPerRack") or {}
+    if not isinstance(per_rack, Mapping):
+        raise ModelError("BgpConf", name, "spec.asPerRack", per_rack, "must map racks to ASNs")
+    rack_asns = {
+        str(rack): _int_field(value, "BgpConf", name, f"spec.asPerRack.{rack}", (1, 4294967295))
+        for rack, value in per_rack.items()
+    }
+    rack = node.labels.get(RACK_LABEL, "") if node is not None else ""
+    rack_asn = rack_asns.get(rack) if rack else None
+    if rack_asn is not None:
+        asn = rack_asn
+    router_id = "" if rack_asn is not None else str(spec.get("routerId") or "").strip()
     if router_id:
         try:
             ipaddress.IPv4Address(router_id)
@@ -229,6 +341,7 @@ def global_config_from_bgpconf(
         listen_port=port or 179,
         listen_addresses=tuple(str(a) for a in listen_addresses),
         graceful_restart=_graceful_restart(spec, "BgpConf", name, "spec.gracefulRestart"),
+        use_multiple_paths=spec.get("useMultiplePaths") is True,
     )
 
 
@@ -420,6 +533,22 @@ def peer_spec_from_bgppeer(
         graceful_restart=_graceful_restart(
             spec, "BgpPeer", name, "spec.gracefulRestart", hold or DEFAULT_HOLD_TIME
         ),
+        bfd=_bfd(spec, name),
+        admin_down=conf.get("adminDown") is True,
+        description=str(conf.get("description") or ""),
+        allow_own_asn=_int_field(
+            conf.get("allowOwnAs"), "BgpPeer", name, "spec.conf.allowOwnAs", (0, 10)
+        )
+        or 0,
+        replace_peer_asn=conf.get("replacePeerAs") is True,
+        remove_private=_remove_private(conf, name),
+        local_address=_address_field(
+            transport.get("localAddress"), name, "spec.transport.localAddress"
+        ),
+        tcp_mss=_int_field(
+            transport.get("tcpMss"), "BgpPeer", name, "spec.transport.tcpMss", (0, 65535)
+        )
+        or 0,
     )
     return PeerSpec(name=name, peer=Peer(name, selector), config=config)
 
@@ -503,13 +632,18 @@ def peer_status_entry(status: PeerStatus | None, config: PeerConfig) -> dict[str
     per UPDATE message would load the API server for nothing (see the metrics instead).
     """
     state = status.session_state.upper() if status else "UNKNOWN"
-    return {
+    entry: dict[str, Any] = {
         "peerState": {
             "neighborAddress": config.neighbor_address,
             "peerAs": config.peer_asn,
             "sessionState": state,
         }
     }
+    if config.bfd.enabled:
+        # RFC 5880's state names: UP, DOWN, INIT, ADMIN_DOWN; UNKNOWN while not reported.
+        bfd = status.bfd_state.upper() if status and status.bfd_state else "UNKNOWN"
+        entry["bfdState"] = {"sessionState": bfd}
+    return entry
 
 
 def plain_text_password_message(name: str, secret_namespace: str) -> str:
@@ -528,3 +662,33 @@ def peer_fingerprint(bgppeer: Obj | None) -> object:
         return None
     metadata = as_mapping(bgppeer.get("metadata"))
     return (bgppeer.get("spec"), metadata.get("deletionTimestamp"), metadata.get("uid"))
+
+
+def export_filters(
+    peers: Sequence[PeerSpec], nodes: Mapping[str, Node]
+) -> tuple[PeerExport, ...] | None:
+    """Per-peer export for a central speaker: each neighbour gets only the paths through the
+    nodes its BgpPeer's nodeSelector picks (each node's first IPv4 and first IPv6 address),
+    sorted by neighbour address. None when every peer picks the same nodes: all of them may
+    then get every path, and gobgpd needs no policy."""
+    chosen = [
+        (
+            spec.config.neighbor_address,
+            frozenset(
+                name for name, node in nodes.items() if spec.peer.node_selector.matches(node.labels)
+            ),
+        )
+        for spec in peers
+    ]
+    if len({names for _, names in chosen}) <= 1:
+        return None
+    filters = []
+    for address, names in sorted(chosen):
+        hops: set[str] = set()
+        for name in names:
+            for version in (4, 6):
+                hop = first_of_family(nodes[name].addresses, version)
+                if hop is not None:
+                    hops.add(hop)
+        filters.append(PeerExport(address, tuple(sorted(hops))))
+    return tuple(filters)

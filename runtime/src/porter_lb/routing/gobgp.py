@@ -27,10 +27,13 @@ from typing import Any
 import grpc
 
 from porter_lb.gobgp_api import attribute_pb2, common_pb2, gobgp_pb2, gobgp_pb2_grpc, nlri_pb2
+from porter_lb.model.resources import NO_LOCAL_PREF, BgpAttributes
 from porter_lb.routing.bgp_config import (
+    Bfd,
     GlobalConfig,
     GracefulRestart,
     PeerConfig,
+    PeerExport,
     PeerStatus,
 )
 from porter_lb.routing.routes import Route
@@ -43,6 +46,18 @@ _SESSION_STATES = {
     for value in gobgp_pb2.PeerState.DESCRIPTOR.enum_types_by_name["SessionState"].values
     if value.number
 }
+
+# BFD session states without their enum prefix, lower case ("up", "down", "init",
+# "admin_down"); UNSPECIFIED (no BFD packet yet) is "".
+_BFD_STATES = {
+    value.number: value.name.removeprefix("BFD_SESSION_STATE_").lower()
+    for value in gobgp_pb2.BfdSessionState.DESCRIPTOR.values
+    if value.number
+}
+
+
+EXPORT_POLICY = "porter-lb-export"
+"""The global export policy holding the per-peer filters of a central speaker."""
 
 
 class GoBGPError(RuntimeError):
@@ -98,12 +113,43 @@ def _origin_igp() -> attribute_pb2.Attribute:
     return attribute_pb2.Attribute(origin=attribute_pb2.OriginAttribute(origin=0))
 
 
+def _attribute_messages(attributes: BgpAttributes) -> list[attribute_pb2.Attribute]:
+    found = []
+    if attributes.local_pref >= 0:
+        found.append(
+            attribute_pb2.Attribute(
+                local_pref=attribute_pb2.LocalPrefAttribute(local_pref=attributes.local_pref)
+            )
+        )
+    if attributes.communities:
+        found.append(
+            attribute_pb2.Attribute(
+                communities=attribute_pb2.CommunitiesAttribute(communities=attributes.communities)
+            )
+        )
+    if attributes.large_communities:
+        large = [
+            attribute_pb2.LargeCommunity(global_admin=a, local_data1=b, local_data2=c)
+            for a, b, c in attributes.large_communities
+        ]
+        found.append(
+            attribute_pb2.Attribute(
+                large_communities=attribute_pb2.LargeCommunitiesAttribute(communities=large)
+            )
+        )
+    return found
+
+
 def path_message(route: Route, withdraw: bool = False) -> gobgp_pb2.Path:
-    """The gobgpd Path of `route`: origin IGP, its next hop, its ADD-PATH identifier."""
+    """The gobgpd Path of `route`: origin IGP, its next hop, its ADD-PATH identifier, and its
+    pool's attributes (LOCAL_PREF, communities, large communities)."""
+    pattrs = [_origin_igp(), _next_hop_attribute(route.next_hop)]
+    if route.attributes:
+        pattrs.extend(_attribute_messages(route.attributes))
     return gobgp_pb2.Path(
         family=family_message(route.prefix),
         nlri=_nlri(route.prefix),
-        pattrs=[_origin_igp(), _next_hop_attribute(route.next_hop)],
+        pattrs=pattrs,
         identifier=route.identifier,
         is_withdraw=withdraw,
     )
@@ -127,15 +173,29 @@ def peer_message(config: PeerConfig) -> gobgp_pb2.Peer:
             peer_asn=config.peer_asn,
             local_asn=config.local_asn,
             auth_password=config.auth_password,
+            admin_down=config.admin_down,
+            description=config.description,
+            allow_own_asn=config.allow_own_asn,
+            replace_peer_asn=config.replace_peer_asn,
+            remove_private=config.remove_private,  # type: ignore[arg-type]
         ),
         timers=gobgp_pb2.Timers(
             config=gobgp_pb2.TimersConfig(
                 hold_time=config.hold_time,
                 keepalive_interval=config.keepalive,
                 connect_retry=config.connect_retry,
+                # After a reset gobgpd sent itself (BFD's, when the router still had the
+                # session), it waits this long before it connects again: 30 s by default.
+                # With BFD, a node whose link is back should be back after connectRetry.
+                idle_hold_time_after_reset=config.connect_retry if config.bfd.enabled else 0,
             )
         ),
-        transport=gobgp_pb2.Transport(passive_mode=config.passive, remote_port=config.port),
+        transport=gobgp_pb2.Transport(
+            passive_mode=config.passive,
+            remote_port=config.port,
+            local_address=config.local_address,
+            tcp_mss=config.tcp_mss,
+        ),
         afi_safis=afi_safis,
     )
     if config.ebgp_multihop_ttl:
@@ -145,6 +205,13 @@ def peer_message(config: PeerConfig) -> gobgp_pb2.Peer:
         peer.graceful_restart.enabled = True
         peer.graceful_restart.restart_time = config.graceful_restart.restart_time
         peer.graceful_restart.deferral_time = config.graceful_restart.deferral_time
+        peer.graceful_restart.helper_only = config.graceful_restart.helper_only
+        peer.graceful_restart.notification_enabled = config.graceful_restart.notification_enabled
+    if config.bfd.enabled:
+        peer.bfd.enabled = True
+        peer.bfd.desired_minimum_tx_interval = config.bfd.transmit_interval * 1000  # µs
+        peer.bfd.required_minimum_receive = config.bfd.receive_interval * 1000
+        peer.bfd.detection_multiplier = config.bfd.detect_multiplier
     return peer
 
 
@@ -174,23 +241,63 @@ def peer_config_from_message(peer: gobgp_pb2.Peer) -> PeerConfig:
         add_paths_send_max=send_max,
         graceful_restart=(
             GracefulRestart(
-                True, peer.graceful_restart.restart_time, peer.graceful_restart.deferral_time
+                True,
+                peer.graceful_restart.restart_time,
+                peer.graceful_restart.deferral_time,
+                helper_only=peer.graceful_restart.helper_only,
+                notification_enabled=peer.graceful_restart.notification_enabled,
             )
             if peer.graceful_restart.enabled
             else GracefulRestart()
         ),
+        bfd=(
+            Bfd(
+                True,
+                peer.bfd.desired_minimum_tx_interval // 1000,
+                peer.bfd.required_minimum_receive // 1000,
+                peer.bfd.detection_multiplier,
+            )
+            if peer.bfd.enabled
+            else Bfd()
+        ),
+        admin_down=peer.conf.admin_down,
+        description=peer.conf.description,
+        allow_own_asn=peer.conf.allow_own_asn,
+        replace_peer_asn=peer.conf.replace_peer_asn,
+        remove_private=int(peer.conf.remove_private),
+        # gobgpd reports the wildcard when no source address was given.
+        local_address=(
+            ""
+            if peer.transport.local_address in ("", "0.0.0.0", "::")
+            else peer.transport.local_address
+        ),
+        tcp_mss=peer.transport.tcp_mss,
     )
 
 
 def _route(prefix: str, path: gobgp_pb2.Path) -> Route:
     next_hop = ""
+    communities: tuple[int, ...] = ()
+    large: tuple[tuple[int, int, int], ...] = ()
+    local_pref = NO_LOCAL_PREF
     for attr in path.pattrs:
         kind = attr.WhichOneof("attr")
         if kind == "next_hop":
             next_hop = attr.next_hop.next_hop
         elif kind == "mp_reach":
             next_hop = attr.mp_reach.next_hops[0] if attr.mp_reach.next_hops else ""
-    return Route(prefix, next_hop, path.identifier)
+        elif kind == "communities":
+            communities = tuple(sorted(attr.communities.communities))
+        elif kind == "large_communities":
+            large = tuple(
+                sorted(
+                    (c.global_admin, c.local_data1, c.local_data2)
+                    for c in attr.large_communities.communities
+                )
+            )
+        elif kind == "local_pref":
+            local_pref = attr.local_pref.local_pref
+    return Route(prefix, next_hop, path.identifier, BgpAttributes(communities, large, local_pref))
 
 
 class GoBGP:
@@ -237,6 +344,8 @@ class GoBGP:
         listen_port: int = 179,
         listen_addresses: Iterable[str] = (),
         graceful_restart: GracefulRestart | None = None,
+        *,
+        use_multiple_paths: bool = False,
     ) -> None:
         """Start the BGP instance (StartBgp); `listen_port=-1` makes gobgpd only connect out."""
         config = gobgp_pb2.Global(
@@ -244,6 +353,7 @@ class GoBGP:
             router_id=router_id,
             listen_port=listen_port,
             listen_addresses=list(listen_addresses),
+            use_multiple_paths=use_multiple_paths,
         )
         if graceful_restart is not None and graceful_restart.enabled:
             config.graceful_restart.enabled = True
@@ -258,6 +368,7 @@ class GoBGP:
             config.listen_port,
             config.listen_addresses,
             config.graceful_restart,
+            use_multiple_paths=config.use_multiple_paths,
         )
 
     def stop_bgp(self, *, allow_graceful_restart: bool = False) -> None:
@@ -326,10 +437,23 @@ class GoBGP:
             peer.graceful_restart.local_restarting = True
         self._call("AddPeer", gobgp_pb2.AddPeerRequest(peer=peer))
 
-    def update_peer(self, config: PeerConfig) -> None:
+    def update_peer(self, config: PeerConfig, previous: PeerConfig | None = None) -> None:
         """UpdatePeer: gobgpd resets the session when the change needs it (ASN, password,
-        families, transport); the RIB is untouched."""
+        families, transport); the RIB is untouched. A new hold time or keepalive interval,
+        which gobgpd only stores (they are negotiated in the OPEN), resets the session here, so
+        that the edit takes effect now and not at the next session by chance."""
         self._call("UpdatePeer", gobgp_pb2.UpdatePeerRequest(peer=peer_message(config)))
+        if previous is not None and (previous.hold_time, previous.keepalive) != (
+            config.hold_time,
+            config.keepalive,
+        ):
+            self._call(
+                "ResetPeer",
+                gobgp_pb2.ResetPeerRequest(
+                    address=config.neighbor_address,
+                    communication="porter-lb: BGP timers changed",
+                ),
+            )
 
     def delete_peer(self, neighbor_address: str) -> None:
         self._call("DeletePeer", gobgp_pb2.DeletePeerRequest(address=neighbor_address))
@@ -354,9 +478,73 @@ class GoBGP:
                     peer_asn=state.peer_asn,
                     session_state=_SESSION_STATES.get(state.session_state, "unknown"),
                     received_prefixes=received,
+                    bfd_state=(
+                        _BFD_STATES.get(state.bfd_state.session_state, "")
+                        if reply.peer.bfd.enabled
+                        else ""
+                    ),
                 )
             )
         return result
+
+    def set_export_filters(self, filters: tuple[PeerExport, ...] | None) -> None:
+        """Per-peer export (`bgp_config.export_filters`) as gobgpd's global export policy,
+        replacing whatever policy it had (SetPolicies); None removes it. Every established
+        peer is then soft-reset out, so paths a peer may no longer get are withdrawn from it
+        and the ones it may now get are sent."""
+        sets, statements = [], []
+        for index, peer in enumerate(filters or ()):
+            neighbor = f"porter-lb-peer-{index}"
+            bits = 32 if ":" not in peer.neighbor_address else 128
+            sets.append(
+                gobgp_pb2.DefinedSet(
+                    defined_type=gobgp_pb2.DEFINED_TYPE_NEIGHBOR,
+                    name=neighbor,
+                    list=[f"{peer.neighbor_address}/{bits}"],
+                )
+            )
+            to_peer = gobgp_pb2.MatchSet(type=gobgp_pb2.MatchSet.TYPE_ANY, name=neighbor)
+            if peer.next_hops:  # an empty list would match every next hop
+                statements.append(
+                    gobgp_pb2.Statement(
+                        name=f"{neighbor}-accept",
+                        conditions=gobgp_pb2.Conditions(
+                            neighbor_set=to_peer, next_hop_in_list=list(peer.next_hops)
+                        ),
+                        actions=gobgp_pb2.Actions(route_action=gobgp_pb2.ROUTE_ACTION_ACCEPT),
+                    )
+                )
+            statements.append(
+                gobgp_pb2.Statement(
+                    name=f"{neighbor}-reject",
+                    conditions=gobgp_pb2.Conditions(neighbor_set=to_peer),
+                    actions=gobgp_pb2.Actions(route_action=gobgp_pb2.ROUTE_ACTION_REJECT),
+                )
+            )
+        policies, assignments = [], []
+        if statements:
+            policy = gobgp_pb2.Policy(name=EXPORT_POLICY, statements=statements)
+            policies.append(policy)
+            assignments.append(
+                gobgp_pb2.PolicyAssignment(
+                    name="global",
+                    direction=gobgp_pb2.POLICY_DIRECTION_EXPORT,
+                    policies=[policy],
+                    default_action=gobgp_pb2.ROUTE_ACTION_ACCEPT,
+                )
+            )
+        self._call(
+            "SetPolicies",
+            gobgp_pb2.SetPoliciesRequest(
+                defined_sets=sets, policies=policies, assignments=assignments
+            ),
+        )
+        self._call(
+            "ResetPeer",
+            gobgp_pb2.ResetPeerRequest(
+                address="all", soft=True, direction=gobgp_pb2.ResetPeerRequest.DIRECTION_OUT
+            ),
+        )
 
     def add_route(self, route: Route) -> None:
         request = gobgp_pb2.AddPathRequest(

@@ -39,12 +39,22 @@ class PeerStatusReporter:
             up = status is not None and status.session_state == "established"
             metrics.BGP_SESSION_UP.labels(*labels).set(1 if up else 0)
             metrics.ADVERTISED_PREFIXES.labels(*labels).set(advertised if up else 0)
+            if spec.config.bfd.enabled:
+                bfd_up = status is not None and status.bfd_state == "up"
+                metrics.BFD_SESSION_UP.labels(*labels).set(1 if bfd_up else 0)
+            else:
+                with contextlib.suppress(KeyError):
+                    metrics.BFD_SESSION_UP.remove(*labels)
             self._write(spec.name, peer_status_entry(status, spec.config))
         for obj in self.informers.items("BgpPeer"):
             name = object_name(obj)
             if name in mine:
                 continue
-            for gauge in (metrics.BGP_SESSION_UP, metrics.ADVERTISED_PREFIXES):
+            for gauge in (
+                metrics.BGP_SESSION_UP,
+                metrics.ADVERTISED_PREFIXES,
+                metrics.BFD_SESSION_UP,
+            ):
                 with contextlib.suppress(KeyError):
                     gauge.remove(name, self.status_key)
             self._write(name, None)

@@ -23,6 +23,7 @@ translates it into gobgpd's Path message.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import ipaddress
@@ -33,6 +34,8 @@ from typing import Any, Literal
 from porter_lb.model.addresses import AddressPool
 from porter_lb.model.resources import (
     LOAD_BALANCER_CLASS,
+    NO_ATTRIBUTES,
+    BgpAttributes,
     Endpoint,
     ModelError,
     Node,
@@ -62,9 +65,11 @@ __all__ = [
     "node_announcements",
     "node_rib",
     "path_identifier",
+    "pool_attributes",
     "rib_delta",
     "service_next_hops",
     "service_share",
+    "with_attributes",
 ]
 
 EXCLUDE_FROM_EXTERNAL_LOAD_BALANCERS_LABEL = (
@@ -167,11 +172,13 @@ class Peer:
 
 @dataclass(frozen=True, order=True)
 class Route:
-    """One path: prefix, next hop ("0.0.0.0"/"::": next hop self) and ADD-PATH identifier."""
+    """One path: prefix, next hop ("0.0.0.0"/"::": next hop self), ADD-PATH identifier and
+    the path attributes of its pool (communities, LOCAL_PREF)."""
 
     prefix: str  # "203.0.113.10/32"
     next_hop: str  # "0.0.0.0" means next-hop self
     identifier: int = 0  # ADD-PATH path identifier; distinct values keep distinct paths
+    attributes: BgpAttributes = NO_ATTRIBUTES
 
 
 def host_prefix(ip: str, service_key: str = "") -> str:
@@ -308,6 +315,30 @@ def central_paths(
 
 
 _NEXT_HOP_SELF = {4: "0.0.0.0", 6: "::"}
+
+
+def pool_attributes(eips: Iterable[Obj]) -> list[tuple[AddressPool, BgpAttributes]]:
+    """The BGP pools whose routes carry attributes (communities, LOCAL_PREF), with them."""
+    effective = effective_pools(eips)
+    return [
+        (p.addresses, p.attributes)
+        for p in effective.pools.values()
+        if p.protocol == "bgp" and p.attributes
+    ]
+
+
+def with_attributes(
+    rib: dict[str, set[Route]], pools: Sequence[tuple[AddressPool, BgpAttributes]]
+) -> dict[str, set[Route]]:
+    """`rib` with each path given the attributes of the pool its prefix lies in (in place)."""
+    if not pools:
+        return rib
+    for prefix, routes in rib.items():
+        ip = prefix.split("/", 1)[0]
+        attributes = next((a for pool, a in pools if ip in pool), NO_ATTRIBUTES)
+        if attributes:
+            rib[prefix] = {dataclasses.replace(r, attributes=attributes) for r in routes}
+    return rib
 
 
 def bgp_pools(eips: Iterable[Obj]) -> tuple[list[AddressPool], list[tuple[Obj, ModelError]]]:

@@ -42,8 +42,10 @@ from porter_lb.kube.events import API_VERSIONS, EventRecorder, Warnings
 from porter_lb.kube.informers import Caches
 from porter_lb.kube.watch_cache import object_key
 from porter_lb.model.addresses import AddressPool
+from porter_lb.model.fields import unapplied_fields, unapplied_message
 from porter_lb.model.resources import (
     LOAD_BALANCER_CLASS,
+    BgpAttributes,
     ModelError,
     Node,
     Obj,
@@ -58,8 +60,10 @@ from porter_lb.routing.bgp_config import (
     GlobalConfig,
     GobgpdClient,
     Mode,
+    PeerExport,
     PeerSpec,
     choose_bgpconf,
+    export_filters,
     global_config_from_bgpconf,
     global_differs,
     peer_delta,
@@ -76,8 +80,10 @@ from porter_lb.routing.routes import (
     bgp_pools,
     central_rib,
     node_rib,
+    pool_attributes,
     rib_delta,
     service_share,
+    with_attributes,
 )
 from porter_lb.telemetry import metrics
 from porter_lb.telemetry.health import Heartbeat
@@ -181,12 +187,15 @@ class Speaker:
         self._table = RouteTable()
         self._nodes: dict[str, Node] = {}
         self._pools: list[AddressPool] = []
+        self._attributes: list[tuple[AddressPool, BgpAttributes]] = []  # pools with any
         self._selected: frozenset[str] = frozenset()
         self._peers: list[PeerSpec] = []  # the valid BgpPeers that apply to this speaker
         self._global: GlobalConfig | None = None  # what this process started gobgpd with
         self._held: dict[str, set[Route]] | None = None  # None: read it from gobgpd first
         self._fresh_instance = False  # started by us, its peers not yet configured
+        self._export: tuple[PeerExport, ...] | bool | None = False  # False: none set yet
         self._warnings = Warnings(recorder, log)
+        self._unapplied = Warnings(recorder, log)  # fields set that porter-lb does not apply
         self._plain_warned: set[str] = set()  # BgpPeers warned about a plain-text password
         self.reconciles = 0  # full + incremental, for tests and logs
         # For the process's health checks (porter_lb.telemetry.health): the loop beats each
@@ -352,6 +361,8 @@ class Speaker:
             self._warnings.warn(obj, "BgpPeer", reason, message)
         for spec in specs:
             self._warnings.clear("BgpPeer", spec.name)
+        for obj in self.informers.items("BgpPeer"):
+            self._warn_unapplied("BgpPeer", obj)
         plain = set(plain_text_password_peers(self.informers.items("BgpPeer")))
         for name in sorted(plain - self._plain_warned):
             peer = self.informers.get("BgpPeer", name)
@@ -383,7 +394,17 @@ class Speaker:
             self._warnings.warn(conf, "BgpConf", "InvalidBgpConf", str(error))
             raise
         self._warnings.clear("BgpConf", object_name(conf))
+        self._warn_unapplied("BgpConf", conf)
         return wanted
+
+    def _warn_unapplied(self, kind: str, obj: Obj) -> None:
+        """One Warning naming each field `obj` sets that porter-lb does not apply."""
+        fields = unapplied_fields(kind, obj)
+        if fields:
+            message = unapplied_message(kind, object_name(obj), fields)
+            self._unapplied.warn(obj, kind, "UnappliedFields", message)
+        else:
+            self._unapplied.clear(kind, Warnings.key(obj))
 
     def _ensure_instance(self, wanted: GlobalConfig | None) -> bool:
         """Make gobgpd run the wanted instance; True when it does.
@@ -427,6 +448,7 @@ class Speaker:
             )
             self._held = {}
             self._fresh_instance = True
+            self._export = False
         self._global = wanted
         if self._held is None:
             self._held = self._read_held()
@@ -468,7 +490,8 @@ class Speaker:
             if self._applies(s, self._nodes)
         }
         by_address = {s.config.neighbor_address: s for s in specs}
-        add, update, delete = peer_delta(wanted, self.gobgp.peer_configs())
+        running = self.gobgp.peer_configs()
+        add, update, delete = peer_delta(wanted, running)
         for address in delete:
             log.info("deleting peer", extra={"neighbor": address})
             self.gobgp.delete_peer(address)
@@ -482,7 +505,7 @@ class Speaker:
                 if adding:
                     self.gobgp.add_peer_config(config, restarting=restarting)
                 else:
-                    self.gobgp.update_peer(config)
+                    self.gobgp.update_peer(config, running.get(config.neighbor_address))
             except GoBGPError as error:
                 # Rejected (or gobgpd went away: then the next call fails and says so).
                 obj = self.informers.get("BgpPeer", spec.name) or {"metadata": {"name": spec.name}}
@@ -515,10 +538,11 @@ class Speaker:
 
     def _desired_rib(self, prefixes: Iterable[str]) -> dict[str, set[Route]]:
         if self.mode == "node":
-            return node_rib(self._table, prefixes, self.node_name)
-        return central_rib(
-            self._table, prefixes, {name: node.addresses for name, node in self._nodes.items()}
-        )
+            rib = node_rib(self._table, prefixes, self.node_name)
+        else:
+            addresses = {name: node.addresses for name, node in self._nodes.items()}
+            rib = central_rib(self._table, prefixes, addresses)
+        return with_attributes(rib, self._attributes)
 
     def _apply(self, desired: Mapping[str, set[Route]], prefixes: Iterable[str] | None) -> None:
         assert self._held is not None
@@ -574,6 +598,7 @@ class Speaker:
         for eip, error in errors:
             self._warnings.warn(eip, "Eip", "InvalidEip", str(error))
         self._pools = pools
+        self._attributes = pool_attributes(self.informers.items("Eip"))
         try:
             wanted = self._wanted_global(nodes)
         except ModelError:
@@ -586,6 +611,13 @@ class Speaker:
                 self.accept_prefixes(frozenset())  # the stopped instance announces nothing
             return
         fresh = self._fresh_instance
+        if self.mode == "central":
+            # Per-peer export first: a session that comes up must get only its own paths.
+            applying = [s for s in specs if self._applies(s, nodes)]
+            wanted_export = export_filters(applying, nodes)
+            if fresh or wanted_export != self._export:
+                self.gobgp.set_export_filters(wanted_export)
+                self._export = wanted_export
         if fresh:
             # A new instance (gobgpd restarted, or its first start) gets its paths before any
             # peer: a session's first UPDATEs, and the End-of-RIB after them, then carry the

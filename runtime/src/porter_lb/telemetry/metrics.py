@@ -68,6 +68,12 @@ BGP_SESSION_UP = Gauge(
     ["peer", "node"],
     registry=REGISTRY,
 )
+BFD_SESSION_UP = Gauge(
+    "porter_lb_bfd_session_up",
+    "1 if the BFD session to the peer is Up, else 0 (only peers with spec.bfd enabled)",
+    ["peer", "node"],
+    registry=REGISTRY,
+)
 ADVERTISED_PREFIXES = Gauge(
     "porter_lb_advertised_prefixes",
     "Prefixes (paths in central mode) announced to the peer",

@@ -69,13 +69,16 @@ GRACEFUL_RESTART_OPTIONS = dict(
 
 EIP_OPTIONS = dict(
     address=dict(type="str"),
-    protocol=dict(type="str", choices=["bgp", "layer2", "vip"]),
+    protocol=dict(type="str", choices=["bgp", "layer2"]),
     interface=dict(type="str"),
     disable=dict(type="bool"),
     using_known_ips=dict(type="bool"),
     priority=dict(type="int"),
     namespaces=dict(type="list", elements="str"),
     namespace_selector=dict(type="dict"),
+    communities=dict(type="list", elements="str"),
+    large_communities=dict(type="list", elements="str"),
+    local_pref=dict(type="int"),
 )
 """Eip ``spec``. A ``dict`` without ``options`` is a free-form map: its keys are data, kept."""
 
@@ -160,6 +163,15 @@ BGP_PEER_OPTIONS = dict(
         options=dict(enabled=dict(type="bool"), multihop_ttl=dict(type="int")),
     ),
     graceful_restart=dict(type="dict", options=GRACEFUL_RESTART_OPTIONS),
+    bfd=dict(
+        type="dict",
+        options=dict(
+            enabled=dict(type="bool"),
+            transmit_interval=dict(type="int"),
+            receive_interval=dict(type="int"),
+            detect_multiplier=dict(type="int"),
+        ),
+    ),
     timers=dict(
         type="dict",
         options=dict(

@@ -89,7 +89,7 @@ options:
         description: C(routeFlapDamping), as GoBGP.
         type: bool
       send_community:
-        description: C(sendCommunity), as GoBGP.
+        description: C(sendCommunity); stored, but gobgpd 4.8 ignores it, so the speaker answers it with a Warning.
         type: int
       vrf:
         description: C(vrf), as GoBGP.
@@ -155,6 +155,25 @@ options:
       multihop_ttl:
         description: The TTL (C(multihopTtl), 1 to 255).
         type: int
+  bfd:
+    description:
+      - Single-hop BFD with the neighbour (C(spec.bfd), a porter-lb extension). A dead link
+        resets the session after O(bfd.receive_interval) times O(bfd.detect_multiplier)
+        milliseconds instead of the hold time. The router must run BFD for the nodes too.
+    type: dict
+    suboptions:
+      enabled:
+        description: Enable BFD for this neighbour.
+        type: bool
+      transmit_interval:
+        description: Desired minimum transmit interval in milliseconds (C(transmitInterval), 10 to 60000; default 300).
+        type: int
+      receive_interval:
+        description: Required minimum receive interval in milliseconds (C(receiveInterval), 10 to 60000; default 300).
+        type: int
+      detect_multiplier:
+        description: Packets missed before the session is down (C(detectMultiplier), 2 to 255; default 3).
+        type: int
   timers:
     description:
       - Session timers (C(spec.timers)), as GoBGP, in seconds written as strings.
@@ -182,7 +201,7 @@ options:
     type: dict
     suboptions:
       mtu_discovery:
-        description: C(mtuDiscovery).
+        description: C(mtuDiscovery); stored, but gobgpd 4.8 ignores it, so the speaker answers it with a Warning.
         type: bool
       passive_mode:
         description: Only accept the session, never connect (C(passiveMode)).

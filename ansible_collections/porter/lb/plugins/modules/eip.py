@@ -35,7 +35,7 @@ options:
     description:
       - How the pool's IPs are announced (C(spec.protocol)). The API server defaults it to V(bgp).
     type: str
-    choices: [bgp, layer2, vip]
+    choices: [bgp, layer2]
   interface:
     description:
       - With O(protocol=layer2), the node interface to answer ARP/NDP on (C(spec.interface)), a name
@@ -65,6 +65,24 @@ options:
       - Labels of the namespaces whose Services may use this pool (C(spec.namespaceSelector)), label
         name to value.
     type: dict
+  communities:
+    description:
+      - BGP communities every route of the pool carries (C(spec.communities), a porter-lb
+        extension), as V(AS:value) (each 0 to 65535) or a well-known name (V(no-export),
+        V(no-advertise), V(no-export-subconfed), V(local-as), V(blackhole)).
+    type: list
+    elements: str
+  large_communities:
+    description:
+      - BGP large communities every route of the pool carries (C(spec.largeCommunities)), as
+        V(global:local1:local2) (each 0 to 4294967295).
+    type: list
+    elements: str
+  local_pref:
+    description:
+      - LOCAL_PREF of the pool's routes (C(spec.localPref), 0 to 4294967295), sent to iBGP peers
+        only.
+    type: int
 extends_documentation_fragment:
   - kubernetes.core.k8s_auth_options
   - porter.lb.cluster_resource
