@@ -22,6 +22,7 @@ from porter_lab.paths import REPO
 from porter_lab.speakers import Gobgpd
 from porter_lab.topology import EIP_POOL, NODE_ASN, ROUTER_ASN, Topology, run_id
 from porter_lab.waiting import wait_for
+from porter_lb.routing.bgp_config import Bfd, PeerConfig
 
 
 def play(
@@ -244,8 +245,8 @@ def test_port_and_bfd_reach_a_speaker_on_1790_and_bird_runs_bfd_for_it(
     bed_prerequisites: None, session_run: str, tmp_path: Path
 ) -> None:
     """gobgpd listens on 1790 only and never connects itself (passive): the session can only
-    come up if BIRD opens it to port 1790. gobgpd is given no BFD here, so BIRD's BFD session for the
-    neighbour stays down; that BIRD holds one at all is what shows the option took."""
+    come up if BIRD opens it to port 1790. gobgpd runs BFD with BIRD too (GoBGP 4's own), so
+    BIRD's BFD session with the node comes Up only if the module rendered BFD for it."""
     topo = Topology(f"{session_run}{run_id()[:2]}", node_count=1).create()
     bird = IncludingBird(topo.router_ns, tmp_path / "bird")
     speaker = Gobgpd(topo.nodes[0].netns, tmp_path / "gobgpd")
@@ -254,7 +255,17 @@ def test_port_and_bfd_reach_a_speaker_on_1790_and_bird_runs_bfd_for_it(
         gobgp = speaker.start()
         (node,) = topo.nodes
         gobgp.start(asn=NODE_ASN, router_id=node.address, listen_port=1790)
-        gobgp.add_peer(topo.router_address, ROUTER_ASN, passive=True)
+        gobgp.add_peer_config(
+            PeerConfig(
+                topo.router_address,
+                ROUTER_ASN,
+                hold_time=9,
+                keepalive=3,
+                connect_retry=1,
+                passive=True,
+                bfd=Bfd(True, 100, 100, 3),
+            )
+        )
         files = {
             "path": str(bird.included),
             "bird_config": str(bird.main_config),
@@ -277,7 +288,7 @@ def test_port_and_bfd_reach_a_speaker_on_1790_and_bird_runs_bfd_for_it(
         assert second["after"]["neighbors"][0]["bfd"] == {**fast, "detect_multiplier": 3}
 
         wait_for(lambda: bgp_state(bird, node.name) == "Established", 30, "session to :1790")
-        wait_for(lambda: node.address in bird.birdc("show bfd sessions"), 30, "BIRD's BFD session")
+        wait_for(lambda: bfd_state(bird, node.address) == "Up", 30, "BIRD's BFD session Up")
         assert "porter_bfd" in bird.birdc("show protocols")
 
         # BFD off: the session's BFD and the bfd protocol go; the BGP session stays
@@ -290,3 +301,12 @@ def test_port_and_bfd_reach_a_speaker_on_1790_and_bird_runs_bfd_for_it(
         speaker.stop()
         bird.stop()
         topo.destroy()
+
+
+def bfd_state(bird: IncludingBird, address: str) -> str:
+    """The state column of `show bfd sessions` for `address` ("" if BIRD has none)."""
+    for line in bird.birdc("show bfd sessions").splitlines():
+        fields = line.split()
+        if fields and fields[0] == address and len(fields) >= 3:
+            return fields[2]
+    return ""

@@ -17,6 +17,7 @@ from porter_lab.routers import Frr, RouterSpec
 from porter_lab.speakers import Gobgpd
 from porter_lab.topology import EIP_POOL, NODE_ASN, ROUTER_ASN, Topology, run_id
 from porter_lab.waiting import wait_for
+from porter_lb.routing.bgp_config import Bfd, PeerConfig
 
 
 def play(
@@ -218,14 +219,24 @@ def test_port_and_bfd_reach_a_speaker_on_1790_and_bfdd_holds_the_peer(
     frr_bfdd: tuple[Topology, Frr], start_gobgpd: Callable[[str], Gobgpd], tmp_path: Path
 ) -> None:
     """gobgpd listens on 1790 only and never connects itself (passive): the session comes up
-    only if bgpd connects to port 1790. gobgpd is given no BFD: bfdd's session stays down,
-    but bfdd holds it, with the profile's timers."""
+    only if bgpd connects to port 1790. gobgpd runs BFD too (GoBGP 4's own): bfdd's session
+    with the node comes up, with the profile's timers."""
     topology, router = frr_bfdd
     (node,) = topology.nodes
     speaker = start_gobgpd(node.netns).client
     assert speaker is not None
     speaker.start(asn=NODE_ASN, router_id=node.address, listen_port=1790)
-    speaker.add_peer(topology.router_address, ROUTER_ASN, passive=True)
+    speaker.add_peer_config(
+        PeerConfig(
+            topology.router_address,
+            ROUTER_ASN,
+            hold_time=9,
+            keepalive=3,
+            connect_retry=1,
+            passive=True,
+            bfd=Bfd(True, 100, 100, 3),
+        )
+    )
     neighbor = {"address": node.address, "remote_as": str(NODE_ASN), "connect_retry": 1}
     config = {
         "asn": ROUTER_ASN,
@@ -252,7 +263,7 @@ def test_port_and_bfd_reach_a_speaker_on_1790_and_bfdd_holds_the_peer(
     assert not again["changed"] and again["commands"] == [], again
 
     wait_for(lambda: router.sessions().get(node.address) == "Established", 30, "session :1790")
-    wait_for(lambda: node.address in bfd_peers(router), 30, "bfdd's peer")
+    wait_for(lambda: bfd_peers(router).get(node.address, {}).get("status") == "up", 30, "BFD up")
     peer = bfd_peers(router)[node.address]
     assert (peer["detect-multiplier"], peer["transmit-interval"], peer["receive-interval"]) == (
         5,
