@@ -10,6 +10,7 @@ import pytest
 
 from porter_lab import objects
 from porter_lab.memory import MemoryCaches, MemoryGobgpd, MemoryKube
+from porter_lb.gobgp_api import gobgp_pb2
 from porter_lb.routing.bgp_config import (
     DEFAULT_DEFERRAL_TIME,
     GracefulRestart,
@@ -316,3 +317,35 @@ def test_new_hold_time_or_keepalive_resets_the_session(
     assert [type(r).__name__ for r in sent] == expected
     if len(sent) == 2:
         assert (sent[1].address, sent[1].soft) == ("198.51.100.1", False)
+
+
+@pytest.mark.parametrize(
+    ("assigned", "expected"),
+    [
+        ([], ["ListPolicyAssignmentRequest"]),  # nothing to remove: no reset, no re-send
+        (
+            ["porter-lb-export"],
+            ["ListPolicyAssignmentRequest", "SetPoliciesRequest", "ResetPeerRequest"],
+        ),
+    ],
+)
+def test_removing_an_export_policy_gobgpd_does_not_hold_sends_nothing(
+    assigned: list[str], expected: list[str]
+) -> None:
+    """A restarted central speaker with one BgpPeer must not soft-reset every session (that
+    re-sent all 2000 paths of tests/reliability/test_controller_faults.py)."""
+    sent: list[Any] = []
+
+    def call(name: str, request: Any, stream: bool = False) -> Any:
+        sent.append(request)
+        if name == "ListPolicyAssignment":
+            policies = [gobgp_pb2.Policy(name=n) for n in assigned]
+            assignment = gobgp_pb2.PolicyAssignment(name="global", policies=policies)
+            return [gobgp_pb2.ListPolicyAssignmentResponse(assignment=assignment)]
+        return None
+
+    gobgp = GoBGP("unix:///nonexistent/gobgp.sock")
+    gobgp._call = call  # type: ignore[method-assign]
+    gobgp.set_export_filters(None)
+    gobgp.close()
+    assert [type(r).__name__ for r in sent] == expected

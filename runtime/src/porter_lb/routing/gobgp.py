@@ -491,7 +491,10 @@ class GoBGP:
         """Per-peer export (`bgp_config.export_filters`) as gobgpd's global export policy,
         replacing whatever policy it had (SetPolicies); None removes it. Every established
         peer is then soft-reset out, so paths a peer may no longer get are withdrawn from it
-        and the ones it may now get are sent."""
+        and the ones it may now get are sent. Removing a policy gobgpd does not hold does
+        nothing (a restarted controller or agent must not re-send every path)."""
+        if filters is None and not self._export_policy_assigned():
+            return
         sets, statements = [], []
         for index, peer in enumerate(filters or ()):
             neighbor = f"porter-lb-peer-{index}"
@@ -544,6 +547,21 @@ class GoBGP:
             gobgp_pb2.ResetPeerRequest(
                 address="all", soft=True, direction=gobgp_pb2.ResetPeerRequest.DIRECTION_OUT
             ),
+        )
+
+    def _export_policy_assigned(self) -> bool:
+        """gobgpd's global export assignment holds porter-lb's policy."""
+        replies = self._call(
+            "ListPolicyAssignment",
+            gobgp_pb2.ListPolicyAssignmentRequest(
+                name="global", direction=gobgp_pb2.POLICY_DIRECTION_EXPORT
+            ),
+            stream=True,
+        )
+        return any(
+            policy.name == EXPORT_POLICY
+            for reply in replies
+            for policy in reply.assignment.policies
         )
 
     def add_route(self, route: Route) -> None:
