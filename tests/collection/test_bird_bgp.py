@@ -105,7 +105,16 @@ def test_apply_is_idempotent_checked_diffed_and_the_session_comes_up(
     wait_for(lambda: bgp_state(bird, "node1") == "Established", 30, "session with gobgpd")
     rc, gathered = play({**files, "state": "gathered"})
     assert rc == 0 and gathered["changed"] is False
-    assert gathered["gathered"]["neighbors"] == config["neighbors"]
+    # gathered spells out the defaults: port 179, BFD off
+    assert gathered["gathered"]["neighbors"] == [
+        {
+            "name": "node1",
+            "address": "198.51.100.11",
+            "as": 65001,
+            "port": 179,
+            "bfd": {"enabled": False},
+        }
+    ]
     (session,) = [s for s in gathered["sessions"] if s["name"] == "node1"]
     assert session["neighbor"] == "198.51.100.11"
     assert session["state"] == "Established"
@@ -182,7 +191,15 @@ def test_rendered_and_parsed_need_no_daemon(tmp_path: Path) -> None:
     text = rendered["rendered"].replace("********", "secret1")
     rc, parsed = play({**missing, "running_config": text, "state": "parsed"})
     assert rc == 0
-    assert parsed["parsed"]["neighbors"] == config["neighbors"]
+    assert parsed["parsed"]["neighbors"] == [
+        {
+            "name": "node1",
+            "address": "198.51.100.11",
+            "as": 65001,
+            "port": 179,
+            "bfd": {"enabled": False},
+        }
+    ]
     assert parsed["parsed"]["neighbor_range"] == config["neighbor_range"]
     assert parsed["parsed"]["password"] == "********"
     assert not (tmp_path / "x.conf").exists()
@@ -291,7 +308,18 @@ def test_port_and_bfd_reach_a_speaker_on_1790_and_bird_runs_bfd_for_it(
         wait_for(lambda: bfd_state(bird, node.address) == "Up", 30, "BIRD's BFD session Up")
         assert "porter_bfd" in bird.birdc("show protocols")
 
-        # BFD off: the session's BFD and the bfd protocol go; the BGP session stays
+        # BFD off on both sides (gobgpd first: a router that stops answering BFD ends the
+        # session): the session's BFD and the bfd protocol go; the BGP session stays
+        gobgp.update_peer(
+            PeerConfig(
+                topo.router_address,
+                ROUTER_ASN,
+                hold_time=9,
+                keepalive=3,
+                connect_retry=1,
+                passive=True,
+            )
+        )
         rc, off = play({**files, "config": {**config, "neighbors": [neighbor]}})
         assert rc == 0 and off["changed"] is True, off
         assert "porter_bfd" not in Path(files["path"]).read_text()

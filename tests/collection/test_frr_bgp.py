@@ -248,7 +248,10 @@ def test_port_and_bfd_reach_a_speaker_on_1790_and_bfdd_holds_the_peer(
 
     applied, _ = play(tmp_path, args)
     assert applied["changed"], applied
-    assert applied["commands"][:7] == [
+    # the profile exists before any neighbour line names it
+    commands = applied["commands"]
+    start = commands.index("bfd")
+    assert commands[start : start + 7] == [
         "bfd",
         f"profile {FAST_PROFILE}",
         "detect-multiplier 5",
@@ -257,6 +260,7 @@ def test_port_and_bfd_reach_a_speaker_on_1790_and_bfdd_holds_the_peer(
         "exit",
         "exit",
     ]
+    assert start < commands.index(f"router bgp {ROUTER_ASN}")
     assert applied["after"]["neighbors"][0]["port"] == 1790
     assert applied["after"]["neighbors"][0]["bfd"] == FAST
     again, _ = play(tmp_path, args)
@@ -271,6 +275,17 @@ def test_port_and_bfd_reach_a_speaker_on_1790_and_bfdd_holds_the_peer(
         200,
     )
 
+    # gobgpd's BFD off first: a router that stops answering BFD ends the session
+    speaker.update_peer(
+        PeerConfig(
+            topology.router_address,
+            ROUTER_ASN,
+            hold_time=9,
+            keepalive=3,
+            connect_retry=1,
+            passive=True,
+        )
+    )
     # BFD off through merged: one `no neighbor ... bfd`, the profile goes, the session stays
     off = {"asn": ROUTER_ASN, "neighbors": [{**neighbor, "bfd": {"enabled": False}}]}
     merged, _ = play(tmp_path, {**args, "state": "merged", "config": off})
