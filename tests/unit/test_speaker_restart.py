@@ -68,10 +68,24 @@ def test_graceful_restart_defaults_are_the_ones_gobgpd_reports_back() -> None:
     assert peer_config_from_message(peer_message(config)) == config
 
 
-def test_a_restarting_peer_is_added_with_the_restart_state_bit() -> None:
+def recording_gobgp(
+    replies: dict[str, list[Any]] | None = None,
+) -> tuple[GoBGP, list[Any]]:
+    """A GoBGP adapter whose gRPC calls are recorded, not sent: (adapter, requests sent).
+    `replies`: what a named call returns (a list, as a streaming call's replies)."""
     sent: list[Any] = []
+
+    def call(name: str, request: Any, stream: bool = False) -> Any:
+        sent.append(request)
+        return (replies or {}).get(name)
+
     gobgp = GoBGP("unix:///nonexistent/gobgp.sock")
-    gobgp._call = lambda name, request, stream=False: sent.append(request)  # type: ignore[method-assign]
+    gobgp._call = call  # type: ignore[method-assign]
+    return gobgp, sent
+
+
+def test_a_restarting_peer_is_added_with_the_restart_state_bit() -> None:
+    gobgp, sent = recording_gobgp()
     with_gr = PeerConfig("198.51.100.1", 65000, graceful_restart=GracefulRestart(True, 120))
     gobgp.add_peer_config(with_gr, restarting=True)
     gobgp.add_peer_config(with_gr)
@@ -309,9 +323,7 @@ def test_new_hold_time_or_keepalive_resets_the_session(
 ) -> None:
     """gobgpd only stores new timers (they are negotiated in the OPEN): without a reset an
     edited hold time would apply at some later session, or never."""
-    sent: list[Any] = []
-    gobgp = GoBGP("unix:///nonexistent/gobgp.sock")
-    gobgp._call = lambda name, request, stream=False: sent.append(request)  # type: ignore[method-assign]
+    gobgp, sent = recording_gobgp()
     gobgp.update_peer(PeerConfig("198.51.100.1", 65000, hold_time=9, keepalive=3), previous)
     gobgp.close()
     assert [type(r).__name__ for r in sent] == expected
@@ -334,18 +346,10 @@ def test_removing_an_export_policy_gobgpd_does_not_hold_sends_nothing(
 ) -> None:
     """A restarted central speaker with one BgpPeer must not soft-reset every session (that
     re-sent all 2000 paths of tests/reliability/test_controller_faults.py)."""
-    sent: list[Any] = []
-
-    def call(name: str, request: Any, stream: bool = False) -> Any:
-        sent.append(request)
-        if name == "ListPolicyAssignment":
-            policies = [gobgp_pb2.Policy(name=n) for n in assigned]
-            assignment = gobgp_pb2.PolicyAssignment(name="global", policies=policies)
-            return [gobgp_pb2.ListPolicyAssignmentResponse(assignment=assignment)]
-        return None
-
-    gobgp = GoBGP("unix:///nonexistent/gobgp.sock")
-    gobgp._call = call  # type: ignore[method-assign]
+    policies = [gobgp_pb2.Policy(name=n) for n in assigned]
+    assignment = gobgp_pb2.PolicyAssignment(name="global", policies=policies)
+    reply = gobgp_pb2.ListPolicyAssignmentResponse(assignment=assignment)
+    gobgp, sent = recording_gobgp({"ListPolicyAssignment": [reply]})
     gobgp.set_export_filters(None)
     gobgp.close()
     assert [type(r).__name__ for r in sent] == expected

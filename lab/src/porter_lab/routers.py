@@ -55,9 +55,6 @@ class RouterSpec:
     # GR is used.
     stalepath_time: int = 0
     bfd: BfdTimers | None = None  # BFD with every neighbour (FRR: bfdd is started too)
-    # BIRD only: a second address of the router, with a second session to every neighbour
-    # from it (protocols "<name>_b"), for a second BgpPeer; "" for none.
-    second_address: str = ""
 
 
 class Router(Protocol):
@@ -127,17 +124,10 @@ def bird_config(spec: RouterSpec, log: Path) -> str:
     for neighbor in spec.neighbors:
         password = f' password "{neighbor.password}";' if neighbor.password else ""
         port = f" port {neighbor.port}" if neighbor.port != 179 else ""
-        sessions = [(neighbor.name, "")]
-        if spec.second_address:
-            sessions = [
-                (neighbor.name, f" local {spec.router_id};"),
-                (f"{neighbor.name}_b", f" local {spec.second_address};"),
-            ]
-        for name, local in sessions:
-            lines.append(
-                f"protocol bgp {name} from cluster_nodes "
-                f"{{{local} neighbor {neighbor.address}{port} as {neighbor.asn};{password} }}"
-            )
+        lines.append(
+            f"protocol bgp {neighbor.name} from cluster_nodes "
+            f"{{ neighbor {neighbor.address}{port} as {neighbor.asn};{password} }}"
+        )
     return "\n".join(line for line in lines if line) + "\n"
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, TypeVar
 
-from porter_lab import netns, objects
+from porter_lab import objects
 from porter_lab.agents import Agent, start_node_speaker
 from porter_lab.apiproxy import APIProxy
 from porter_lab.controlplane import ControlPlane
@@ -185,7 +185,6 @@ def running_bed(
     stalepath_time: int | None = None,
     router_bfd: BfdTimers | None = None,
     neighbor_port: int = 179,
-    router_second_address: str = "",
     proxy: bool = False,
     workdir: Path | None = None,
 ) -> Iterator[B]:
@@ -215,14 +214,8 @@ def running_bed(
             pools=(pool,),
             add_paths_rx=mode == "central",
             bfd=router_bfd,
-            second_address=router_second_address,
             **({} if stalepath_time is None else {"stalepath_time": stalepath_time}),
         )
-        if router_second_address:
-            netns.run(
-                ["ip", "addr", "add", f"{router_second_address}/24", "dev", "br0"],
-                netns=topology.router_ns,
-            )
         router = (
             Bird(topology.router_ns, spec, root / "bird")
             if router_kind == "bird"

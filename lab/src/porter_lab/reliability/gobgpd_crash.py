@@ -168,7 +168,6 @@ def crash_bed(
     stalepath_time: int = STALEPATH_TIME,
     router_bfd: BfdTimers | None = None,
     neighbor_port: int = 179,
-    router_second_address: str = "",
     agent_args: tuple[str, ...] = (),
     before_start: Callable[[CrashBed], None] | None = None,
 ) -> Iterator[CrashBed]:
@@ -182,7 +181,6 @@ def crash_bed(
         stalepath_time=stalepath_time,
         router_bfd=router_bfd,
         neighbor_port=neighbor_port,
-        router_second_address=router_second_address,
         workdir=workdir,
     ) as bed:
         bed.agent_args = agent_args
