@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,7 @@ from porter_lab.paths import REPO
 from porter_lab.speakers import Gobgpd
 from porter_lab.topology import EIP_POOL, NODE_ASN, ROUTER_ASN, Topology, run_id
 from porter_lab.waiting import wait_for
+from porter_lb.routing.bgp_config import Bfd, PeerConfig
 
 
 def play(
@@ -103,7 +105,16 @@ def test_apply_is_idempotent_checked_diffed_and_the_session_comes_up(
     wait_for(lambda: bgp_state(bird, "node1") == "Established", 30, "session with gobgpd")
     rc, gathered = play({**files, "state": "gathered"})
     assert rc == 0 and gathered["changed"] is False
-    assert gathered["gathered"]["neighbors"] == config["neighbors"]
+    # gathered spells out the defaults: port 179, BFD off
+    assert gathered["gathered"]["neighbors"] == [
+        {
+            "name": "node1",
+            "address": "198.51.100.11",
+            "as": 65001,
+            "port": 179,
+            "bfd": {"enabled": False},
+        }
+    ]
     (session,) = [s for s in gathered["sessions"] if s["name"] == "node1"]
     assert session["neighbor"] == "198.51.100.11"
     assert session["state"] == "Established"
@@ -180,8 +191,20 @@ def test_rendered_and_parsed_need_no_daemon(tmp_path: Path) -> None:
     text = rendered["rendered"].replace("********", "secret1")
     rc, parsed = play({**missing, "running_config": text, "state": "parsed"})
     assert rc == 0
-    assert parsed["parsed"]["neighbors"] == config["neighbors"]
-    assert parsed["parsed"]["neighbor_range"] == config["neighbor_range"]
+    assert parsed["parsed"]["neighbors"] == [
+        {
+            "name": "node1",
+            "address": "198.51.100.11",
+            "as": 65001,
+            "port": 179,
+            "bfd": {"enabled": False},
+        }
+    ]
+    # A range has no port of its own; BFD off is written out as the default.
+    assert parsed["parsed"]["neighbor_range"] == {
+        **config["neighbor_range"],
+        "bfd": {"enabled": False},
+    }
     assert parsed["parsed"]["password"] == "********"
     assert not (tmp_path / "x.conf").exists()
 
@@ -217,3 +240,105 @@ def test_neighbor_range_accepts_the_node(lab: dict[str, Any]) -> None:
     by_name = {s["name"]: s for s in gathered["sessions"]}
     assert by_name["nodes1"]["neighbor"] == "198.51.100.11"
     assert by_name["nodes1"]["state"] == "Established"
+
+
+# --- a neighbour's port and BFD ----------------------------------------------------------------
+
+
+def test_bird_parses_the_golden_port_and_bfd_file(tmp_path: Path) -> None:
+    """The file the module writes for ports and BFD, through `bird -p -c` (parse only),
+    included from a main file as bird_bgp's own check does; and rendered through
+    ansible-playbook (the password hidden)."""
+    options = json.loads((FIXTURES / "bfd_port.json").read_text())
+    rc, rendered = play({"config": options, "state": "rendered"})
+    assert rc == 0 and rendered["rendered"] == (FIXTURES / "rendered_bfd_port.conf").read_text()
+    included = tmp_path / "porter-lb-bgp.conf"
+    included.write_text((FIXTURES / "running_bfd_port.conf").read_text())
+    main = tmp_path / "bird.conf"
+    main.write_text(f'router id 198.51.100.1;\nprotocol device {{}}\ninclude "{included}";\n')
+    checked = subprocess.run(
+        ["bird", "-p", "-c", str(main)], check=False, capture_output=True, text=True
+    )
+    assert checked.returncode == 0, checked.stderr
+
+
+def test_port_and_bfd_reach_a_speaker_on_1790_and_bird_runs_bfd_for_it(
+    bed_prerequisites: None, session_run: str, tmp_path: Path
+) -> None:
+    """gobgpd listens on 1790 only and never connects itself (passive): the session can only
+    come up if BIRD opens it to port 1790. gobgpd runs BFD with BIRD too (GoBGP 4's own), so
+    BIRD's BFD session with the node comes Up only if the module rendered BFD for it."""
+    topo = Topology(f"{session_run}{run_id()[:2]}", node_count=1).create()
+    bird = IncludingBird(topo.router_ns, tmp_path / "bird")
+    speaker = Gobgpd(topo.nodes[0].netns, tmp_path / "gobgpd")
+    try:
+        bird.start()
+        gobgp = speaker.start()
+        (node,) = topo.nodes
+        gobgp.start(asn=NODE_ASN, router_id=node.address, listen_port=1790)
+        gobgp.add_peer_config(
+            PeerConfig(
+                topo.router_address,
+                ROUTER_ASN,
+                hold_time=9,
+                keepalive=3,
+                connect_retry=1,
+                passive=True,
+                bfd=Bfd(True, 100, 100, 3),
+            )
+        )
+        files = {
+            "path": str(bird.included),
+            "bird_config": str(bird.main_config),
+            "socket": str(bird.socket),
+        }
+        fast = {"enabled": True, "transmit_interval": 100, "receive_interval": 200}
+        neighbor = {"name": node.name, "address": node.address, "as": NODE_ASN, "port": 1790}
+        config = {
+            "local_as": ROUTER_ASN,
+            "router_id": topo.router_address,
+            "neighbors": [{**neighbor, "bfd": fast}],
+            "pools": [EIP_POOL],
+        }
+        rc, first = play({**files, "config": config}, diff=True)
+        assert rc == 0 and first["changed"] is True, first
+        assert "protocol bfd porter_bfd {}" in first["diff"]["after"]
+        assert f"neighbor {node.address} port 1790 as {NODE_ASN}; bfd {{" in first["diff"]["after"]
+        rc, second = play({**files, "config": config})
+        assert rc == 0 and second["changed"] is False, second
+        assert second["after"]["neighbors"][0]["bfd"] == {**fast, "detect_multiplier": 3}
+
+        wait_for(lambda: bgp_state(bird, node.name) == "Established", 30, "session to :1790")
+        wait_for(lambda: bfd_state(bird, node.address) == "Up", 30, "BIRD's BFD session Up")
+        assert "porter_bfd" in bird.birdc("show protocols")
+
+        # BFD off on both sides: the session's BFD and the bfd protocol go; BGP carries on
+        gobgp.update_peer(
+            PeerConfig(
+                topo.router_address,
+                ROUTER_ASN,
+                hold_time=9,
+                keepalive=3,
+                connect_retry=1,
+                passive=True,
+            )
+        )
+        rc, off = play({**files, "config": {**config, "neighbors": [neighbor]}})
+        assert rc == 0 and off["changed"] is True, off
+        assert "porter_bfd" not in Path(files["path"]).read_text()
+        wait_for(lambda: "porter_bfd" not in bird.birdc("show protocols"), 30, "no bfd protocol")
+        # gobgpd stops its BFD without an AdminDown, so BIRD may have ended the session once
+        wait_for(lambda: bgp_state(bird, node.name) == "Established", 30, "session after BFD off")
+    finally:
+        speaker.stop()
+        bird.stop()
+        topo.destroy()
+
+
+def bfd_state(bird: IncludingBird, address: str) -> str:
+    """The state column of `show bfd sessions` for `address` ("" if BIRD has none)."""
+    for line in bird.birdc("show bfd sessions").splitlines():
+        fields = line.split()
+        if fields and fields[0] == address and len(fields) >= 3:
+            return fields[2]
+    return ""

@@ -314,6 +314,8 @@ class Frr:
     # False: zebra installs plain (multipath) routes instead of kernel nexthop objects, so a
     # netlink reader (porter_lab.fib) sees each route's gateways in the route message itself.
     kernel_nexthop_groups: bool = True
+    # True: bfdd runs too (as it does when spec.bfd is set), its control socket in `workdir`
+    bfdd: bool = False
 
     def __post_init__(self) -> None:
         self.workdir = FRR_RUN_ROOT / self.netns / "frr"
@@ -337,14 +339,16 @@ class Frr:
         answer = "BGP router" if self.bgpd_config is None else "BGP"
         zebra = self._start_daemon("zebra")
         wait_for(lambda: zebra.check_running() and zserv.exists(), 10, "zebra's zserv socket")
-        if self.spec.bfd is not None:
+        if self.spec.bfd is not None or self.bfdd:
             (self.workdir / "bfdd.conf").write_text(
                 frr_bfdd_config(self.spec.bfd, self.workdir / "bfdd.log")
+                if self.spec.bfd is not None
+                else f"log file {self.workdir / 'bfdd.log'}\n"
             )
-            bfdd = self._start_daemon("bfdd")
+            bfdd = self._start_daemon("bfdd", "--bfdctl", str(self.workdir / "bfdd.sock"))
             wait_for(
                 lambda: bfdd.check_running() and "BFD" in self.vtysh("show bfd peers"),
-                10,
+                15,
                 "bfdd answering vtysh",
             )
         bgpd = self._start_daemon("bgpd")
@@ -355,7 +359,7 @@ class Frr:
         )
         return self
 
-    def _start_daemon(self, name: str) -> Daemon:
+    def _start_daemon(self, name: str, *extra: str) -> Daemon:
         """Start one FRR daemon with private config, pid, vty and zserv paths in `workdir`."""
         files = self.workdir
         daemon = Daemon(
@@ -376,6 +380,7 @@ class Frr:
                 str(files / f"{name}.conf"),
                 "-i",
                 str(files / f"{name}.pid"),
+                *extra,
             ],
             files / f"{name}.stdout",
             netns=self.netns,

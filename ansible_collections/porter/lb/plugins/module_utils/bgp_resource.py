@@ -255,12 +255,16 @@ def view_commands(ops, opens_view, leave):
     """The commands for (context, line) operations, entering and leaving each view as needed
     and ending where they started.
 
-    A top-level line starting with one of `opens_view` enters that view; `leave(view)` is
-    the command that leaves a view.
+    A top-level line starting with one of `opens_view` enters that view, and so does a
+    line inside a view when the next operation is inside the view it names (a profile
+    created, then its settings); `leave(view)` is the command that leaves a view.
     """
     commands = []
     current = ()
+    opened = None  # the view the last line opened, if it is the next operation's
     for context, line in ops:
+        if opened is not None and context[: len(opened)] == opened:
+            current = opened  # the line that opened it was sent (a new bfd profile)
         common = 0
         while common < min(len(current), len(context)) and current[common] == context[common]:
             common += 1
@@ -268,6 +272,7 @@ def view_commands(ops, opens_view, leave):
         commands.extend(context[common:])
         commands.append(line)
         current = context
+        opened = (*context, line) if context else None
         if not context and line.startswith(opens_view):
             current = (line,)
     commands.extend(leave(level) for level in reversed(current))

@@ -13,7 +13,9 @@
   and exports nothing to the cluster;
 * a kernel protocol per address family exporting the BGP routes with
   ``merge paths on limit N`` so the kernel gets ECMP routes;
-* session timers and an optional TCP-MD5 password.
+* session timers and an optional TCP-MD5 password;
+* per neighbour, the neighbour's TCP port (when not 179) and BFD with its timers, run by a
+  ``protocol bfd porter_bfd`` the file holds while any neighbour uses BFD.
 
 ``render(config)`` writes one BIRD configuration file, meant to be included from the main
 ``bird.conf``; ``parse(text)`` reads such a file back, and ``parse(render(c)) == c`` for every
@@ -34,7 +36,11 @@ import ipaddress
 import re
 from typing import Any
 
-from ansible_collections.porter.lb.plugins.module_utils import config_lines, network_resource
+from ansible_collections.porter.lb.plugins.module_utils import (
+    bgp_session,
+    config_lines,
+    network_resource,
+)
 from ansible_collections.porter.lb.plugins.module_utils.bird_sessions import (
     Session,
     parse_show_protocols_all,
@@ -60,6 +66,8 @@ HEADER = "# Managed by porter.lb.bird_bgp: changes made here are overwritten."
 FILTER_NAME = "porter_eip_pools"
 TEMPLATE_NAME = "porter_cluster"
 KERNEL_NAMES = {4: "porter_kernel4", 6: "porter_kernel6"}
+BFD_NAME = "porter_bfd"
+Bfd = bgp_session.Bfd
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _MAX_AS = 4294967295
 
@@ -76,29 +84,40 @@ class BirdBgpConfigError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class Neighbor:
-    """One static BGP peer; ``name`` becomes the BIRD protocol name."""
+    """One static BGP peer; ``name`` becomes the BIRD protocol name.  ``port``: the
+    neighbour's TCP port; ``bfd``: BFD for the session."""
 
     name: str
     address: str
     asn: int
+    port: int = bgp_session.DEFAULT_PORT
+    bfd: Bfd = bgp_session.BFD_OFF
 
     def to_dict(self) -> dict[str, object]:
-        return {"name": self.name, "address": self.address, "as": self.asn}
+        return {
+            "name": self.name,
+            "address": self.address,
+            "as": self.asn,
+            "port": self.port,
+            "bfd": self.bfd.to_dict(),
+        }
 
 
 @dataclasses.dataclass(frozen=True)
 class NeighborRange:
     """A dynamic peer: any speaker inside ``prefix`` with AS ``asn`` may open a session.
 
-    BIRD names the spawned sessions ``<name>1``, ``<name>2``, ... (``dynamic name``).
+    BIRD names the spawned sessions ``<name>1``, ``<name>2``, ... (``dynamic name``).  It
+    has no port: BIRD only accepts these sessions (on its own port), it never connects.
     """
 
     name: str
     prefix: str
     asn: int
+    bfd: Bfd = bgp_session.BFD_OFF
 
     def to_dict(self) -> dict[str, object]:
-        return {"name": self.name, "prefix": self.prefix, "as": self.asn}
+        return {"name": self.name, "prefix": self.prefix, "as": self.asn, "bfd": self.bfd.to_dict()}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,6 +149,11 @@ class BirdBgpConfig:
 
     def __post_init__(self) -> None:
         validate(self)
+
+    @property
+    def uses_bfd(self) -> bool:
+        sessions = (*self.neighbors, *([self.neighbor_range] if self.neighbor_range else []))
+        return any(session.bfd.enabled for session in sessions)
 
     @property
     def families(self) -> tuple[int, ...]:
@@ -235,6 +259,8 @@ def _validate_neighbors(config: BirdBgpConfig) -> None:
                 "no EIP pool of IPv%d: the session would carry no routes" % address.version,
             )
         _check_as(option + ".as", neighbor.asn)
+        bgp_session.port(BirdBgpConfigError, option + ".port", neighbor.port)
+        bgp_session.bfd_from_dict(BirdBgpConfigError, option + ".bfd", neighbor.bfd)
     if config.neighbor_range is not None:
         _validate_neighbor_range(config.neighbor_range, names, families)
 
@@ -260,6 +286,7 @@ def _validate_neighbor_range(dynamic: NeighborRange, names: set[str], families: 
             "neighbor_range.prefix", dynamic.prefix, "no EIP pool of its IP family"
         )
     _check_as("neighbor_range.as", dynamic.asn)
+    bgp_session.bfd_from_dict(BirdBgpConfigError, "neighbor_range.bfd", dynamic.bfd)
 
 
 def _validate_timers(timers: Timers) -> None:
@@ -309,7 +336,13 @@ def config_from_dict(data: dict[str, object]) -> BirdBgpConfig:
         if not isinstance(item, dict):
             raise BirdBgpConfigError(option, item, "must be a dict with name, address and as")
         neighbors.append(
-            Neighbor(str(item.get("name")), str(item.get("address")), as_of(item, option + ".as"))
+            Neighbor(
+                str(item.get("name")),
+                str(item.get("address")),
+                as_of(item, option + ".as"),
+                bgp_session.port(BirdBgpConfigError, option + ".port", item.get("port")),
+                bgp_session.bfd_from_dict(BirdBgpConfigError, option + ".bfd", item.get("bfd")),
+            )
         )
     dynamic = data.get("neighbor_range")
     neighbor_range = None
@@ -320,6 +353,7 @@ def config_from_dict(data: dict[str, object]) -> BirdBgpConfig:
             str(dynamic.get("name") or "dynamic"),
             str(dynamic.get("prefix")),
             as_of(dynamic, "neighbor_range.as"),
+            bgp_session.bfd_from_dict(BirdBgpConfigError, "neighbor_range.bfd", dynamic.get("bfd")),
         )
     timers_data = data.get("timers") or {}
     if not isinstance(timers_data, dict):
@@ -378,6 +412,58 @@ _KERNEL_CHANNEL = (
 )
 _line, _when = config_lines.line, config_lines.when
 
+# a session's BFD, inside its protocol line; BIRD's own defaults differ from porter-lb's
+# (min rx 10 ms, min tx 100 ms, multiplier 5), so the timers are always written
+_BFD = " bfd { min rx interval %d ms; min tx interval %d ms; multiplier %d; };"
+_BFD_RE = r"(?: bfd \{ min rx interval (\d+) ms; min tx interval (\d+) ms; multiplier (\d+); \};)?"
+
+
+def _bfd_text(bfd: Bfd) -> str:
+    if not bfd.enabled:
+        return ""
+    return _BFD % (bfd.receive_interval, bfd.transmit_interval, bfd.detect_multiplier)
+
+
+def _bfd_read(rx: str | None, tx: str | None, multiplier: str | None) -> Bfd:
+    if rx is None:
+        return bgp_session.BFD_OFF
+    return Bfd(True, int(str(tx)), int(rx), int(str(multiplier)))
+
+
+def _neighbor_text(config: BirdBgpConfig, n: Neighbor) -> str:
+    port = "" if n.port == bgp_session.DEFAULT_PORT else " port %d" % n.port
+    return "protocol bgp %s from %s { neighbor %s%s as %d;%s }" % (
+        n.name,
+        TEMPLATE_NAME,
+        n.address,
+        port,
+        n.asn,
+        _bfd_text(n.bfd),
+    )
+
+
+def _neighbor_read(m: re.Match[str]) -> dict[str, object]:
+    port = bgp_session.DEFAULT_PORT if m[3] is None else int(m[3])
+    bfd = _bfd_read(m[5], m[6], m[7])
+    return {"neighbors": (Neighbor(m[1], m[2], int(m[4]), port, bfd),)}
+
+
+def _range_text(config: BirdBgpConfig, r: NeighborRange) -> str:
+    return 'protocol bgp %s from %s { neighbor range %s as %d; dynamic name "%s";%s }' % (
+        r.name,
+        TEMPLATE_NAME,
+        r.prefix,
+        r.asn,
+        r.name,
+        _bfd_text(r.bfd),
+    )
+
+
+def _range_read(m: re.Match[str]) -> dict[str, object]:
+    bfd = _bfd_read(m[5], m[6], m[7])
+    return {"neighbor_range": (NeighborRange(m[1], m[2], int(m[3]), bfd),)}
+
+
 # The file is owned whole, so each line of it is an entry (the closing braces and blank lines
 # once per place); the parser reads a line on its own, whatever block it is in.
 _ITEMS = {
@@ -385,6 +471,7 @@ _ITEMS = {
     "define": lambda c: c.families,
     "neighbor": lambda c: c.neighbors,
     "neighbor_range": lambda c: [c.neighbor_range] if c.neighbor_range else [],
+    "bfd": lambda c: [c] if c.uses_bfd else [],
 }
 
 # fmt: off
@@ -406,6 +493,9 @@ TABLE = config_lines.Table([
     _fixed("netlink", "  netlink rx buffer 16777216;", each="family"),
     _fixed("kernel_end", "}", each="family"),
     _fixed("blank_kernel", "", each="family"),
+    # BFD, while a session uses it (the sessions' lines hold their timers)
+    _fixed("bfd", "protocol bfd %s {}" % BFD_NAME, each="bfd"),
+    _fixed("blank_bfd", "", each="bfd"),
     # the pools, and the filter accepting their host routes
     _line("pools", "file", r"^define %s_v([46]) = \[ (?P<pools>.*) \];$" % FILTER_NAME,
           _define, each="define", read=lambda m: {"pools": (m["pools"],)}, fields=("pools",)),
@@ -442,18 +532,13 @@ TABLE = config_lines.Table([
     _fixed("blank_template", ""),
     # the sessions
     _line("neighbor", "file",
-          r"^protocol bgp (\w+) from %s \{ neighbor (\S+) as (\d+); \}$" % TEMPLATE_NAME,
-          lambda c, n: "protocol bgp %s from %s { neighbor %s as %d; }"
-          % (n.name, TEMPLATE_NAME, n.address, n.asn), each="neighbor",
-          read=lambda m: {"neighbors": (Neighbor(m[1], m[2], int(m[3])),)},
-          fields=("neighbors",)),
+          r"^protocol bgp (\w+) from %s \{ neighbor (\S+)(?: port (\d+))? as (\d+);%s \}$"
+          % (TEMPLATE_NAME, _BFD_RE),
+          _neighbor_text, each="neighbor", read=_neighbor_read, fields=("neighbors",)),
     _line("neighbor_range", "file",
           r"^protocol bgp (\w+) from %s \{ neighbor range (\S+) as (\d+);"
-          r' dynamic name "(\w+)"; \}$' % TEMPLATE_NAME,
-          lambda c, r: 'protocol bgp %s from %s { neighbor range %s as %d; dynamic name "%s"; }'
-          % (r.name, TEMPLATE_NAME, r.prefix, r.asn, r.name), each="neighbor_range",
-          read=lambda m: {"neighbor_range": (NeighborRange(m[1], m[2], int(m[3])),)},
-          fields=("neighbor_range",)),
+          r' dynamic name "(\w+)";%s \}$' % (TEMPLATE_NAME, _BFD_RE),
+          _range_text, each="neighbor_range", read=_range_read, fields=("neighbor_range",)),
 ], _ITEMS)
 # fmt: on
 """The file's lines, one entry per line shape, in the order the file holds them."""

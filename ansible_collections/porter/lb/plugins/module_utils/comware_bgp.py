@@ -62,6 +62,7 @@ __all__ = [
     "config_text",
     "deleted_config",
     "diff_statements",
+    "keep_bfd_modes",
     "keep_device_passwords",
     "masked",
     "merged_config",
@@ -197,6 +198,11 @@ TABLE = config_lines.Table([
                              n.keepalive, n.hold_time),
           each="neighbor", key=r"^(peer \S+ timer) keepalive ",
           read=_ints("keepalive", "hold_time"), fields=("keepalive", "hold_time")),
+    # BFD (a shown single-hop / multi-hop choice is owned and kept: see keep_bfd_modes)
+    _line("bfd", "bgp", _P + r"bfd(?: (?:single-hop|multi-hop))?$",
+          lambda c, n: "peer %s bfd" % n.address if n.bfd else None, each="neighbor",
+          key=r"^(peer \S+ bfd)(?: |$)", read=lambda m: {"address": m["address"], "bfd": True},
+          fields=("bfd",)),
     # the dynamic peer ranges, after every group (a range names its group)
     _line("listen_range", "bgp",
           r"^peer (?P<net>\d+\.\d+\.\d+\.\d+) (?P<len>\d+) group (?P<address>\S+)$",
@@ -387,6 +393,25 @@ def keep_device_passwords(before, after):
     """
     held = {_password_key(c, line): line for c, line in before if _password_key(c, line)}
     return [(c, held.get(_password_key(c, line), line)) for c, line in after]
+
+
+_BFD_MODE = re.compile(r"^(peer \S+ bfd) (?:single-hop|multi-hop)$")
+
+
+def keep_bfd_modes(before, after):
+    """`after` with each plain ``peer X bfd`` replaced by the ``peer X bfd single-hop`` or
+    ``multi-hop`` line `before` holds for the same peer.
+
+    The model has BFD on or off only; the explicit mode is the operator's (a multi-hop
+    session takes its timers from system view's ``bfd multi-hop ...``), so it stays while
+    BFD stays on.  Turning BFD off still removes it (``undo peer X bfd``).
+    """
+    held = {}
+    for context, line in before:
+        match = _BFD_MODE.match(line)
+        if match:
+            held[(context, match.group(1))] = line
+    return [(c, held.get((c, line), line)) for c, line in after]
 
 
 def masked(text):

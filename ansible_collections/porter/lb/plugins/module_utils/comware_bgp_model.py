@@ -15,7 +15,7 @@ import dataclasses
 import ipaddress
 import re
 
-from ansible_collections.porter.lb.plugins.module_utils import bgp_resource
+from ansible_collections.porter.lb.plugins.module_utils import bgp_resource, bgp_session
 
 __all__ = [
     "BALANCE_KINDS",
@@ -57,6 +57,7 @@ class Neighbor(bgp_resource.PlainData):
     ebgp_max_hop: int | None = None
     additional_paths_receive: bool = False
     listen_ranges: tuple[str, ...] = ()
+    bfd: bool = False  # ``peer X bfd``; Comware's BFD timers are the interface's
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,6 +147,41 @@ def _listen_ranges(field, networks, peer_group, remote_as):
     return ranges
 
 
+def _port(field, value):
+    """Comware 7 has no per-peer destination port: only 179 (or none) is accepted."""
+    port = bgp_session.port(ComwareBgpConfigError, field, value)
+    if port != bgp_session.DEFAULT_PORT:
+        raise ComwareBgpConfigError(
+            field,
+            value,
+            "Comware 7 has no per-peer destination port (no 'peer ... port' command): the "
+            "switch connects to port 179 only, so a node speaker on another port must open "
+            "the session itself",
+        )
+
+
+def _bfd(field, value):
+    """``peer X bfd`` on or off.  `value` is the ``bfd`` option, or the boolean the module
+    returns.  Comware takes BFD timers per interface (``bfd min-transmit-interval``,
+    ``bfd min-receive-interval``, ``bfd detect-multiplier`` in the interface view), so timers
+    given here are refused rather than silently not applied."""
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    bfd = bgp_session.bfd_from_dict(ComwareBgpConfigError, field, value)
+    timers = ("transmit_interval", "receive_interval", "detect_multiplier")
+    given = [name for name in timers if value.get(name) is not None]
+    if bfd.enabled and given:
+        raise ComwareBgpConfigError(
+            "%s.%s" % (field, given[0]),
+            value[given[0]],
+            "Comware sets BFD timers on the interface (bfd min-transmit-interval, "
+            "bfd min-receive-interval, bfd detect-multiplier) for single-hop sessions and "
+            "in system view (bfd multi-hop ...) for multi-hop ones, not per peer; "
+            "comware_bgp sets none: give only bfd.enabled",
+        )
+    return bfd.enabled
+
+
 def _neighbor(index, data, asn):
     field = "neighbors[%d]" % index
     if not isinstance(data, dict):
@@ -174,6 +210,7 @@ def _neighbor(index, data, asn):
     remote_as = data.get("remote_as")
     if remote_as is None:
         raise ComwareBgpConfigError(field + ".remote_as", None, "is required")
+    _port(field + ".port", data.get("port"))
     remote_as = str(remote_as)
     if remote_as in ("external", "internal"):
         if not peer_group:
@@ -207,6 +244,7 @@ def _neighbor(index, data, asn):
         ebgp_max_hop=_int(field + ".ebgp_max_hop", data.get("ebgp_max_hop"), 1, MAX_EBGP_HOP),
         additional_paths_receive=_bool(data.get("additional_paths_receive")),
         listen_ranges=tuple(ranges),
+        bfd=_bfd(field + ".bfd", data.get("bfd")),
     )
 
 

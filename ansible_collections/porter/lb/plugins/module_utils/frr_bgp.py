@@ -11,14 +11,18 @@ and the rules the shared resource states follow (``RULES``, see
 network_resource.py).
 
 What this module owns on the router is what ``TABLE`` lists: the default-VRF
-``router bgp <asn>`` lines it knows, and the policies it generates for the EIP
+``router bgp <asn>`` lines it knows, the policies it generates for the EIP
 pools (prefix-list ``PORTER-LB-EIP-POOLS``, route-maps ``PORTER-LB-EIP-IN``
-and ``PORTER-LB-DENY-OUT``). Any other line is left alone.  A configuration is
+and ``PORTER-LB-DENY-OUT``) and the BFD profiles it generates for neighbours'
+BFD timers other than the defaults (``PORTER-LB-BFD-TX<ms>-RX<ms>-M<n>``
+inside bfdd's ``bfd`` node, which itself stays; ``neighbor X bfd profile NAME``
+is owned only for these names, and a neighbour naming another profile is
+refused, never rewritten). Any other line is left alone.  A configuration is
 held as *statements*: a context (``()`` for the top level, ``("router bgp
-65000",)``, ``("router bgp 65000", "address-family ipv4 unicast")`` ...) and
-one line, in FRR's own spelling, so the difference between two configurations
-is a difference of statement lists and a parsed configuration renders back to
-the same text.
+65000",)``, ``("router bgp 65000", "address-family ipv4 unicast")``,
+``("bfd", "profile NAME")`` ...) and one line, in FRR's own spelling, so the
+difference between two configurations is a difference of statement lists and
+a parsed configuration renders back to the same text.
 
 PURE: standard library only, no I/O, no Ansible imports (see addresses.py).
 """
@@ -31,12 +35,15 @@ import re
 
 from ansible_collections.porter.lb.plugins.module_utils import (
     bgp_resource,
+    bgp_session,
     config_lines,
     network_resource,
 )
+from ansible_collections.porter.lb.plugins.module_utils.bgp_session import Bfd
 
 __all__ = [
     "AF",
+    "BFD",
     "PREFIX_LIST",
     "ROUTE_MAP_IN",
     "ROUTE_MAP_OUT",
@@ -45,20 +52,25 @@ __all__ = [
     "BgpConfig",
     "FrrBgpConfigError",
     "Neighbor",
+    "bfdd_running",
     "commands_for",
     "config_from_dict",
     "config_statements",
     "config_text",
     "diff_statements",
+    "missing_statements",
     "owned_statements",
     "parse_config",
     "statements_text",
+    "uses_bfd",
 ]
 
 PREFIX_LIST = "PORTER-LB-EIP-POOLS"
 ROUTE_MAP_IN = "PORTER-LB-EIP-IN"
 ROUTE_MAP_OUT = "PORTER-LB-DENY-OUT"
 AF = "address-family ipv4 unicast"
+BFD = "bfd"  # bfdd's top-level node, which holds the profiles
+BFD_PROFILE_PREFIX = "PORTER-LB-BFD-"
 MAX_ASN = 4294967295
 MAX_PATHS = 64  # Debian's FRR 8.4 is built with MULTIPATH_NUM 64
 
@@ -80,6 +92,8 @@ class Neighbor(bgp_resource.PlainData):
     hold_time: int | None = None
     connect_retry: int | None = None
     listen_ranges: tuple[str, ...] = ()
+    port: int | None = None  # None: FRR's default, 179
+    bfd: Bfd | None = None  # None: no BFD
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,7 +139,31 @@ def _password(field, value):
     return value
 
 
-def _neighbor(index, data):
+def _port(field, value, peer_group, whole):
+    if value is None:
+        return None
+    port = bgp_session.port(FrrBgpConfigError, field, value)
+    if peer_group and port != bgp_session.DEFAULT_PORT:
+        raise FrrBgpConfigError(
+            field,
+            value,
+            "a port is the neighbour's listening port; a peer group's sessions come from its "
+            "listen ranges, accepted on the router's own port (FRR never connects to them)",
+        )
+    return None if whole and port == bgp_session.DEFAULT_PORT else port
+
+
+def _bfd(field, value, whole):
+    if value is None:
+        return None
+    bfd = bgp_session.bfd_from_dict(FrrBgpConfigError, field, value)
+    return None if whole and not bfd.enabled else bfd
+
+
+def _neighbor(index, data, whole=True):
+    """One neighbour's options as a Neighbor.  `whole`: the port 179 and BFD off, which FRR
+    does not show, become None (a partial configuration keeps them, so that ``merged`` can
+    set them over what runs)."""
     field = "neighbors[%d]" % index
     if not isinstance(data, dict):
         raise FrrBgpConfigError(field, data, "must be a dictionary")
@@ -176,6 +214,8 @@ def _neighbor(index, data):
         hold_time=hold_time,
         connect_retry=_int(field + ".connect_retry", data.get("connect_retry"), 1, 65535),
         listen_ranges=tuple(ranges),
+        port=_port(field + ".port", data.get("port"), peer_group, whole),
+        bfd=_bfd(field + ".bfd", data.get("bfd"), whole),
     )
 
 
@@ -191,7 +231,7 @@ def config_from_dict(data, whole=True):
         raise FrrBgpConfigError("asn", None, "is required")
     router_id = bgp_resource.ipv4_router_id(FrrBgpConfigError, data.get("router_id"))
     keepalive, hold_time = _timers("timers", data.get("keepalive"), data.get("hold_time"))
-    neighbors = tuple(_neighbor(i, n) for i, n in enumerate(data.get("neighbors") or ()))
+    neighbors = tuple(_neighbor(i, n, whole) for i, n in enumerate(data.get("neighbors") or ()))
     bgp_resource.unique_addresses(FrrBgpConfigError, neighbors)
     pools = []
     for pool in data.get("pools") or ():
@@ -246,11 +286,42 @@ _ROUTE_MAP_IN = "route-map %s permit 10" % ROUTE_MAP_IN
 _ROUTE_MAP_OUT = "route-map %s deny 10" % ROUTE_MAP_OUT
 _MATCH_POOLS = "match ip address prefix-list " + PREFIX_LIST
 _POOL_KEY = r"^(ip prefix-list \S+ seq \d+) "
+_PROFILE = r"^profile (?P<profile>%s\S+)$" % BFD_PROFILE_PREFIX
 _N = r"^neighbor (?P<address>\S+) "
 _line, _when, _ints = config_lines.line, config_lines.when, config_lines.ints
 
+
+def _has_bfd(neighbor):
+    return neighbor.bfd is not None and neighbor.bfd.enabled
+
+
+def bfd_profile(bfd):
+    """The name of the profile holding `bfd`'s timers; None for the defaults, which
+    ``neighbor ... bfd`` alone gives (FRR's bfdd defaults are porter-lb's)."""
+    if bfd is None or not bfd.enabled or bfd.default_timers:
+        return None
+    return "%sTX%d-RX%d-M%d" % (
+        BFD_PROFILE_PREFIX,
+        bfd.transmit_interval,
+        bfd.receive_interval,
+        bfd.detect_multiplier,
+    )
+
+
+def _profiles(config):
+    """The profiles the neighbours' BFD timers need, each once, in name order."""
+    found = {bfd_profile(n.bfd): n.bfd for n in config.neighbors if bfd_profile(n.bfd)}
+    return [found[name] for name in sorted(found)]
+
+
+def _profile_timer(name, text, default):
+    """A profile's timer line; bfdd shows none for a default value, so none is written."""
+    return lambda c, bfd: None if getattr(bfd, name) == default else text % getattr(bfd, name)
+
+
 _ITEMS = {
     "pool": lambda c: [(i + 1, pool) for i, pool in enumerate(c.pools)],
+    "bfd_profile": _profiles,
     "neighbor": lambda c: c.neighbors,
     "listen_range": lambda c: [(n, net) for n in c.neighbors for net in n.listen_ranges],
 }
@@ -301,6 +372,10 @@ TABLE = config_lines.Table([
     _line("password", "bgp", _N + r"password (?P<password>\S+)$",
           lambda c, n: _when(n.password, "neighbor %s password %s", n.address, n.password),
           each="neighbor", key=r"^(neighbor \S+ password) ", fields=("password",)),
+    _line("port", "bgp", _N + r"port (?P<port>\d+)$",
+          lambda c, n: None if n.port in (None, bgp_session.DEFAULT_PORT)
+          else "neighbor %s port %d" % (n.address, n.port),
+          each="neighbor", key=r"^(neighbor \S+ port) ", read=_ints("port"), fields=("port",)),
     _line("neighbor_timers", "bgp", _N + r"timers (?P<keepalive>\d+) (?P<hold_time>\d+)$",
           lambda c, n: _when(n.keepalive, "neighbor %s timers %d %d", n.address, n.keepalive,
                              n.hold_time),
@@ -311,6 +386,16 @@ TABLE = config_lines.Table([
                              n.connect_retry),
           each="neighbor", key=r"^(neighbor \S+ timers connect) ", read=_ints("connect_retry"),
           fields=("connect_retry",)),
+    # BFD: on, and the profile with its timers unless they are the defaults
+    _line("bfd", "bgp", _N + r"bfd$",
+          lambda c, n: "neighbor %s bfd" % n.address if _has_bfd(n) else None,
+          each="neighbor", read=lambda m: {"address": m["address"], "bfd": True},
+          fields=("bfd",)),
+    # only a profile of the module's: another one is left alone (parse_config refuses it)
+    _line("bfd_profile", "bgp", _N + r"bfd profile (?P<bfd_profile>%s\S+)$" % BFD_PROFILE_PREFIX,
+          lambda c, n: _when(bfd_profile(n.bfd), "neighbor %s bfd profile %s", n.address,
+                             bfd_profile(n.bfd)),
+          each="neighbor", key=r"^(neighbor \S+ bfd profile) ", fields=("bfd",)),
     # the listen ranges, after every neighbour (a range names its peer group)
     _line("listen_range", "bgp", r"^bgp listen range (?P<net>\S+) peer-group (?P<address>\S+)$",
           lambda c, r: "bgp listen range %s peer-group %s" % (r[1], r[0].address),
@@ -328,14 +413,42 @@ TABLE = config_lines.Table([
     _line("maximum_paths", "af", r"^maximum-paths (?P<maximum_paths>\d+)$",
           lambda c, _: _when(c.maximum_paths, "maximum-paths %d", c.maximum_paths),
           key=r"^(maximum-paths) ", read=_ints("maximum_paths"), fields=("maximum_paths",)),
+    # bfd: the profiles of the neighbours' timers (bfdd's order: multiplier, tx, rx)
+    _line("profile", "bfd", _PROFILE, lambda c, b: "profile " + bfd_profile(b),
+          each="bfd_profile"),
+    _line("detect_multiplier", "bfd_profile", r"^detect-multiplier (?P<detect_multiplier>\d+)$",
+          _profile_timer("detect_multiplier", "detect-multiplier %d",
+                         bgp_session.DEFAULT_MULTIPLIER),
+          each="bfd_profile", key=r"^(detect-multiplier) ", read=_ints("detect_multiplier")),
+    _line("transmit_interval", "bfd_profile", r"^transmit-interval (?P<transmit_interval>\d+)$",
+          _profile_timer("transmit_interval", "transmit-interval %d",
+                         bgp_session.DEFAULT_INTERVAL),
+          each="bfd_profile", key=r"^(transmit-interval) ", read=_ints("transmit_interval")),
+    _line("receive_interval", "bfd_profile", r"^receive-interval (?P<receive_interval>\d+)$",
+          _profile_timer("receive_interval", "receive-interval %d", bgp_session.DEFAULT_INTERVAL),
+          each="bfd_profile", key=r"^(receive-interval) ", read=_ints("receive_interval")),
 ], _ITEMS)
 # fmt: on
 """FRR's owned lines, one entry per shape, in the order ``show running-config`` shows them."""
 
 
-def _context(view, asn):
+def _context(view, asn, profile=None):
     bgp = "router bgp %d" % asn
-    return {"top": (), "route_map_in": (_ROUTE_MAP_IN,), "bgp": (bgp,), "af": (bgp, AF)}[view]
+    return {
+        "top": (),
+        "route_map_in": (_ROUTE_MAP_IN,),
+        "bgp": (bgp,),
+        "af": (bgp, AF),
+        "bfd": (BFD,),
+        "bfd_profile": (BFD, profile),
+    }[view]
+
+
+def _bfd_view(context):
+    """bfdd's node, or an owned profile in it (None: another profile, or a peer)."""
+    if len(context) == 1:
+        return "bfd"
+    return "bfd_profile" if TABLE.owns("bfd", context[1]) else None
 
 
 def _view(context):
@@ -344,6 +457,8 @@ def _view(context):
         return "top"
     if context[0] == _ROUTE_MAP_IN:
         return "route_map_in"
+    if context[0] == BFD:
+        return _bfd_view(context)
     if not context[0].startswith("router bgp "):
         return None
     if len(context) == 1:
@@ -361,13 +476,38 @@ def config_statements(config, mask=False):
     """
     if mask:
         config = bgp_resource.masked_passwords(config)
-    return [(_context(view, config.asn), line) for view, line in TABLE.render(config)]
+    statements = []
+    profile = None
+    for view, line in TABLE.render(config):
+        if view == "bfd":
+            profile = line
+        statements.append((_context(view, config.asn, profile), line))
+    return statements
+
+
+def _in_bfd(statement):
+    return bool(statement[0]) and statement[0][0] == BFD
+
+
+def _bfd_text(statements):
+    """The ``bfd`` block as ``show running-config`` lays it out, for the owned profiles."""
+    text = []
+    for context, line in statements:
+        if len(context) == 1:
+            if text:
+                text += [" exit", " !"]
+            text.append(" " + line)
+        else:
+            text.append("  " + line)
+    return [BFD, *text, " exit", " !", "exit", "!"] if text else []
 
 
 def statements_text(statements):
     """FRR configuration text for statements, laid out as ``show running-config`` does."""
     text = []
     previous_plain = False
+    bfd = [s for s in statements if _in_bfd(s)]
+    statements = [s for s in statements if not _in_bfd(s)]
     for header, lines, af_lines in bgp_resource.statement_blocks(
         statements, ("router bgp ", "route-map ")
     ):
@@ -389,6 +529,7 @@ def statements_text(statements):
         text.append("!")
     if previous_plain:
         text.append("!")
+    text += _bfd_text(bfd)
     return "\n".join(text) + "\n" if text else ""
 
 
@@ -406,6 +547,8 @@ def _top_level(line):
         return ((line,) if opens else ()), ((), line)
     if line.startswith("route-map "):
         return (line,), None
+    if line == BFD:
+        return (BFD,), None  # bfdd's node: only the profiles in it may be the module's
     if line.startswith("router "):
         return ("other",), None  # another VRF or protocol: not ours
     return (), None
@@ -420,7 +563,8 @@ def owned_statements(text):
         if not line or line.startswith("!"):
             continue
         if line in ("exit", "end"):
-            context = ()
+            # an indented exit leaves a node inside a top-level one (a bfd profile)
+            context = context[:1] if raw.startswith(" ") else ()
         elif line == "exit-address-family":
             context = context[:1]
         elif not raw.startswith(" "):
@@ -430,6 +574,14 @@ def owned_statements(text):
         elif context and context != ("other",):
             if line.startswith("address-family ") and context[0].startswith("router bgp "):
                 context = (context[0], line)
+            elif context == (BFD,) and line.startswith("profile "):
+                if TABLE.owns("bfd", line):
+                    out.append((context, line))
+                context = (BFD, line)
+            elif context == (BFD,) and line.startswith("peer "):
+                # a static bfdd peer: its lines (a "profile NAME" naming even one of the
+                # module's profiles) are the peer's, never a profile definition
+                context = (BFD, line)
             elif _view(context) is not None and TABLE.owns(_view(context), line):
                 out.append((context, line))
     return out
@@ -438,7 +590,8 @@ def owned_statements(text):
 def parse_config(text):
     """The BgpConfig of a running configuration, or None when it has no ``router bgp``.
 
-    Raises FrrBgpConfigError for an owned line it cannot read (a hand-edited file).
+    Raises FrrBgpConfigError for an owned line it cannot read (a hand-edited file), and for
+    a neighbour naming a BFD profile other than the module's ``PORTER-LB-BFD-*``.
     """
     statements = owned_statements(text)
     headers = [
@@ -448,6 +601,8 @@ def parse_config(text):
         return None
     # only the first router bgp counts; its AS is in the header, skipped with the others
     ours = [(c, line) for c, line in statements if c[:1] in ((), (headers[0],))]
+    _refuse_foreign_profiles(text, headers[0])
+    profiles = _read_profiles(s for s in statements if _in_bfd(s))
     fields, neighbors = config_lines.read_statements(
         TABLE,
         [(c, line) for c, line in ours if not line.startswith("router bgp ")],
@@ -463,6 +618,8 @@ def parse_config(text):
                 "neighbor " + name,
                 "is neither an IP address nor a peer group ('neighbor %s peer-group')" % name,
             )
+    for entry in neighbors.values():
+        _read_bfd(entry, profiles)
     fields["neighbors"] = tuple(
         sorted(
             (Neighbor(**{"remote_as": "", **entry}) for entry in neighbors.values()),
@@ -470,6 +627,52 @@ def parse_config(text):
         )
     )
     return BgpConfig(**fields)
+
+
+def _read_profiles(statements):
+    """The owned profiles' timers by name (a timer bfdd does not show is the default)."""
+    profiles = {}
+    for context, line in statements:
+        if len(context) == 1:
+            profiles[TABLE.match("bfd", line)[1]["profile"]] = {}
+        else:
+            shape, match = TABLE.match("bfd_profile", line)
+            profiles[TABLE.match("bfd", context[1])[1]["profile"]].update(shape.values(match))
+    return profiles
+
+
+_FOREIGN_PROFILE = re.compile(r"^ neighbor (\S+) bfd profile (\S+)$")
+
+
+def _refuse_foreign_profiles(text, header):
+    """Raise for a neighbour of `header` (the owned ``router bgp``) that names a BFD profile
+    the module does not own.  Its timers are not the module's to read, and any BFD the
+    module wrote for that neighbour would replace the profile (``neighbor X bfd profile``)
+    or drop it (``no neighbor X bfd``): the user must settle it, not the module."""
+    inside = False
+    for raw in text.splitlines():
+        if not raw.startswith(" "):
+            inside = raw.strip() == header
+            continue
+        match = _FOREIGN_PROFILE.match(raw.rstrip()) if inside else None
+        if match and not match.group(2).startswith(BFD_PROFILE_PREFIX):
+            address, profile = match.groups()
+            raise FrrBgpConfigError(
+                "neighbor %s" % address,
+                "bfd profile " + profile,
+                "a BFD profile frr_bgp does not own (it owns %s*): it neither reads its timers "
+                "nor replaces or removes it; remove 'neighbor %s bfd profile %s' on the router, "
+                "or name one of the module's profiles" % (BFD_PROFILE_PREFIX, address, profile),
+            )
+
+
+def _read_bfd(entry, profiles):
+    """A neighbour's ``bfd`` and ``bfd profile`` lines (read into `entry`) as its Bfd (only
+    the module's profiles are read: parse_config refuses another)."""
+    enabled = entry.pop("bfd", False)
+    profile = entry.pop("bfd_profile", None)
+    if enabled or profile is not None:
+        entry["bfd"] = Bfd(True, **profiles.get(profile, {}))
 
 
 def _is_address(text):
@@ -524,9 +727,18 @@ def diff_statements(before, after):
     replaced_keys = {_replacing_key(*s) for s in after if s not in before_set}
     replaced_keys.discard(None)
 
+    removed_bfd = {
+        (c, line) for c, line in before if line.endswith(" bfd") and (c, line) not in after_set
+    }
+
     def covered(context, line):
         if context and context[0] in gone_routers:
             return True
+        if _in_bfd((context, line)):  # inside a profile that goes as a whole
+            return len(context) == 2 and ((BFD,), context[1]) not in after_set
+        profile = re.match(r"^(neighbor \S+ bfd) profile ", line)
+        if profile and (context, profile.group(1)) in removed_bfd:
+            return True  # "no neighbor X bfd" removes the profile too
         return any(
             context and context[0] == router and line.startswith("neighbor %s " % name)
             for router, name in gone_neighbors
@@ -539,6 +751,7 @@ def diff_statements(before, after):
         for context, line in added
         if (not context and not line.startswith("router bgp "))
         or (context and context[0].startswith("route-map "))
+        or _in_bfd((context, line))  # profiles exist before neighbours name them
     ]
     bgp_added = [s for s in added if s not in top_added]
 
@@ -546,7 +759,7 @@ def diff_statements(before, after):
     ops += top_added
     listen_removals = [s for s in removed if s[1].startswith("bgp listen range ")]
     for context, line in listen_removals + [s for s in removed if s not in listen_removals]:
-        if not context or context[0].startswith("route-map "):
+        if not context or context[0].startswith("route-map ") or context[0] == BFD:
             continue
         if covered(context, line) or _replacing_key(context, line) in replaced_keys:
             continue
@@ -562,7 +775,37 @@ def diff_statements(before, after):
             and _replacing_key(context, line) not in replaced_keys
         ):
             ops.append(((), "no " + line))
+    # profiles go once no neighbour names them
+    for context, line in removed:
+        if (
+            _in_bfd((context, line))
+            and not covered(context, line)
+            and _replacing_key(context, line) not in replaced_keys
+        ):
+            ops.append((context, _negate(line)))
     return ops
+
+
+_NEIGHBOR_BFD = re.compile(r"^neighbor \S+ bfd(?: profile \S+)?$")
+
+
+def uses_bfd(statements):
+    """Whether `statements` hold a BFD line (``neighbor X bfd``, its profile, or a line in
+    bfdd's node): bfdd must run for them, even for the default timers (no profile)."""
+    return any(_in_bfd(s) or _NEIGHBOR_BFD.match(s[1]) for s in statements)
+
+
+def bfdd_running(show_daemons):
+    """Whether vtysh's ``show daemons`` (the daemons it reaches, e.g. `` zebra bgpd bfdd``)
+    lists bfdd."""
+    return "bfdd" in show_daemons.split()
+
+
+def missing_statements(sent, shown):
+    """The (context, line) statements of `sent` that `shown` lacks.  Pairs, not lines: the
+    same line (``detect-multiplier 5``) may stand in several profiles."""
+    shown = set(shown)
+    return [s for s in sent if s not in shown]
 
 
 def commands_for(ops):

@@ -70,6 +70,37 @@ options:
           as:
             description: The neighbour's AS number.
             type: int
+          port:
+            description:
+              - The neighbour's TCP port, 1 to 65535 (default V(179)), e.g. V(1790) for a
+                node whose gobgpd cannot listen on 179 because Calico's BIRD holds it.
+              - Rendered as C(neighbor ADDRESS port PORT as AS); 179 is not written.
+            type: int
+          bfd:
+            description:
+              - BFD for the session, run by a C(protocol bfd porter_bfd) the file holds
+                while any session uses BFD (see the notes for a C(protocol bfd) of the main
+                file's own).
+              - Rendered inside the session's protocol as C(bfd { min rx interval R ms; min tx
+                interval T ms; multiplier M; }); the timers are always written, since BIRD's own
+                defaults (10 ms, 100 ms, 5) are not porter-lb's.
+              - Not given is V(enabled=false), returned as V(enabled=false) alone. A timer given with
+                V(enabled=false) fails the task naming it - it would be written nowhere.
+            type: dict
+            suboptions:
+              enabled:
+                description: Whether the session uses BFD.
+                type: bool
+                required: true
+              transmit_interval:
+                description: The desired minimum transmit interval in milliseconds, 10 to 60000 (default V(300)).
+                type: int
+              receive_interval:
+                description: The required minimum receive interval in milliseconds, 10 to 60000 (default V(300)).
+                type: int
+              detect_multiplier:
+                description: The detection multiplier, 2 to 255 (default V(3)).
+                type: int
       neighbor_range:
         description:
           - A dynamic BGP peer (BIRD C(neighbor range)), accepting a session from any speaker
@@ -87,6 +118,32 @@ options:
           as:
             description: The peers' AS number.
             type: int
+          bfd:
+            description:
+              - BFD for the sessions spawned from the range (a range has no port, as BIRD only
+                accepts its sessions, on its own port), run by a C(protocol bfd porter_bfd)
+                the file holds while any session uses BFD (see the notes for a
+                C(protocol bfd) of the main file's own).
+              - Rendered inside the session's protocol as C(bfd { min rx interval R ms; min tx
+                interval T ms; multiplier M; }); the timers are always written, since BIRD's own
+                defaults (10 ms, 100 ms, 5) are not porter-lb's.
+              - Not given is V(enabled=false), returned as V(enabled=false) alone. A timer given with
+                V(enabled=false) fails the task naming it - it would be written nowhere.
+            type: dict
+            suboptions:
+              enabled:
+                description: Whether the session uses BFD.
+                type: bool
+                required: true
+              transmit_interval:
+                description: The desired minimum transmit interval in milliseconds, 10 to 60000 (default V(300)).
+                type: int
+              receive_interval:
+                description: The required minimum receive interval in milliseconds, 10 to 60000 (default V(300)).
+                type: int
+              detect_multiplier:
+                description: The detection multiplier, 2 to 255 (default V(3)).
+                type: int
       pools:
         description:
           - The EIP pools as CIDRs (written canonically, e.g. C(203.0.113.0/24)). Only host
@@ -145,6 +202,13 @@ extends_documentation_fragment:
   - porter.lb.network_resource
 notes:
   - Needs C(bird) and C(birdc) on the target for the states that change or gather.
+  - BFD (O(config.neighbors[].bfd), O(config.neighbor_range.bfd)) is run by the owned
+    file's C(protocol bfd porter_bfd). The main file may hold a C(protocol bfd) of its own
+    too (C(bird -p) accepts both), but BIRD hands a session's BFD request to one of the
+    BFD protocols, not necessarily C(porter_bfd), so that protocol's own options (the
+    interfaces or neighbours it takes, authentication) then apply to the session; the
+    module does not check for one. The neighbour must run BFD too, in the same single-hop
+    or multihop mode.
   - The parser accepts only what this module writes; a hand-edited O(path) is reported as an
     error naming the line, never silently overwritten with a guess.
 """
@@ -175,6 +239,24 @@ EXAMPLES = r"""
     bird_config: /etc/bird/bird.conf
     socket: /run/bird/bird.ctl
 
+- name: Peer with nodes whose gobgpd listens on 1790 (Calico's BIRD holds 179), with BFD
+  porter.lb.bird_bgp:
+    config:
+      local_as: 65000
+      neighbors:
+        - name: node1
+          address: 198.51.100.11
+          as: 65001
+          port: 1790
+          bfd: {enabled: true}
+        - name: node2
+          address: 198.51.100.12
+          as: 65001
+          port: 1790
+          bfd: {enabled: true, transmit_interval: 100, receive_interval: 100, detect_multiplier: 3}
+      pools: [203.0.113.0/24]
+    state: merged
+
 - name: Remove one neighbour
   porter.lb.bird_bgp:
     config:
@@ -201,12 +283,15 @@ before:
   description: The configuration in O(path) before the module ran (null when there was none).
   returned: when O(state) is merged, replaced, overridden or deleted
   type: dict
-  sample: {"local_as": 65000, "neighbors": [{"name": "node1", "address": "198.51.100.11", "as": 65001}]}
+  sample: {"local_as": 65000, "neighbors": [{"name": "node1", "address": "198.51.100.11", "as": 65001,
+                                             "port": 179, "bfd": {"enabled": false}}]}
 after:
   description: The configuration in O(path) afterwards (or that would be, in check mode).
   returned: when O(state) is merged, replaced, overridden or deleted
   type: dict
-  sample: {"local_as": 65000, "neighbors": [{"name": "node1", "address": "198.51.100.11", "as": 65001}]}
+  sample: {"local_as": 65000, "neighbors": [{"name": "node1", "address": "198.51.100.11", "as": 65001,
+                                             "port": 1790, "bfd": {"enabled": true, "transmit_interval": 300,
+                                                                   "receive_interval": 300, "detect_multiplier": 3}}]}
 gathered:
   description: The configuration in O(path) (null when the file holds none).
   returned: when O(state=gathered)
@@ -266,6 +351,7 @@ import tempfile
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.porter.lb.plugins.module_utils import network_resource
+from ansible_collections.porter.lb.plugins.module_utils.bgp_session import bfd_option
 from ansible_collections.porter.lb.plugins.module_utils.bird_bgp import (
     HEADER,
     RULES,
@@ -300,6 +386,8 @@ def argument_spec():
                         "name": dict(type="str", required=True),
                         "address": dict(type="str"),
                         "as": as_number,
+                        "port": dict(type="int"),
+                        "bfd": bfd_option(),
                     },
                 ),
                 neighbor_range=dict(
@@ -308,6 +396,7 @@ def argument_spec():
                         "name": dict(type="str", default="dynamic"),
                         "prefix": dict(type="str"),
                         "as": as_number,
+                        "bfd": bfd_option(),
                     },
                 ),
                 pools=dict(type="list", elements="str"),

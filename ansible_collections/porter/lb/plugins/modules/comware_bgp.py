@@ -137,6 +137,39 @@ options:
                 C(internal) - dynamic peers take their AS from it.
             type: list
             elements: str
+          port:
+            description:
+              - Only V(179) (or not given) is accepted. Comware 7 has no per-peer
+                destination port (no C(peer ... port) command) - the switch always
+                connects to 179, so a node speaker listening on another port must open the
+                session itself. Any other value fails the task naming the field.
+              - Taken so that one neighbour list can serve the BIRD, FRR and Comware
+                modules; nothing is written for it.
+            type: int
+          bfd:
+            description:
+              - BFD for the session (C(peer ... bfd); C(undo peer ... bfd) when off).
+              - Comware sets BFD timers per interface (C(bfd min-transmit-interval),
+                C(bfd min-receive-interval), C(bfd detect-multiplier) in the interface
+                view), not per peer. This module sets none - configure them on the
+                interface - and fails when a timer is given (with V(enabled=false) a timer
+                is refused on every router module, since none would be written).
+              - Returned as a boolean.
+            type: dict
+            suboptions:
+              enabled:
+                description: Whether the session uses BFD.
+                type: bool
+                required: true
+              transmit_interval:
+                description: Refused (see above); milliseconds, 10 to 60000.
+                type: int
+              receive_interval:
+                description: Refused (see above); milliseconds, 10 to 60000.
+                type: int
+              detect_multiplier:
+                description: Refused (see above); 2 to 255.
+                type: int
   update_password:
     description:
       - V(on_create) sends a neighbour's password only when the switch holds none for it
@@ -164,6 +197,14 @@ notes:
     rollback, so a rejected command leaves the ones before it applied (the error names
     the command). Nothing is saved to the startup configuration - run C(save) yourself.
   - Passwords are shown as C(********) in diffs and returned commands.
+  - C(peer ... bfd) leaves the single-hop or multi-hop choice to the switch (multi-hop for
+    an IBGP peer or an EBGP peer with C(ebgp-max-hop)). A shown C(peer ... bfd single-hop)
+    or C(multi-hop) is owned and kept as long as BFD stays on (O(state=merged),
+    O(state=replaced) or O(state=overridden) alike); BFD off removes it with
+    C(undo peer ... bfd).
+  - A multi-hop BFD session takes its timers from system view (C(bfd multi-hop
+    min-transmit-interval), C(bfd multi-hop min-receive-interval), C(bfd multi-hop
+    detect-multiplier)), not from an interface; this module sets neither.
 seealso:
   - name: H3C S12500X-AF (Comware 7) Layer 3 IP Routing command reference, BGP commands
     description: balance, balance as-path-relax, group, peer as-number, peer group, peer password, graceful-restart.
@@ -171,6 +212,9 @@ seealso:
   - name: HPE FlexFabric 5710 (Comware 7) peer additional-paths
     description: The ADD-PATH receive command used here.
     link: https://support.hpe.com/techhub/eginfolib/networking/docs/switches/5710/5200-4991_l3-ip-rtng_cr/content/517706869.htm
+  - name: HPE FlexFabric 5710 (Comware 7) peer bfd
+    description: The BFD command used here, its single-hop / multi-hop choice and its undo.
+    link: https://support.hpe.com/techhub/eginfolib/networking/docs/switches/5710/5200-4991_l3-ip-rtng_cr/content/517706877.htm
   - name: HPE FlexFabric 10500 (Comware 7) configuring dynamic BGP peers
     description: peer <ipv4-address> <mask-length> as-number / group.
     link: https://support.hpe.com/techhub/eginfolib/networking/docs/switches/10500/5200-1898a_l3-ip-rtng_cg/content/495504140.htm
@@ -224,12 +268,12 @@ before:
   description: The owned configuration before the run (C(null) when there was no C(bgp)).
   returned: when O(state) is C(merged), C(replaced), C(overridden) or C(deleted)
   type: dict
-  sample: {asn: 65000, neighbors: []}
+  sample: {asn: 65000, neighbors: [{address: 198.51.100.11, remote_as: "65001", bfd: false}]}
 after:
   description: The owned configuration after the run (in check mode, what it would be).
   returned: when O(state) is C(merged), C(replaced), C(overridden) or C(deleted)
   type: dict
-  sample: {asn: 65000, neighbors: []}
+  sample: {asn: 65000, neighbors: [{address: 198.51.100.11, remote_as: "65001", bfd: true}]}
 commands:
   description: The commands sent in system view (or, in check mode, to be sent); passwords masked.
   returned: when O(state) is C(merged), C(replaced), C(overridden) or C(deleted)
@@ -259,6 +303,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.connection import Connection, ConnectionError
 
 from ansible_collections.porter.lb.plugins.module_utils import bgp_resource, network_resource
+from ansible_collections.porter.lb.plugins.module_utils.bgp_session import bfd_option
 from ansible_collections.porter.lb.plugins.module_utils.comware_bgp import (
     RULES,
     ComwareBgpConfigError,
@@ -266,6 +311,7 @@ from ansible_collections.porter.lb.plugins.module_utils.comware_bgp import (
     config_statements,
     config_text,
     diff_statements,
+    keep_bfd_modes,
     keep_device_passwords,
     masked,
     owned_statements,
@@ -282,6 +328,8 @@ NEIGHBOR_SPEC = bgp_resource.neighbor_options(
     connect_interface=dict(type="str"),
     ebgp_max_hop=dict(type="int"),
     additional_paths_receive=dict(type="bool"),
+    port=dict(type="int"),
+    bfd=bfd_option(),
 )
 
 CONFIG_SPEC = bgp_resource.config_options(
@@ -363,6 +411,7 @@ def main():
         after = desired(module, state, have)
         before_statements = owned_statements(running)
         after_statements = config_statements(after) if after is not None else []
+        after_statements = keep_bfd_modes(before_statements, after_statements)
         if module.params["update_password"] == "on_create":
             after_statements = keep_device_passwords(before_statements, after_statements)
         # With update_password=always a plain-text password never equals the running cipher

@@ -28,6 +28,13 @@ description:
   - The owned policies are prefix-list C(PORTER-LB-EIP-POOLS) (each pool's /32
     host routes, C(ge 32)), route-map C(PORTER-LB-EIP-IN) (permit them, applied
     in) and route-map C(PORTER-LB-DENY-OUT) (deny all, applied out).
+  - The owned BFD profiles, in bfdd's C(bfd) block, are
+    C(PORTER-LB-BFD-TX<ms>-RX<ms>-M<n>), one per set of neighbour BFD timers
+    other than the defaults; a profile no neighbour names any more is removed.
+    Other profiles and the C(bfd) block itself are left alone. A neighbour of the
+    C(router bgp) whose C(neighbor ... bfd profile) names another profile fails every
+    state that reads the router (the message names the neighbour and the profile) - the
+    module neither reads that profile's timers nor replaces or removes the line.
   - Before changing anything the commands are checked with C(vtysh --dryrun).
     If FRR still rejects one while applying, the module puts back the
     configuration it found (computing the commands from what is running then)
@@ -119,6 +126,49 @@ options:
             description: For a peer group, the networks it accepts sessions from (C(bgp listen range)).
             type: list
             elements: str
+          port:
+            description:
+              - The neighbour's TCP port, 1 to 65535 (C(neighbor ADDRESS port PORT)), e.g.
+                V(1790) for a node whose gobgpd cannot listen on 179 because Calico's BIRD
+                holds it.
+              - Not given, or V(179), writes nothing (FRR's default); returned as C(null)
+                then.
+              - Not for a peer group, whose sessions come from its listen ranges and are
+                accepted on the router's own port.
+            type: int
+          bfd:
+            description:
+              - BFD for the session (C(neighbor ... bfd)). Needs FRR's bfdd running (C(bfdd=yes)
+                in the daemons file; the role porter.lb.frr_router sets it when a neighbour
+                has BFD). Before applying anything, the module fails when the wanted
+                configuration has any BFD line and C(vtysh -c 'show daemons') does not list
+                bfdd (in check mode it warns).
+              - Timers other than the defaults go into an owned profile,
+                C(bfd) / C(profile PORTER-LB-BFD-TX<ms>-RX<ms>-M<n>) /
+                C(detect-multiplier), C(transmit-interval), C(receive-interval), named by
+                C(neighbor ... bfd profile NAME). The defaults (300, 300, 3) are bfdd's
+                own, so C(neighbor ... bfd) alone gives them.
+              - With O(state=merged) a given C(bfd) replaces the neighbour's BFD as a whole,
+                not key by key - a timer it leaves out returns to its default (300, 300, 3),
+                whatever the router held. Give every timer to keep one. Not given, C(bfd)
+                stays as it is.
+              - Not given, or V(enabled=false), is no BFD; returned as C(null) then. A timer given
+                with V(enabled=false) fails the task naming it - it would be written nowhere.
+            type: dict
+            suboptions:
+              enabled:
+                description: Whether the session uses BFD.
+                type: bool
+                required: true
+              transmit_interval:
+                description: The desired minimum transmit interval in milliseconds, 10 to 60000 (default V(300)).
+                type: int
+              receive_interval:
+                description: The required minimum receive interval in milliseconds, 10 to 60000 (default V(300)).
+                type: int
+              detect_multiplier:
+                description: The detection multiplier, 2 to 255 (default V(3)).
+                type: int
   vty_socket:
     description: The directory of FRR's vty sockets (C(vtysh --vty_socket)), for private instances.
     type: path
@@ -135,6 +185,11 @@ notes:
   - C(frr-reload.py) is not used - it reconciles a whole configuration file,
     while this module owns only part of C(router bgp).
   - Passwords are shown as C(********) in diffs and returned commands.
+  - BFD (O(config.neighbors[].bfd)) needs bfdd running beside bgpd; without it
+    vtysh has nowhere to send the C(bfd) profile commands and a neighbour's C(bfd)
+    runs no session, so the module checks C(show daemons) first and fails with
+    nothing applied. The neighbour must run BFD too, in the same single-hop or
+    multihop mode.
 """
 
 EXAMPLES = r"""
@@ -164,6 +219,22 @@ EXAMPLES = r"""
           remote_as: external
           listen_ranges: [198.51.100.0/24]
 
+- name: Nodes whose gobgpd listens on 1790 (Calico's BIRD holds 179), with BFD
+  porter.lb.frr_bgp:
+    config:
+      asn: 65000
+      pools: [203.0.113.0/24]
+      neighbors:
+        - address: 198.51.100.11
+          remote_as: "65001"
+          port: 1790
+          bfd: {enabled: true}
+        - address: 198.51.100.12
+          remote_as: "65001"
+          port: 1790
+          bfd: {enabled: true, transmit_interval: 100, receive_interval: 100, detect_multiplier: 3}
+    state: merged
+
 - name: Sessions as FRR sees them
   porter.lb.frr_bgp:
     state: gathered
@@ -180,18 +251,20 @@ before:
   description: The owned configuration before the run (C(null) when there was no C(router bgp)).
   returned: when O(state) is C(merged), C(replaced), C(overridden) or C(deleted)
   type: dict
-  sample: {asn: 65000, neighbors: []}
+  sample: {asn: 65000, neighbors: [{address: 198.51.100.11, remote_as: "65001", port: null, bfd: null}]}
 after:
   description: The owned configuration after the run (in check mode, what it would be).
   returned: when O(state) is C(merged), C(replaced), C(overridden) or C(deleted)
   type: dict
-  sample: {asn: 65000, neighbors: []}
+  sample: {asn: 65000, neighbors: [{address: 198.51.100.11, remote_as: "65001", port: 1790,
+           bfd: {enabled: true, transmit_interval: 100, receive_interval: 100, detect_multiplier: 3}}]}
 commands:
   description: The vtysh configuration commands sent (or, in check mode, to be sent); passwords masked.
   returned: when O(state) is C(merged), C(replaced), C(overridden) or C(deleted)
   type: list
   elements: str
-  sample: ["router bgp 65000", "neighbor 198.51.100.11 remote-as 65001", "exit"]
+  sample: ["router bgp 65000", "neighbor 198.51.100.11 remote-as 65001",
+           "neighbor 198.51.100.11 port 1790", "neighbor 198.51.100.11 bfd", "exit"]
 gathered:
   description: The owned running configuration, plus C(sessions), each neighbour's state.
   returned: when O(state=gathered)
@@ -217,24 +290,31 @@ import tempfile
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.porter.lb.plugins.module_utils import bgp_resource, network_resource
+from ansible_collections.porter.lb.plugins.module_utils.bgp_session import bfd_option
 from ansible_collections.porter.lb.plugins.module_utils.frr_bgp import (
+    BFD,
     RULES,
     FrrBgpConfigError,
+    bfdd_running,
     commands_for,
     config_from_dict,
     config_statements,
     config_text,
     diff_statements,
+    missing_statements,
     owned_statements,
     parse_config,
     statements_text,
+    uses_bfd,
 )
 from ansible_collections.porter.lb.plugins.module_utils.network_resource import (
     REQUIRED_IF,
     state_argument_spec,
 )
 
-NEIGHBOR_SPEC = bgp_resource.neighbor_options(connect_retry=dict(type="int"))
+NEIGHBOR_SPEC = bgp_resource.neighbor_options(
+    connect_retry=dict(type="int"), port=dict(type="int"), bfd=bfd_option()
+)
 
 CONFIG_SPEC = bgp_resource.config_options(
     NEIGHBOR_SPEC, ebgp_requires_policy=dict(type="bool", default=True)
@@ -353,6 +433,38 @@ def apply(module, vtysh, before_statements, after_statements):
     module.fail_json(msg=f"FRR rejected a command, previous configuration restored: {output}")
 
 
+def check_bfdd(module, vtysh, after_statements):
+    """Before anything is applied: fail when the wanted configuration has a BFD line and
+    bfdd does not run (vtysh sends the ``bfd`` block to bfdd and quietly drops it when bfdd
+    is not there, and a neighbour's ``bfd`` then runs no session).  In check mode, warn:
+    the role porter.lb.frr_router starts bfdd only when it applies."""
+    if not uses_bfd(after_statements) or bfdd_running(vtysh.show("show daemons")):
+        return
+    message = (
+        "a neighbour has BFD (config.neighbors[].bfd) but bfdd does not run (vtysh 'show "
+        "daemons' does not list it): set bfdd=yes in FRR's daemons file and restart FRR"
+    )
+    if module.check_mode:
+        module.warn(message + "; applying would fail")
+        return
+    module.fail_json(msg=message + "; nothing applied", changed=False)
+
+
+def check_bfd_profiles(module, result, after_statements, now):
+    """After applying: fail (reporting the commands sent) when FRR does not show a BFD
+    profile line sent, e.g. bfdd stopped since check_bfdd."""
+    sent = [s for s in after_statements if s[0][:1] == (BFD,)]
+    missing = missing_statements(sent, now)
+    if missing:
+        module.fail_json(
+            msg="FRR does not show the BFD profile lines sent ({}): is bfdd running "
+            "(bfdd=yes in FRR's daemons file)? The commands were applied".format(
+                "; ".join(" / ".join((*context[1:], line)) for context, line in missing)
+            ),
+            **{**result, "changed": True},
+        )
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
@@ -391,9 +503,11 @@ def main():
     result = bgp_resource.changing_result(have, after)
     if set(before_statements) != set(after_statements):
         result["commands"] = masked_commands
+        check_bfdd(module, vtysh, after_statements)
         if not module.check_mode:
             apply(module, vtysh, before_statements, after_statements)
             now = owned_statements(vtysh.running_config())
+            check_bfd_profiles(module, result, after_statements, now)
             result["after"] = bgp_resource.returned_config(parse_config(statements_text(now)))
             result["changed"] = set(now) != set(before_statements)
         else:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.porter.lb.plugins.module_utils.bird_bgp import (
+    Bfd,
     BirdBgpConfig,
     BirdBgpConfigError,
     Neighbor,
@@ -225,7 +226,10 @@ def test_merged_matches_neighbours_by_name_and_adds_pools() -> None:
     result = merge_config(
         have, {"neighbors": [moved, NODE2], "pools": ["192.0.2.0/24"], "timers": {"hold": 30}}
     )
-    assert [n.to_dict() for n in result.neighbors] == [moved, NODE2]
+    assert list(result.neighbors) == [
+        Neighbor("node1", "198.51.100.21", 65001),
+        Neighbor("node2", "198.51.100.12", 65001),
+    ]
     assert result.pools == ("203.0.113.0/24", "192.0.2.0/24")
     assert result.timers == Timers(hold=30)
     assert merge_config(result, {"timers": {"keepalive": 5}}).timers == Timers(30, 5)
@@ -294,3 +298,136 @@ def test_sessions_from_show_protocols_all() -> None:
         Session("spare", "198.51.100.99", "Active", "start", 1),
         Session("nodes", None, "Passive", "start", None),
     ]
+
+
+# --- the neighbour's port and BFD ---------------------------------------------------------
+
+BFD_ON = {"enabled": True}
+FAST = {"enabled": True, "transmit_interval": 100, "receive_interval": 200, "detect_multiplier": 5}
+
+# (neighbour options, the protocol line BIRD gets): the rule is BIRD's syntax, "neighbor ADDR
+# [port N] as N;" and a bfd block with every timer written (BIRD's own defaults differ).
+SESSION_LINES = [
+    pytest.param({}, "{ neighbor 198.51.100.11 as 65001; }", id="defaults: the old line"),
+    pytest.param({"port": 179}, "{ neighbor 198.51.100.11 as 65001; }", id="port 179 unwritten"),
+    pytest.param({"port": 1790}, "{ neighbor 198.51.100.11 port 1790 as 65001; }", id="port"),
+    pytest.param(
+        {"bfd": BFD_ON},
+        "{ neighbor 198.51.100.11 as 65001; bfd { min rx interval 300 ms;"
+        " min tx interval 300 ms; multiplier 3; }; }",
+        id="bfd defaults",
+    ),
+    pytest.param(
+        {"port": 1790, "bfd": FAST},
+        "{ neighbor 198.51.100.11 port 1790 as 65001; bfd { min rx interval 200 ms;"
+        " min tx interval 100 ms; multiplier 5; }; }",
+        id="port and bfd timers",
+    ),
+    pytest.param({"bfd": {"enabled": False}}, "{ neighbor 198.51.100.11 as 65001; }", id="bfd off"),
+]
+
+
+@pytest.mark.parametrize(("options", "line"), SESSION_LINES)
+def test_port_and_bfd_render_and_parse_back(options: dict[str, object], line: str) -> None:
+    config = config_from_dict({**BASE, "neighbors": [{**NODE1, **options}]})
+    text = render(config)
+    assert "protocol bgp node1 from porter_cluster " + line + "\n" in text
+    assert ("protocol bfd porter_bfd {}" in text) == ("bfd {" in line)
+    assert parse(text) == config
+    assert render(parse(text)) == text
+
+
+def test_bfd_on_a_neighbor_range_and_the_bfd_protocol_once() -> None:
+    config = config_from_dict(
+        {
+            **BASE,
+            "neighbors": [{**NODE1, "bfd": BFD_ON}, {**NODE2, "bfd": FAST}],
+            "neighbor_range": {"name": "r", "prefix": "198.51.100.0/24", "as": 1, "bfd": FAST},
+        }
+    )
+    text = render(config)
+    assert text.count("protocol bfd porter_bfd {}") == 1
+    assert (
+        'neighbor range 198.51.100.0/24 as 1; dynamic name "r"; bfd { min rx interval 200 ms;'
+        " min tx interval 100 ms; multiplier 5; }; }" in text
+    )
+    assert parse(text) == config
+
+
+def test_a_neighbour_without_port_or_bfd_is_the_default_session() -> None:
+    neighbor = config_from_dict(BASE).neighbors[0]
+    assert (neighbor.port, neighbor.bfd) == (179, Bfd())
+    assert neighbor.to_dict() == {
+        **NODE1,
+        "port": 179,
+        "bfd": {"enabled": False},
+    }
+
+
+def _with(**options: object) -> dict[str, object]:
+    return {**BASE, "neighbors": [{**NODE1, **options}]}
+
+
+SESSION_INVALID = [
+    (_with(port=0), "neighbors[0].port 0: must be between 1 and 65535"),
+    (_with(port=65536), "neighbors[0].port 65536: must be between 1 and 65535"),
+    (_with(port="http"), "neighbors[0].port 'http': must be an integer"),
+    (_with(bfd={"transmit_interval": 100}), "neighbors[0].bfd.enabled None: is required"),
+    (_with(bfd=True), "neighbors[0].bfd True: must be a dictionary"),
+    # timers with BFD off would be written nowhere: refused, not dropped
+    (
+        _with(bfd={"enabled": False, "transmit_interval": 100}),
+        "neighbors[0].bfd.transmit_interval 100: set only with bfd.enabled: true",
+    ),
+    (
+        _with(bfd={"enabled": False, "receive_interval": 300}),
+        "neighbors[0].bfd.receive_interval 300: set only with bfd.enabled: true",
+    ),
+    (
+        _with(bfd={"enabled": True, "transmit_interval": 9}),
+        "neighbors[0].bfd.transmit_interval 9: must be between 10 and 60000",
+    ),
+    (
+        _with(bfd={"enabled": True, "receive_interval": 60001}),
+        "neighbors[0].bfd.receive_interval 60001: must be between 10 and 60000",
+    ),
+    (
+        _with(bfd={"enabled": True, "detect_multiplier": 1}),
+        "neighbors[0].bfd.detect_multiplier 1: must be between 2 and 255",
+    ),
+    (
+        _with(bfd={"enabled": True, "min_rx": 100}),
+        "neighbors[0].bfd.min_rx 100: is not a BFD option",
+    ),
+    (
+        {
+            **BASE,
+            "neighbor_range": {
+                "name": "r",
+                "prefix": "198.51.100.0/24",
+                "as": 1,
+                "bfd": {"enabled": True, "detect_multiplier": 256},
+            },
+        },
+        "neighbor_range.bfd.detect_multiplier 256: must be between 2 and 255",
+    ),
+]
+
+
+@pytest.mark.parametrize(("data", "message"), SESSION_INVALID)
+def test_invalid_port_or_bfd_names_the_option_value_and_rule(
+    data: dict[str, object], message: str
+) -> None:
+    with pytest.raises(BirdBgpConfigError) as error:
+        config_from_dict(data)
+    assert str(error.value).startswith(message)
+
+
+def test_merging_the_same_port_and_bfd_changes_nothing() -> None:
+    have = config_from_dict(_with(port=1790, bfd=FAST))
+    again = merge_config(parse(render(have)), {"neighbors": [{**NODE1, "port": 1790, "bfd": FAST}]})
+    assert again == have and render(again) == render(have)
+    # a neighbour given without them is the default session again (neighbours merge whole)
+    plain = merge_config(have, {"neighbors": [NODE1]})
+    assert plain.neighbors[0] == Neighbor("node1", "198.51.100.11", 65001)
+    assert "porter_bfd" not in render(plain)

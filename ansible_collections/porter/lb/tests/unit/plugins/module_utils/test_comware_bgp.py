@@ -22,6 +22,7 @@ from ansible_collections.porter.lb.plugins.module_utils.comware_bgp import (
     config_text,
     deleted_config,
     diff_statements,
+    keep_bfd_modes,
     keep_device_passwords,
     masked,
     merged_config,
@@ -78,7 +79,7 @@ def with_(base, **changes):
 def commands(running, data, update_password="on_create"):
     """What the module sends: the wanted model's statements against the running ones."""
     before = owned_statements(running)
-    after = config_statements(data) if data is not None else []
+    after = keep_bfd_modes(before, config_statements(data) if data is not None else [])
     if update_password == "on_create":
         after = keep_device_passwords(before, after)
     return commands_for(diff_statements(before, after))
@@ -116,6 +117,7 @@ def test_parses_the_owned_part_of_a_whole_running_configuration():
                 "ebgp_max_hop": None,
                 "additional_paths_receive": True,
                 "listen_ranges": ["198.51.100.0/24"],
+                "bfd": False,
             },
             {
                 "address": "192.0.2.254",
@@ -129,6 +131,7 @@ def test_parses_the_owned_part_of_a_whole_running_configuration():
                 "ebgp_max_hop": None,
                 "additional_paths_receive": False,
                 "listen_ranges": [],
+                "bfd": False,
             },
             {
                 "address": "198.51.100.99",
@@ -142,6 +145,7 @@ def test_parses_the_owned_part_of_a_whole_running_configuration():
                 "ebgp_max_hop": 2,
                 "additional_paths_receive": False,
                 "listen_ranges": [],
+                "bfd": False,
             },
         ],
     }
@@ -585,3 +589,111 @@ def test_peer_states_from_display_bgp_peer_including_dynamic_peers():
         "198.51.100.11": "Established",
         "198.51.100.12": "Established",
     }
+
+
+# --- a peer's port and BFD ------------------------------------------------------------------
+
+PEER = {"address": "198.51.100.11", "remote_as": "65001"}
+
+
+def _peer(**options):
+    return {"asn": 65000, "neighbors": [{**PEER, **options}]}
+
+
+def test_bfd_is_one_peer_line_and_reads_back():
+    config = config_from_dict(_peer(bfd={"enabled": True}, port=179))
+    assert (("bgp 65000",), "peer 198.51.100.11 bfd") in config_statements(config)
+    text = config_text(config)
+    assert " peer 198.51.100.11 bfd\n" in text
+    assert parse_config(text) == config
+    assert config.neighbors[0].to_dict()["bfd"] is True
+    # as returned (a boolean), the option is taken back unchanged
+    assert config_from_dict(config.to_dict()) == config
+    assert not config_from_dict(_peer(bfd={"enabled": False})).neighbors[0].bfd
+
+
+SHOWN = (
+    "#\nbgp 65000\n peer 198.51.100.11 as-number 65001\n {}\n #\n"
+    " address-family ipv4 unicast\n  peer 198.51.100.11 enable\n#\n"
+)
+
+# (the BFD line the switch shows, the wanted peer's options, the commands about BFD): an
+# explicit hop mode is the operator's and stays while BFD stays on
+SHOWN_BFD = [
+    pytest.param("peer 198.51.100.11 bfd", {"bfd": {"enabled": True}}, [], id="plain, on"),
+    pytest.param(
+        "peer 198.51.100.11 bfd multi-hop", {"bfd": {"enabled": True}}, [], id="multi-hop kept"
+    ),
+    pytest.param(
+        "peer 198.51.100.11 bfd single-hop", {"bfd": {"enabled": True}}, [], id="single-hop kept"
+    ),
+    pytest.param(
+        "peer 198.51.100.11 bfd multi-hop",
+        {"bfd": {"enabled": False}},
+        ["undo peer 198.51.100.11 bfd"],
+        id="off: undone, mode and all",
+    ),
+    pytest.param(
+        "peer 198.51.100.11 bfd multi-hop",
+        {"description": "node1", "bfd": {"enabled": True}},
+        [],
+        id="another option changed",
+    ),
+]
+
+
+@pytest.mark.parametrize(("shown", "options", "sent"), SHOWN_BFD)
+def test_a_shown_bfd_line_is_owned_and_its_mode_kept(shown, options, sent):
+    running = SHOWN.format(shown)
+    assert parse_config(running).neighbors[0].bfd is True
+    want = config_from_dict(_peer(**options))
+    assert [c for c in commands(running, want) if " bfd" in c] == sent
+
+
+def test_merged_without_bfd_leaves_a_multi_hop_session_alone():
+    running = SHOWN.format("peer 198.51.100.11 bfd multi-hop")
+    merged = merged_config(parse_config(running), _peer(description="node1"))
+    assert commands(running, merged) == [
+        "bgp 65000",
+        "peer 198.51.100.11 description node1",
+        "quit",
+    ]
+
+
+def test_bfd_off_is_undone():
+    running = config_text(config_from_dict(_peer(bfd={"enabled": True})))
+    assert "undo peer 198.51.100.11 bfd" in commands(running, config_from_dict(_peer()))
+
+
+SESSION_BAD = [
+    (
+        _peer(port=1790),
+        "neighbors[0].port 1790: Comware 7 has no per-peer destination port (no 'peer ... "
+        "port' command): the switch connects to port 179 only",
+    ),
+    (_peer(port=0), "neighbors[0].port 0: must be between 1 and 65535"),
+    (
+        _peer(bfd={"enabled": True, "transmit_interval": 300}),
+        "neighbors[0].bfd.transmit_interval 300: Comware sets BFD timers on the interface",
+    ),
+    (
+        _peer(bfd={"enabled": True, "detect_multiplier": 5}),
+        "neighbors[0].bfd.detect_multiplier 5: Comware sets BFD timers on the interface",
+    ),
+    (
+        _peer(bfd={"enabled": True, "receive_interval": 5}),
+        "neighbors[0].bfd.receive_interval 5: must be between 10 and 60000",
+    ),
+    (_peer(bfd={}), "neighbors[0].bfd.enabled None: is required"),
+    (
+        _peer(bfd={"enabled": False, "detect_multiplier": 5}),
+        "neighbors[0].bfd.detect_multiplier 5: set only with bfd.enabled: true",
+    ),
+]
+
+
+@pytest.mark.parametrize(("data", "message"), SESSION_BAD)
+def test_a_port_or_bfd_timers_comware_cannot_set_are_refused(data, message):
+    with pytest.raises(ComwareBgpConfigError) as error:
+        config_from_dict(data)
+    assert str(error.value).startswith(message)

@@ -4,9 +4,18 @@
 """One pattern for the three router modules: golden fixtures through the shared states, and
 what each router's parser table must hold.
 
-Each router has, under fixtures/<router>/: ``nodes.json`` (module options), the text
-``rendered`` writes for it (``rendered_nodes.*``, the password shown as ********), a running
-configuration (``running_nodes.*``) and what ``parsed`` returns for it (``parsed_nodes.json``).
+The fixture sets under fixtures/<router>/ (``CASES`` and ``RENDERED_ONLY`` below):
+
+* ``nodes`` for BIRD, FRR and Comware, and ``bfd_port`` (neighbours with BFD and a TCP port
+  other than 179) for BIRD: all four files, ``<case>.json`` (module options), the text
+  ``rendered`` writes for it (``rendered_<case>.*``, the password shown as ********), a
+  running configuration (``running_<case>.*``) and what ``parsed`` returns for it
+  (``parsed_<case>.json``);
+* ``bfd_port`` for FRR: only ``bfd_port.json`` and ``rendered_bfd_port.cfg``, which
+  ``rendered`` (no router needed) is checked against here; there is no recorded running
+  configuration of it, so neither ``parsed`` nor the round trip through one is checked for
+  it (test_frr_bgp.py parses the rendered text back instead).
+
 The FRR running configuration is ``show running-config`` of FRR 8.4.4 after the module's
 commands and a few lines of its own (another VRF, another route-map, a neighbour the
 options do not list); BIRD's is the module's file with a comment added, which ``bird -p``
@@ -53,21 +62,35 @@ ROUTERS = {
     "comware": (comware_bgp, "cfg"),
 }
 ALL = pytest.mark.parametrize("router", ROUTERS)
+# the cases with all four files, and those with options and rendered text only
+CASES = {"bird": ("nodes", "bfd_port"), "frr": ("nodes",), "comware": ("nodes",)}
+RENDERED_ONLY = {"frr": ("bfd_port",)}
+ALL_CASES = pytest.mark.parametrize(
+    ("router", "case"), [(router, case) for router, cases in CASES.items() for case in cases]
+)
+RENDERED_CASES = pytest.mark.parametrize(
+    ("router", "case"),
+    [
+        (router, case)
+        for router in ROUTERS
+        for case in CASES.get(router, ()) + RENDERED_ONLY.get(router, ())
+    ],
+)
 
 
-@ALL
-def test_rendered_is_the_golden_text(router):
+@RENDERED_CASES
+def test_rendered_is_the_golden_text(router, case):
     module, ext = ROUTERS[router]
-    options = json.loads(fixture(router, "nodes.json"))
+    options = json.loads(fixture(router, case + ".json"))
     text = network_resource.rendered(module.RULES, options)
-    assert text.replace(PASSWORD, bgp_resource.MASK) == fixture(router, "rendered_nodes." + ext)
+    assert text.replace(PASSWORD, bgp_resource.MASK) == fixture(router, f"rendered_{case}.{ext}")
 
 
-@ALL
-def test_parsed_reads_the_running_configuration(router):
+@ALL_CASES
+def test_parsed_reads_the_running_configuration(router, case):
     module, ext = ROUTERS[router]
-    parsed = network_resource.parsed(module.RULES, fixture(router, "running_nodes." + ext))
-    assert returned(parsed) == json.loads(fixture(router, "parsed_nodes.json"))
+    parsed = network_resource.parsed(module.RULES, fixture(router, f"running_{case}.{ext}"))
+    assert returned(parsed) == json.loads(fixture(router, f"parsed_{case}.json"))
 
 
 # The running configurations hold the options of nodes.json and, on FRR and Comware, one
@@ -75,16 +98,19 @@ def test_parsed_reads_the_running_configuration(router):
 LOOSE = {"frr": {"address": "192.0.2.254", "remote_as": "64999"}}
 
 
-@pytest.mark.parametrize("router", ["bird", "frr"])
-def test_parsing_the_running_configuration_gives_the_options_back(router):
+@pytest.mark.parametrize(
+    ("router", "case"),
+    [(router, case) for router in ("bird", "frr") for case in CASES[router]],
+)
+def test_parsing_the_running_configuration_gives_the_options_back(router, case):
     module, ext = ROUTERS[router]
-    options = json.loads(fixture(router, "nodes.json"))
+    options = json.loads(fixture(router, case + ".json"))
     if router in LOOSE:
         options["neighbors"].append(LOOSE[router])
-    running = module.RULES.parse(fixture(router, "running_nodes." + ext))
+    running = module.RULES.parse(fixture(router, f"running_{case}.{ext}"))
     assert running == module.RULES.validate(options)
     # the module's own options merged into what runs change nothing
-    again = json.loads(fixture(router, "nodes.json"))
+    again = json.loads(fixture(router, case + ".json"))
     assert network_resource.merged(module.RULES, running, again) == running
 
 
@@ -107,12 +133,12 @@ def test_every_field_of_the_model_is_owned_by_a_line(router):
     assert {name for line in table.lines for name in line.fields} == model_fields(router)
 
 
-@ALL
-def test_each_written_line_is_read_back_by_a_line_of_its_shape(router):
+@RENDERED_CASES
+def test_each_written_line_is_read_back_by_a_line_of_its_shape(router, case):
     """One entry per shape: the line an entry writes is matched by that entry (or, where
     BIRD's file holds the same line in several places, by an entry of the same regex)."""
     module, _ext = ROUTERS[router]
-    config = module.RULES.validate(json.loads(fixture(router, "nodes.json")))
+    config = module.RULES.validate(json.loads(fixture(router, case + ".json")))
     for line, text in module.TABLE.written(config):
         found = module.TABLE.match(line.view, text.strip())
         assert found is not None, text
