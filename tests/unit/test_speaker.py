@@ -21,6 +21,7 @@ from porter_lb.routing.bgp_config import (
     PeerStatus,
     choose_bgpconf,
     export_filters,
+    families_without_next_hop,
     global_config_from_bgpconf,
     global_differs,
     peer_delta,
@@ -39,6 +40,7 @@ from porter_lb.routing.routes import (
     bgp_pools,
     central_rib,
     desired_routes,
+    node_next_hops,
     node_rib,
     path_identifier,
     rib_delta,
@@ -593,6 +595,61 @@ def test_node_and_central_ribs() -> None:
         }
         # n1 has no IPv6 address: it cannot be a next hop of 2001:db8::1/128
     }
+
+
+V4, V6 = "198.51.100.11", "2001:db8:198::11"
+
+
+@pytest.mark.parametrize(
+    ("addresses", "sessions", "expected"),
+    [
+        # Each session of its prefixes' own version: next hop self for both.
+        ((V4, V6), [("198.51.100.1", (4,)), ("2001:db8:198::1", (6,))], {4: "0.0.0.0", 6: "::"}),
+        # IPv6 over the IPv4 session (MP-BGP): the node's IPv6 address, explicitly.
+        ((V4, V6), [("198.51.100.1", (4, 6))], {4: "0.0.0.0", 6: V6}),
+        # IPv4 over an IPv6 session: the node's IPv4 address.
+        ((V4, V6), [("2001:db8:198::1", (6, 4))], {4: V4, 6: "::"}),
+        # No IPv6 address: self stays (the session is not given IPv6 at all, see below).
+        ((V4,), [("198.51.100.1", (4, 6))], {4: "0.0.0.0", 6: "::"}),
+        # The first address of the family, written normalised.
+        (("2001:DB8:198:0::11", "2001:db8:198::99"), [("10.0.0.1", (6,))], {4: "0.0.0.0", 6: V6}),
+        ((V4, V6), [], {4: "0.0.0.0", 6: "::"}),
+    ],
+)
+def test_node_next_hops(
+    addresses: tuple[str, ...],
+    sessions: list[tuple[str, tuple[int, ...]]],
+    expected: dict[int, str],
+) -> None:
+    assert node_next_hops(addresses, sessions) == expected
+
+
+def test_node_rib_uses_the_next_hop_of_each_prefix_version() -> None:
+    table = RouteTable()
+    table.set_service("a/web", {"203.0.113.1/32": frozenset({"n1"})})
+    table.set_service("a/v6", {"2001:db8::1/128": frozenset({"n1"})})
+    assert node_rib(table, table.prefixes(), "n1", {4: "0.0.0.0", 6: V6}) == {
+        "203.0.113.1/32": {Route("203.0.113.1/32", "0.0.0.0")},
+        "2001:db8::1/128": {Route("2001:db8::1/128", V6)},
+    }
+
+
+@pytest.mark.parametrize(
+    ("neighbor", "families", "addresses", "missing"),
+    [
+        ("198.51.100.1", (4, 6), (V4, V6), ()),
+        ("198.51.100.1", (4, 6), (V4,), (6,)),
+        ("198.51.100.1", (4,), (V4,), ()),
+        ("2001:db8:198::1", (6,), (), ()),  # self is right on a session of its own version
+        ("2001:db8:198::1", (4, 6), (V6,), (4,)),
+        ("2001:db8:198::1", (4, 6), ("not an address", V4), ()),
+    ],
+)
+def test_families_without_next_hop(
+    neighbor: str, families: tuple[int, ...], addresses: tuple[str, ...], missing: tuple[int, ...]
+) -> None:
+    config = PeerConfig(neighbor, 65000, families=families)
+    assert families_without_next_hop(config, addresses) == missing
 
 
 R = Route

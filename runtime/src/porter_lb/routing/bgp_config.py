@@ -608,6 +608,18 @@ def usable_peer_specs(
     return specs, rejected
 
 
+def families_without_next_hop(config: PeerConfig, addresses: Sequence[str]) -> tuple[int, ...]:
+    """The IP versions `config` carries across families (IPv6 over an IPv4 session, MP-BGP,
+    or the other way) for which the node has no address (`addresses`, `Node.addresses`) to be
+    their next hop: a node speaker leaves them off the session (`routes.node_next_hops`)."""
+    session = ipaddress.ip_address(config.neighbor_address).version
+    return tuple(
+        version
+        for version in config.families
+        if version != session and first_of_family(addresses, version) is None
+    )
+
+
 def peer_delta(
     wanted: Mapping[str, PeerConfig], configured: Mapping[str, PeerConfig]
 ) -> tuple[list[PeerConfig], list[PeerConfig], list[str]]:

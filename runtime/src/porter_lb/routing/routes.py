@@ -11,7 +11,9 @@ One computation, kept change by change: `service_share` reads one Service object
 pick), a `RouteTable` holds every Service's share; `desired_routes` is the same from scratch,
 per peer. Two ways to announce it:
 
-* a speaker on every node announces `node_rib(...)`: its node's prefixes, next hop self;
+* a speaker on every node announces `node_rib(...)`: its node's prefixes, next hop self, or
+  the node's own address of the prefix's family where a session carries that family over the
+  other one (`node_next_hops`, MP-BGP);
 * one central speaker announces `central_rib(...)` (`central_paths`): one path per (prefix,
   node) with the node's address as third-party next hop, told apart by ADD-PATH path
   identifiers.
@@ -63,6 +65,7 @@ __all__ = [
     "eligible_nodes",
     "host_prefix",
     "node_announcements",
+    "node_next_hops",
     "node_rib",
     "path_identifier",
     "pool_attributes",
@@ -267,6 +270,9 @@ def path_identifier(next_hop: str) -> int:
     return int.from_bytes(hashlib.sha256(address.packed).digest()[:4], "big")
 
 
+_NEXT_HOP_SELF: Mapping[int, str] = {4: "0.0.0.0", 6: "::"}
+
+
 def first_of_family(addresses: Sequence[str] | str, version: int) -> str | None:
     """The first of `addresses` (one address or several) that parses as an IP address of
     `version` (4 or 6), normalised; None if none does. A node's next hop for a prefix."""
@@ -312,9 +318,6 @@ def central_paths(
             taken.add(identifier)
             paths.add(Route(prefix, hop, identifier))
     return paths
-
-
-_NEXT_HOP_SELF = {4: "0.0.0.0", 6: "::"}
 
 
 def pool_attributes(eips: Iterable[Obj]) -> list[tuple[AddressPool, BgpAttributes]]:
@@ -447,13 +450,42 @@ class RouteTable:
         return {prefix: self.nodes(prefix) for prefix in sorted(self.by_prefix)}
 
 
-def node_rib(table: RouteTable, prefixes: Iterable[str], node_name: str) -> dict[str, set[Route]]:
-    """A node speaker's desired paths for `prefixes`: next hop self where the node is a hop."""
+def node_next_hops(
+    addresses: Sequence[str], sessions: Iterable[tuple[str, Iterable[int]]]
+) -> dict[int, str]:
+    """A node speaker's next hop per IP version (4, 6) of its prefixes.
+
+    `addresses` are the node's (`Node.addresses`); `sessions` are (neighbour address, IP
+    versions it carries) of every session the speaker runs. Next hop self (gobgpd writes the
+    session's own local address) is right only on a session of the prefix's version: over an
+    IPv4 session, IPv6 routes (MP-BGP) would go out with the node's IPv4 address as next hop,
+    which BIRD rejects and FRR cannot install. So where any session carries a version across
+    families, that version's next hop is the node's first address of it; a node with none
+    keeps self (such a session must not be given that family:
+    `bgp_config.families_without_next_hop`).
+    """
+    hops = dict(_NEXT_HOP_SELF)
+    for neighbor, versions in sessions:
+        session = ipaddress.ip_address(neighbor).version
+        for version in versions:
+            if version != session and (address := first_of_family(addresses, version)):
+                hops[version] = address
+    return hops
+
+
+def node_rib(
+    table: RouteTable,
+    prefixes: Iterable[str],
+    node_name: str,
+    next_hops: Mapping[int, str] = _NEXT_HOP_SELF,
+) -> dict[str, set[Route]]:
+    """A node speaker's desired paths for `prefixes` where the node is a hop, with the next
+    hop of the prefix's IP version (`node_next_hops`; default: self)."""
     rib: dict[str, set[Route]] = {}
     for prefix in prefixes:
         if node_name in table.nodes(prefix):
             version = ipaddress.ip_network(prefix).version
-            rib[prefix] = {Route(prefix, _NEXT_HOP_SELF[version])}
+            rib[prefix] = {Route(prefix, next_hops[version])}
     return rib
 
 

@@ -32,6 +32,7 @@ the metrics.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import logging
 import threading
 import time
@@ -60,10 +61,12 @@ from porter_lb.routing.bgp_config import (
     GlobalConfig,
     GobgpdClient,
     Mode,
+    PeerConfig,
     PeerExport,
     PeerSpec,
     choose_bgpconf,
     export_filters,
+    families_without_next_hop,
     global_config_from_bgpconf,
     global_differs,
     peer_delta,
@@ -79,6 +82,7 @@ from porter_lb.routing.routes import (
     RouteTable,
     bgp_pools,
     central_rib,
+    node_next_hops,
     node_rib,
     pool_attributes,
     rib_delta,
@@ -186,6 +190,8 @@ class Speaker:
         # Worker state, rebuilt by every full reconcile.
         self._table = RouteTable()
         self._nodes: dict[str, Node] = {}
+        # node mode: the next hop per IP version of this node's prefixes (routes.node_next_hops)
+        self._next_hops: Mapping[int, str] = node_next_hops((), ())
         self._pools: list[AddressPool] = []
         self._attributes: list[tuple[AddressPool, BgpAttributes]] = []  # pools with any
         self._selected: frozenset[str] = frozenset()
@@ -196,6 +202,7 @@ class Speaker:
         self._export: tuple[PeerExport, ...] | bool | None = False  # False: none set yet
         self._warnings = Warnings(recorder, log)
         self._unapplied = Warnings(recorder, log)  # fields set that porter-lb does not apply
+        self._no_next_hop = Warnings(recorder, log)  # families a session cannot carry
         self._plain_warned: set[str] = set()  # BgpPeers warned about a plain-text password
         self.reconciles = 0  # full + incremental, for tests and logs
         # For the process's health checks (porter_lb.telemetry.health): the loop beats each
@@ -490,6 +497,10 @@ class Speaker:
             if self._applies(s, self._nodes)
         }
         by_address = {s.config.neighbor_address: s for s in specs}
+        if self.mode == "node":
+            wanted = {
+                a: self._families_with_a_next_hop(c, by_address[a]) for a, c in wanted.items()
+            }
         running = self.gobgp.peer_configs()
         add, update, delete = peer_delta(wanted, running)
         for address in delete:
@@ -515,6 +526,29 @@ class Speaker:
                 wanted.pop(config.neighbor_address)
         self._peers = [s for s in specs if s.config.neighbor_address in wanted]
 
+    def _families_with_a_next_hop(self, config: PeerConfig, spec: PeerSpec) -> PeerConfig:
+        """`config` without the families it would carry across IP versions (MP-BGP) where this
+        node has no address of that version to be their next hop, with a Warning naming it."""
+        node = self._nodes.get(self.node_name)
+        missing = families_without_next_hop(config, node.addresses if node else ())
+        if not missing:
+            self._no_next_hop.clear("BgpPeer", spec.name)
+            return config
+        session = ipaddress.ip_address(config.neighbor_address).version
+        versions = " and ".join(f"IPv{v}" for v in missing)
+        obj = self.informers.get("BgpPeer", spec.name) or {"metadata": {"name": spec.name}}
+        self._no_next_hop.warn(
+            obj,
+            "BgpPeer",
+            "NoNextHopAddress",
+            f"BgpPeer '{spec.name}': spec.afiSafis asks for {versions} over the IPv{session} "
+            f"session to {config.neighbor_address}, but node {self.node_name} has no {versions} "
+            "address in its status.addresses to be those routes' next hop; the session "
+            f"carries no {versions} from this node",
+        )
+        families = tuple(v for v in config.families if v not in missing)
+        return dataclasses.replace(config, families=families)
+
     def _service_share(self, key: str) -> dict[str, frozenset[str]]:
         obj = self.informers.get("Service", key)
         if obj is None or not selects_porter(obj, self.class_name) or not self._selected:
@@ -538,7 +572,7 @@ class Speaker:
 
     def _desired_rib(self, prefixes: Iterable[str]) -> dict[str, set[Route]]:
         if self.mode == "node":
-            rib = node_rib(self._table, prefixes, self.node_name)
+            rib = node_rib(self._table, prefixes, self.node_name, self._next_hops)
         else:
             addresses = {name: node.addresses for name, node in self._nodes.items()}
             rib = central_rib(self._table, prefixes, addresses)
@@ -569,6 +603,11 @@ class Speaker:
         from the caches."""
         nodes = self._nodes
         if self.mode == "node":
+            node = nodes.get(self.node_name)
+            self._next_hops = node_next_hops(
+                node.addresses if node else (),
+                [(s.config.neighbor_address, s.config.families) for s in self._peers],
+            )
             self._selected = (
                 frozenset({self.node_name})
                 if self._peers and self.node_name in nodes
