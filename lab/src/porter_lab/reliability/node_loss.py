@@ -58,14 +58,23 @@ def bfd_up(bed: CrashBed) -> bool:
     return all(states.get(n.address, "").lower() == "up" for n in bed.topology.nodes)
 
 
+def bfd_any_up(bed: CrashBed) -> bool:
+    """Some node's BFD session is Up on the router."""
+    return any(state.lower() == "up" for state in bed.router.bfd_sessions().values())
+
+
 def lose_node(bed: CrashBed, bfd: BfdTimers | None, node: int = 1, timeout: float = 60) -> NodeLoss:
     """One trial (see the module docstring) on a bed whose Services are created already."""
     victim = bed.topology.nodes[node]
     fib = FibLog(bed.topology.router_ns, POOL)
     try:
-        established(bed.router, 60)
         if bfd is not None:
             wait_for(lambda: bfd_up(bed), 30, "BFD Up with every node on the router")
+        else:
+            # BFD just turned off: the router saw it go (AdminDown, and BIRD 2.0.12 and FRR
+            # reset BGP for it); measure only once no node's BFD is Up on the router.
+            wait_for(lambda: not bfd_any_up(bed), 30, "no BFD session Up on the router")
+        established(bed.router, 60)
         ips = bed.converged(fib, 300)
         desired = bed.desired_fib(ips)
         served = [prefix for prefix, hops in desired.items() if victim.address in hops]
