@@ -390,7 +390,9 @@ class ControlPlane:
             f"--service-account-key-file={pki['sa_pub']}",
             f"--service-account-signing-key-file={pki['sa_key']}",
             f"--service-account-issuer=https://127.0.0.1:{self.port}",
-            "--service-cluster-ip-range=10.96.0.0/16",
+            # Dual-stack: a Service may ask for IPv6 or both families (spec.ipFamilies); IPv4
+            # first, so one that asks for nothing stays IPv4-only.
+            "--service-cluster-ip-range=10.96.0.0/16,fd00:10:96::/112",
             # Room for the health-check NodePorts of 10,000 Local Services (benchmarks).
             "--service-node-port-range=20000-60000",
             "--authorization-mode=RBAC",

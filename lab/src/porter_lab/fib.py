@@ -21,6 +21,14 @@ _RTMGRP_IPV4_ROUTE = 0x40
 _RTMGRP_IPV6_ROUTE = 0x400
 
 
+def _host_prefix(msg: Any) -> str | None:
+    """The host prefix (/32 of IPv4, /128 of IPv6) a route message is about; None for others."""
+    dst = msg.get_attr("RTA_DST")
+    if dst is None or msg.get("dst_len") != ipaddress.ip_address(dst).max_prefixlen:
+        return None
+    return f"{dst}/{msg.get('dst_len')}"
+
+
 def _hops(msg: Any) -> frozenset[str]:
     multipath = msg.get_attr("RTA_MULTIPATH")
     if multipath:
@@ -49,10 +57,9 @@ class FibWatcher(NetlinkWatcher):
 
     def apply(self, messages: list[Any]) -> None:
         for msg in messages:
-            dst = msg.get_attr("RTA_DST")
-            if dst is None or msg.get("dst_len") not in (32, 128) or msg.get("table") != 254:
+            prefix = _host_prefix(msg)
+            if prefix is None or msg.get("table") != 254:
                 continue
-            prefix = f"{dst}/{msg.get('dst_len')}"
             if msg.get("event") == "RTM_DELROUTE":
                 self.routes.pop(prefix, None)
             elif msg.get("event") == "RTM_NEWROUTE":
@@ -77,13 +84,19 @@ Change = tuple[float, str, frozenset[str], frozenset[str]]  # (monotonic time, p
 
 
 class FibLog(FibWatcher):
-    """The host routes of one namespace, plus a log of every change to a prefix in `pool`:
-    "no next hop lost" becomes a count of events, not a sample."""
+    """The host routes of one namespace, plus a log of every change to a prefix in `pool` (or
+    in one of `more_pools`, of either IP version): "no next hop lost" becomes a count of
+    events, not a sample."""
 
-    def __init__(self, netns: str, pool: str) -> None:
-        self.pool = ipaddress.ip_network(pool)
+    def __init__(self, netns: str, pool: str, *more_pools: str) -> None:
+        self.pools = tuple(ipaddress.ip_network(p) for p in (pool, *more_pools))
         self.changes: list[Change] = []
         super().__init__(netns)
+
+    def in_pools(self, prefix: str) -> bool:
+        """Whether host prefix `prefix` ("10.201.0.1/32", "2001:db8::1/128") is in a pool."""
+        address = ipaddress.ip_address(prefix.split("/", 1)[0])
+        return any(address in pool for pool in self.pools)
 
     def apply(self, messages: list[Any]) -> None:
         before = {p: self.routes.get(p, frozenset()) for p in self._prefixes(messages)}
@@ -97,10 +110,9 @@ class FibLog(FibWatcher):
     def _prefixes(self, messages: list[Any]) -> set[str]:
         found = set()
         for msg in messages:
-            dst = msg.get_attr("RTA_DST")
-            length = msg.get("dst_len")
-            if dst is not None and length in (32, 128) and ipaddress.ip_address(dst) in self.pool:
-                found.add(f"{dst}/{length}")
+            prefix = _host_prefix(msg)
+            if prefix is not None and self.in_pools(prefix):
+                found.add(prefix)
         return found
 
     def since(self, started: float) -> list[Change]:
@@ -117,10 +129,6 @@ class FibLog(FibWatcher):
         return lost
 
     def snapshot(self) -> dict[str, frozenset[str]]:
-        """The routes of `pool`'s prefixes now."""
+        """The routes of the pools' prefixes now."""
         with self.changed:
-            return {
-                p: h
-                for p, h in self.routes.items()
-                if ipaddress.ip_network(p).subnet_of(self.pool)  # type: ignore[arg-type]
-            }
+            return {p: h for p, h in self.routes.items() if self.in_pools(p)}

@@ -92,6 +92,11 @@ def address(netns: str, link: str, cidr: str) -> None:
     ip("address", "add", cidr, "dev", link, netns=netns)
 
 
+def address6(netns: str, link: str, cidr: str) -> None:
+    """An IPv6 address usable at once: `nodad` skips duplicate address detection (~1-2 s)."""
+    ip("-6", "address", "add", cidr, "dev", link, "nodad", netns=netns)
+
+
 def sysctl(netns: str, key: str, value: str | int) -> None:
     run(["sysctl", "-q", "-w", f"{key}={value}"], netns=netns)
 
@@ -128,9 +133,10 @@ def host_routes(netns: str) -> dict[str, set[str]]:
             dst = str(route.get("dst", ""))
             if dst in ("", "default"):
                 continue
+            host = "/128" if family == 6 else "/32"
             if "/" not in dst:
-                dst += "/128" if ":" in dst else "/32"
-            if not dst.endswith(("/32", "/128")):
+                dst += host
+            if not dst.endswith(host):
                 continue
             hops = {route["gateway"]} if "gateway" in route else set()
             hops |= {h["gateway"] for h in route.get("nexthops", []) if "gateway" in h}

@@ -46,8 +46,9 @@ def node(name: str, labels: dict[str, str] | None = None) -> Obj:
     return {"apiVersion": "v1", "kind": "Node", "metadata": metadata, "spec": {}}
 
 
-def node_status(*, ready: bool = True, address: str | None = None) -> Obj:
-    """A Node status patch: the Ready condition, and the InternalIP when `address` is given."""
+def node_status(*, ready: bool = True, address: str | tuple[str, ...] | None = None) -> Obj:
+    """A Node status patch: the Ready condition, and the InternalIP when `address` is given
+    (several for a dual-stack node, IPv4 first, as its kubelet lists them)."""
     status: Obj = {
         "conditions": [
             {
@@ -60,7 +61,8 @@ def node_status(*, ready: bool = True, address: str | None = None) -> Obj:
         ]
     }
     if address:
-        status["addresses"] = [{"type": "InternalIP", "address": address}]
+        addresses = (address,) if isinstance(address, str) else address
+        status["addresses"] = [{"type": "InternalIP", "address": a} for a in addresses]
     return {"status": status}
 
 
@@ -122,14 +124,24 @@ def load_balancer_service(
     policy: str = "Cluster",
     porter: bool = True,
     node_ports: bool = True,
+    ip_families: tuple[str, ...] = (),
+    ip_family_policy: str = "",
 ) -> Obj:
     """A LoadBalancer Service on port 80 selecting app=`name`, porter-lb's unless `porter` is
-    False; `node_ports=False` allocates none (10,000 Services would exhaust the range)."""
+    False; `node_ports=False` allocates none (10,000 Services would exhaust the range).
+    `ip_families` ("IPv4", "IPv6"), when given, are required: one is SingleStack, two are
+    RequireDualStack (the API server must have a service range of each family);
+    `ip_family_policy` sets the policy itself (PreferDualStack: the API server picks)."""
     spec: Obj = {"type": "LoadBalancer", "externalTrafficPolicy": policy}
     if porter:
         spec["loadBalancerClass"] = LOAD_BALANCER_CLASS
     if not node_ports:
         spec["allocateLoadBalancerNodePorts"] = False
+    if ip_families:
+        spec["ipFamilies"] = list(ip_families)
+        spec["ipFamilyPolicy"] = "SingleStack" if len(ip_families) == 1 else "RequireDualStack"
+    if ip_family_policy:
+        spec["ipFamilyPolicy"] = ip_family_policy
     spec |= {"selector": {"app": name}, "ports": [{"port": 80, "protocol": "TCP"}]}
     return {
         "apiVersion": "v1",
@@ -145,13 +157,23 @@ def load_balancer_status(ip: str) -> Obj:
 
 
 def endpoint_slice(
-    name: str, namespace: str, service: str, nodes: list[str], *, port: int = 8080
+    name: str,
+    namespace: str,
+    service: str,
+    nodes: list[str],
+    *,
+    port: int = 8080,
+    address_type: str = "IPv4",
 ) -> Obj:
-    """An IPv4 EndpointSlice of `service`: one ready endpoint on each of `nodes` (Node names),
-    each with its own pod address."""
+    """An EndpointSlice of `service` (`address_type` "IPv4" or "IPv6"): one ready endpoint on
+    each of `nodes` (Node names), each with its own pod address."""
     endpoints = [
         {
-            "addresses": [f"10.244.{i // 250}.{i % 250 + 1}"],
+            "addresses": [
+                f"10.244.{i // 250}.{i % 250 + 1}"
+                if address_type == "IPv4"
+                else f"fd00:10:244::{i + 1:x}"
+            ],
             "nodeName": node_name,
             "conditions": {"ready": True},
         }
@@ -161,7 +183,7 @@ def endpoint_slice(
         "apiVersion": "discovery.k8s.io/v1",
         "kind": "EndpointSlice",
         "metadata": {"name": name, "namespace": namespace, "labels": {SERVICE_NAME_LABEL: service}},
-        "addressType": "IPv4",
+        "addressType": address_type,
         "endpoints": endpoints,
         "ports": [{"port": port, "protocol": "TCP"}],
     }
@@ -180,7 +202,11 @@ def ensure_namespace(api: KubeAPI, name: str) -> None:
 
 
 def set_node_status(
-    api: KubeAPI, name: str, *, ready: bool = True, address: str | None = None
+    api: KubeAPI,
+    name: str,
+    *,
+    ready: bool = True,
+    address: str | tuple[str, ...] | None = None,
 ) -> None:
     """Write the Node's status as its kubelet would (see node_status)."""
     api.merge_patch(f"{NODES}/{name}/status", node_status(ready=ready, address=address))

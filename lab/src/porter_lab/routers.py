@@ -29,6 +29,19 @@ class Neighbor:
     # it in logs.
     password: str = field(default="", repr=False)
     port: int = 179  # the neighbour's BGP port (porter-lb's gobgpd beside Calico: not 179)
+    # IP versions (4, 6) the session carries; empty: the neighbour address's own. IPv6 over an
+    # IPv4 session (MP-BGP) needs IPv6 next hops: neither router takes IPv4 ones for it.
+    families: tuple[int, ...] = ()
+
+    @property
+    def version(self) -> int:
+        """The IP version of the session itself (its neighbour address)."""
+        return 6 if ":" in self.address else 4
+
+    @property
+    def versions(self) -> tuple[int, ...]:
+        """The IP versions of the routes the session carries."""
+        return self.families or (self.version,)
 
 
 @dataclass(frozen=True)
@@ -88,45 +101,68 @@ def _host_prefix_len(pool: str) -> int:
     return 128 if ":" in pool else 32
 
 
+def _pools_of(spec: RouterSpec, version: int) -> list[str]:
+    return [p for p in spec.pools if (":" in p) == (version == 6)]
+
+
+def _carries(spec: RouterSpec, version: int) -> bool:
+    return any(version in n.versions for n in spec.neighbors)
+
+
 # --- BIRD 2 ------------------------------------------------------------------------------------
 
 
 def bird_config(spec: RouterSpec, log: Path) -> str:
-    v4 = [p for p in spec.pools if ":" not in p]
-    pool_set = ", ".join(f"{p}{{{_host_prefix_len(p)},{_host_prefix_len(p)}}}" for p in v4)
-    add_paths = "\n    add paths rx;" if spec.add_paths_rx else ""
+    """Kernel protocol and import filter per IP version the sessions carry; each neighbour
+    its own channels (an IPv6 one on an IPv4 session: MP-BGP, IPv6 next hops only)."""
+    add_paths = " add paths rx;" if spec.add_paths_rx else ""
     lines = [
         f'log "{log}" all;',
         f"router id {spec.router_id};",
         "protocol device { scan time 10; }",
-        "protocol kernel {",
-        "  ipv4 { import none; export filter { if source = RTS_BGP then accept; reject; }; };",
-        f"  merge paths on limit {spec.max_paths};",
-        # 10,000 routes change in one burst at a cold start: a small netlink buffer overflows
-        # and BIRD then waits for its next kernel scan (60 s by default) to catch up.
-        "  netlink rx buffer 16777216;",
-        "}",
-        "filter eip_pools {",
-        f"  if net ~ [ {pool_set} ] then accept;" if pool_set else "",
-        "  reject;",
-        "}",
+    ]
+    for version in (4, 6):
+        if version == 6 and not _carries(spec, 6):
+            continue
+        suffix = "" if version == 4 else "6"
+        pool_set = ", ".join(
+            f"{p}{{{_host_prefix_len(p)},{_host_prefix_len(p)}}}" for p in _pools_of(spec, version)
+        )
+        lines += [
+            "protocol kernel {",
+            f"  ipv{version} {{ import none; "
+            "export filter { if source = RTS_BGP then accept; reject; }; };",
+            f"  merge paths on limit {spec.max_paths};",
+            # 10,000 routes change in one burst at a cold start: a small netlink buffer
+            # overflows and BIRD then waits for its next kernel scan (60 s by default).
+            "  netlink rx buffer 16777216;",
+            "}",
+            f"filter eip_pools{suffix} {{",
+            f"  if net ~ [ {pool_set} ] then accept;" if pool_set else "",
+            "  reject;",
+            "}",
+        ]
+    lines += [
         _bird_bfd_protocol(spec.bfd),
         "template bgp cluster_nodes {",
         f"  local as {spec.asn};",
         "  bfd on;" if spec.bfd else "",
         "  hold time 9; keepalive time 3;",
         "  connect delay time 1; connect retry time 1; error wait time 1, 5;",
-        "  ipv4 {",
-        f"    import filter eip_pools; export none;{add_paths}",
-        "  };",
         "}",
     ]
     for neighbor in spec.neighbors:
         password = f' password "{neighbor.password}";' if neighbor.password else ""
         port = f" port {neighbor.port}" if neighbor.port != 179 else ""
+        channels = "".join(
+            f" ipv{v} {{ import filter eip_pools{'' if v == 4 else '6'}; export none;"
+            f"{add_paths}{' extended next hop off;' if v != neighbor.version else ''}"
+            " };"
+            for v in neighbor.versions
+        )
         lines.append(
             f"protocol bgp {neighbor.name} from cluster_nodes "
-            f"{{ neighbor {neighbor.address}{port} as {neighbor.asn};{password} }}"
+            f"{{ neighbor {neighbor.address}{port} as {neighbor.asn};{password}{channels} }}"
         )
     return "\n".join(line for line in lines if line) + "\n"
 
@@ -237,16 +273,27 @@ class Bird:
 
 
 def frr_bgpd_config(spec: RouterSpec, log: Path) -> str:
+    """One address family per IP version the sessions carry; each neighbour active in the
+    families of its `versions` only (an IPv4 neighbour in ipv6 unicast too: MP-BGP)."""
     lines = [
         "frr defaults traditional",
         f"log file {log}",
         "!",
     ]
-    for index, pool in enumerate(p for p in spec.pools if ":" not in p):
+    for index, pool in enumerate(_pools_of(spec, 4)):
         lines.append(f"ip prefix-list EIP-POOLS seq {5 * (index + 1)} permit {pool} ge 32")
+    for index, pool in enumerate(_pools_of(spec, 6)):
+        lines.append(f"ipv6 prefix-list EIP-POOLS6 seq {5 * (index + 1)} permit {pool} ge 128")
     lines += [
         "route-map EIP-POOLS-IN permit 10",
         " match ip address prefix-list EIP-POOLS",
+    ]
+    if _carries(spec, 6):
+        lines += [
+            "route-map EIP-POOLS6-IN permit 10",
+            " match ipv6 address prefix-list EIP-POOLS6",
+        ]
+    lines += [
         "route-map NOTHING-OUT deny 10",
         "!",
         f"router bgp {spec.asn}",
@@ -267,16 +314,30 @@ def frr_bgpd_config(spec: RouterSpec, log: Path) -> str:
             lines.append(f" neighbor {n.address} port {n.port}")
         if spec.bfd:
             lines.append(f" neighbor {n.address} bfd profile {FRR_BFD_PROFILE}")
-    lines += [" address-family ipv4 unicast", f"  maximum-paths {spec.max_paths}"]
+    lines += _frr_address_family(spec, 4)
+    if _carries(spec, 6):
+        lines += _frr_address_family(spec, 6)
+    lines.append("!")
+    return "\n".join(lines) + "\n"
+
+
+def _frr_address_family(spec: RouterSpec, version: int) -> list[str]:
+    suffix = "" if version == 4 else "6"
+    lines = [f" address-family ipv{version} unicast", f"  maximum-paths {spec.max_paths}"]
     for n in spec.neighbors:
+        if version not in n.versions:
+            if version == 4:  # `frr defaults traditional` activates every neighbour here
+                lines.append(f"  no neighbor {n.address} activate")
+            continue
+        if version == 6:
+            lines.append(f"  neighbor {n.address} activate")
         lines += [
-            f"  neighbor {n.address} route-map EIP-POOLS-IN in",
+            f"  neighbor {n.address} route-map EIP-POOLS{suffix}-IN in",
             f"  neighbor {n.address} route-map NOTHING-OUT out",
         ]
         if spec.add_paths_rx:
             lines.append(f"  neighbor {n.address} addpath-rx-paths-limit {spec.max_paths}")
-    lines += [" exit-address-family", "!"]
-    return "\n".join(lines) + "\n"
+    return [*lines, " exit-address-family"]
 
 
 FRR_BFD_PROFILE = "porter"
@@ -398,12 +459,19 @@ class Frr:
         return dict(json.loads(self.vtysh(f"{command} json") or "{}"))
 
     def sessions(self) -> dict[str, str]:
-        summary = self.vtysh_json("show bgp ipv4 unicast summary")
-        peers = summary.get("peers", {})
-        return {address: peer.get("state", "") for address, peer in peers.items()}
+        """Neighbour address -> session state, over every address family it is active in."""
+        states: dict[str, str] = {}
+        for version in (4, 6):
+            if version == 6 and not _carries(self.spec, 6):
+                continue
+            summary = self.vtysh_json(f"show bgp ipv{version} unicast summary")
+            for address, peer in summary.get("peers", {}).items():
+                states[address] = peer.get("state", "")
+        return states
 
     def rib_next_hops(self, prefix: str) -> set[str]:
-        route = self.vtysh_json(f"show bgp ipv4 unicast {prefix}")
+        family = "ipv6" if ":" in prefix else "ipv4"
+        route = self.vtysh_json(f"show bgp {family} unicast {prefix}")
         return {
             hop["ip"]
             for path in route.get("paths", [])

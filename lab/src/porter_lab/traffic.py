@@ -37,7 +37,7 @@ for port in range(first, first + count):
     if time.monotonic() > deadline:
         answers["error: deadline"] = answers.get("error: deadline", 0) + 1
         continue
-    conn = socket.socket()
+    conn = socket.socket(socket.AF_INET6 if ":" in eip else socket.AF_INET)
     conn.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     conn.settimeout(2)
     try:
@@ -56,15 +56,20 @@ for port in range(first, first + count):
 print(json.dumps(answers))
 """
 
-# A node's HTTP server: answers every GET with the node's name, on 0.0.0.0:80.
+# A node's HTTP server: answers every GET with the node's name, on 0.0.0.0:80 (dual-stack:
+# on [::]:80, IPv4 too).
 SERVER = r"""
 import http.server, socket, socketserver, sys
-name, transparent = sys.argv[1], sys.argv[2] == "transparent"
+name, transparent, dual = sys.argv[1], sys.argv[2] == "transparent", sys.argv[3] == "dual"
 
 class Server(http.server.ThreadingHTTPServer):
+    address_family = socket.AF_INET6 if dual else socket.AF_INET
+
     def server_bind(self):
         if transparent:  # may answer from an address that is not local (IP_TRANSPARENT)
             self.socket.setsockopt(socket.SOL_IP, getattr(socket, "IP_TRANSPARENT", 19), 1)
+        if dual:
+            self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
         socketserver.TCPServer.server_bind(self)  # no reverse DNS of 0.0.0.0
         self.server_name, self.server_port = name, 80
 
@@ -79,7 +84,7 @@ class Answer(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
-Server(("0.0.0.0", 80), Answer).serve_forever()
+Server(("::" if dual else "0.0.0.0", 80), Answer).serve_forever()
 """
 
 
@@ -144,39 +149,61 @@ def probe_outages(process: subprocess.Popen[str], timeout: float) -> tuple[int, 
     return len(tries), failed, longest
 
 
-def wait_answered(topology: HasClient, ip: str, timeout: float = 60) -> None:
-    """Until 10 connections in a row to `ip`:80 from the client are answered. A new EIP may be
-    in the router's FIB a moment before kube-proxy on the node has its rules (kube-proxy syncs
-    at most once a second): meanwhile the node refuses connections."""
+def wait_answered(topology: HasClient, ip: str, timeout: float = 60, *, source: str = "") -> None:
+    """Until 10 connections in a row to `ip`:80 from the client (from `source`, see
+    count_answers) are answered. A new EIP may be in the router's FIB a moment before
+    kube-proxy on the node has its rules (kube-proxy syncs at most once a second): meanwhile
+    the node refuses connections."""
     ports = iter(range(40000, 60000, 10))
 
     def answered() -> bool:
-        got = count_answers(topology, ip, next(ports), 10, budget=10, timeout=30)
+        got = count_answers(topology, ip, next(ports), 10, budget=10, timeout=30, source=source)
         return not [answer for answer in got if answer.startswith("error")]
 
     wait_for(answered, timeout, f"TCP to {ip}:80 answered", interval=0.2)
 
 
 def serve_node_name(
-    node_netns: str, name: str, log_dir: Path, *, transparent: bool = False
+    node_netns: str,
+    name: str,
+    log_dir: Path,
+    *,
+    transparent: bool = False,
+    dual_stack: bool = False,
 ) -> Daemon:
-    """Start `http-<name>`: HTTP on 0.0.0.0:80 in the node's namespace, answering the node's
-    name, logging to `<log_dir>/http-<name>.log`. A reply from an address that is not local
-    (an EIP routed to the host, not assigned to it) needs `transparent`, a socket with
-    IP_TRANSPARENT as TPROXY-style proxies use."""
+    """Start `http-<name>`: HTTP on 0.0.0.0:80 in the node's namespace (`dual_stack`: on
+    [::]:80, for IPv4 and IPv6), answering the node's name, logging to
+    `<log_dir>/http-<name>.log`. A reply from an IPv4 address that is not local (an EIP routed
+    to the host, not assigned to it) needs `transparent`, a socket with IP_TRANSPARENT as
+    TPROXY-style proxies use."""
     return Daemon(
         f"http-{name}",
-        [sys.executable, "-c", SERVER, name, "transparent" if transparent else "plain"],
+        [
+            sys.executable,
+            "-c",
+            SERVER,
+            name,
+            "transparent" if transparent else "plain",
+            "dual" if dual_stack else "ipv4",
+        ],
         log_dir / f"http-{name}.log",
         netns=node_netns,
     ).start()
 
 
 def count_answers(
-    topology: HasClient, ip: str, first_port: int, count: int, *, budget: int, timeout: float
+    topology: HasClient,
+    ip: str,
+    first_port: int,
+    count: int,
+    *,
+    budget: int,
+    timeout: float,
+    source: str = "",
 ) -> Counter[str]:
     """`count` connections to `ip`:80 from the client namespace, from source ports
-    `first_port`, `first_port + 1`, ...; each connection times out after 2 s, and those not
+    `first_port`, `first_port + 1`, ... of `source` (default: the client's IPv4 address; an
+    IPv6 `ip` needs the client's IPv6 one); each connection times out after 2 s, and those not
     started within `budget` seconds count as "error: deadline". `timeout` bounds the whole
     client process. Returns how many connections got each answer (a node's name or
     "error: ...")."""
@@ -186,7 +213,7 @@ def count_answers(
             "-c",
             CLIENT,
             ip,
-            topology.client_address,
+            source or topology.client_address,
             str(first_port),
             str(count),
             str(budget),

@@ -30,7 +30,7 @@ from porter_lab.kube import apply_crds
 from porter_lab.paths import CRD_DIR
 from porter_lab.routers import BfdTimers, Bird, Frr, Neighbor, Router, RouterSpec
 from porter_lab.speakers import Gobgpd
-from porter_lab.topology import NODE_ASN, ROUTER_ASN, Topology, run_id
+from porter_lab.topology import NODE_ASN, ROUTER_ASN, Node, Topology, run_id
 from porter_lab.waiting import wait_for
 from porter_lb.kube.api import KubeAPI
 
@@ -39,6 +39,9 @@ EIP_NAME = "bed"
 
 Mode = Literal["node", "central"]
 RouterKind = Literal["bird", "frr"]
+# How a dual-stack bed's router learns IPv6 routes: over the IPv4 sessions (MP-BGP), or over
+# IPv6 sessions of their own beside them (router 2001:db8:198::1, each node's IPv6 address).
+IPv6Sessions = Literal["mp-bgp", "v6-session"]
 
 
 @dataclass
@@ -64,7 +67,7 @@ class ServiceBed:
             objects.ensure_namespace(self.api, namespace)
         for node in self.topology.nodes:
             self.api.create(objects.NODES, objects.node(node.name))
-            objects.set_node_status(self.api, node.name, address=node.address)
+            objects.set_node_status(self.api, node.name, address=node.addresses)
         self.api.create(objects.EIPS, objects.eip(EIP_NAME, self.pool, default=True))
         self.api.create(objects.BGP_CONFS, objects.bgp_conf(NODE_ASN, router_id))
         self.api.create(objects.BGP_PEERS, objects.bgp_peer("tor", self.topology.router_address))
@@ -173,6 +176,21 @@ class ServiceBed:
 B = TypeVar("B", bound=ServiceBed)
 
 
+def router_neighbors(
+    speakers: list[Node], port: int, ipv6: IPv6Sessions | None
+) -> tuple[Neighbor, ...]:
+    """The router's sessions with `speakers`: one with each node's IPv4 address, carrying
+    IPv4 (and IPv6 too with "mp-bgp"); with "v6-session" one more with each node's IPv6
+    address, carrying IPv6."""
+    families = (4, 6) if ipv6 == "mp-bgp" else ()
+    sessions = [
+        Neighbor(n.address, NODE_ASN, n.name, port=port, families=families) for n in speakers
+    ]
+    if ipv6 == "v6-session":
+        sessions += [Neighbor(n.address6, NODE_ASN, f"{n.name}_v6", port=port) for n in speakers]
+    return tuple(sessions)
+
+
 @contextlib.contextmanager
 def running_bed(
     make: Callable[..., B],
@@ -187,13 +205,17 @@ def running_bed(
     neighbor_port: int = 179,
     proxy: bool = False,
     workdir: Path | None = None,
+    ipv6: IPv6Sessions | None = None,
+    ipv6_pool: str = "",
 ) -> Iterator[B]:
     """Start the control plane, the network and the router; `make(**fields)` builds the bed
-    (a ServiceBed subclass), which is yielded; everything is stopped and removed after."""
+    (a ServiceBed subclass), which is yielded; everything is stopped and removed after.
+    With `ipv6` the network is dual-stack and the router takes /128s of `ipv6_pool` over the
+    sessions `ipv6` says (the BgpPeers that match them are the scenario's to make)."""
     own = workdir is None
     root = workdir or Path(tempfile.mkdtemp(prefix="porter-bed-"))
     plane = ControlPlane(root / "controlplane")
-    topology = Topology(run_id(), node_count=3)
+    topology = Topology(run_id(), node_count=3, ipv6=ipv6 is not None)
     router: Router | None = None
     relay: APIProxy | None = None
     bed: B | None = None
@@ -208,10 +230,8 @@ def running_bed(
         spec = RouterSpec(
             asn=ROUTER_ASN,
             router_id=topology.router_address,
-            neighbors=tuple(
-                Neighbor(n.address, NODE_ASN, n.name, port=neighbor_port) for n in speakers
-            ),
-            pools=(pool,),
+            neighbors=router_neighbors(speakers, neighbor_port, ipv6),
+            pools=(pool, ipv6_pool) if ipv6_pool else (pool,),
             add_paths_rx=mode == "central",
             bfd=router_bfd,
             **({} if stalepath_time is None else {"stalepath_time": stalepath_time}),

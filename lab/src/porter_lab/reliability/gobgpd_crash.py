@@ -40,6 +40,7 @@ from porter_lab.fib import FibLog
 from porter_lab.processes import Daemon
 from porter_lab.reliability.bed import (
     SYSTEM_NAMESPACE,
+    IPv6Sessions,
     Mode,
     RouterKind,
     ServiceBed,
@@ -170,8 +171,11 @@ def crash_bed(
     neighbor_port: int = 179,
     agent_args: tuple[str, ...] = (),
     before_start: Callable[[CrashBed], None] | None = None,
+    ipv6: IPv6Sessions | None = None,
+    ipv6_pool: str = "",
 ) -> Iterator[CrashBed]:
-    """A running bed (see the module docstring); everything is stopped and removed after."""
+    """A running bed (see the module docstring; `ipv6`, `ipv6_pool`: bed.running_bed);
+    everything is stopped and removed after."""
     with running_bed(
         CrashBed,
         mode,
@@ -182,6 +186,8 @@ def crash_bed(
         router_bfd=router_bfd,
         neighbor_port=neighbor_port,
         workdir=workdir,
+        ipv6=ipv6,
+        ipv6_pool=ipv6_pool,
     ) as bed:
         bed.agent_args = agent_args
         bed.base_objects(bed.topology.nodes[0].address if mode == "central" else "")
