@@ -15,6 +15,7 @@ from porter_lb.routing.bgp_config import (
     Bfd,
     GlobalConfig,
     GracefulRestart,
+    Mode,
     PeerConfig,
     PeerExport,
     PeerSpec,
@@ -28,6 +29,7 @@ from porter_lb.routing.bgp_config import (
     peer_spec_from_bgppeer,
     peer_status_entry,
     plain_text_password_peers,
+    usable_peer_specs,
 )
 from porter_lb.routing.gobgp import peer_config_from_message, peer_message
 from porter_lb.routing.routes import (
@@ -595,6 +597,49 @@ def test_node_and_central_ribs() -> None:
         }
         # n1 has no IPv6 address: it cannot be a next hop of 2001:db8::1/128
     }
+
+
+def _rack_peer(name: str, rack: str | None, local_as: int) -> dict[str, Any]:
+    conf = {"neighborAddress": "198.51.100.1", "peerAs": 65000, "localAs": local_as}
+    selector = {"nodeSelector": {"matchLabels": {"rack": rack}}} if rack else {}
+    return bgppeer(name, conf=conf, **selector)
+
+
+RACK_A = Node("a1", True, {"rack": "a"})
+RACK_B = Node("b1", True, {"rack": "b"})
+
+
+@pytest.mark.parametrize(
+    ("peers", "mode", "node", "used", "rejected"),
+    [
+        # One router, a BgpPeer per rack with its own localAs: each node takes its rack's.
+        ([("ra", "a", 65101), ("rb", "b", 65102)], "node", RACK_A, {"ra": 65101}, []),
+        ([("ra", "a", 65101), ("rb", "b", 65102)], "node", RACK_B, {"rb": 65102}, []),
+        # The route audit (every node at once) keeps both.
+        ([("ra", "a", 65101), ("rb", "b", 65102)], "node", None, {"ra": 65101, "rb": 65102}, []),
+        # Two that pick the same node: the first by name wins there, the other is refused.
+        ([("all", None, 65101), ("rb", "b", 65102)], "node", RACK_B, {"all": 65101}, ["rb"]),
+        ([("all", None, 65101), ("rb", "b", 65102)], "node", RACK_A, {"all": 65101}, []),
+        # One gobgpd for the cluster: one session per address.
+        ([("ra", "a", 65101), ("rb", "b", 65102)], "central", None, {"ra": 65101}, ["rb"]),
+    ],
+)
+def test_bgppeers_sharing_a_neighbour_are_one_per_node(
+    peers: list[tuple[str, str | None, int]],
+    mode: Mode,
+    node: Node | None,
+    used: dict[str, int],
+    rejected: list[str],
+) -> None:
+    objs = [_rack_peer(*peer) for peer in peers]
+    specs, refused = usable_peer_specs(objs, {}, mode=mode, node=node)
+    assert {s.name: s.config.local_asn for s in specs} == used
+    assert [obj["metadata"]["name"] for obj, _, _ in refused] == rejected
+    assert all(reason == "DuplicateNeighbor" for _, reason, _ in refused)
+    for _, _, message in refused:
+        assert "spec.conf.neighborAddress" in message and "198.51.100.1" in message
+        if node is not None:
+            assert f"node {node.name}" in message
 
 
 V4, V6 = "198.51.100.11", "2001:db8:198::11"

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -177,17 +177,21 @@ B = TypeVar("B", bound=ServiceBed)
 
 
 def router_neighbors(
-    speakers: list[Node], port: int, ipv6: IPv6Sessions | None
+    speakers: list[Node],
+    port: int,
+    ipv6: IPv6Sessions | None,
+    asns: Mapping[str, int] | None = None,
 ) -> tuple[Neighbor, ...]:
     """The router's sessions with `speakers`: one with each node's IPv4 address, carrying
     IPv4 (and IPv6 too with "mp-bgp"); with "v6-session" one more with each node's IPv6
-    address, carrying IPv6."""
+    address, carrying IPv6. Each node's AS is NODE_ASN unless `asns` (node name -> AS) says."""
     families = (4, 6) if ipv6 == "mp-bgp" else ()
+    asn = {n.name: (asns or {}).get(n.name, NODE_ASN) for n in speakers}
     sessions = [
-        Neighbor(n.address, NODE_ASN, n.name, port=port, families=families) for n in speakers
+        Neighbor(n.address, asn[n.name], n.name, port=port, families=families) for n in speakers
     ]
     if ipv6 == "v6-session":
-        sessions += [Neighbor(n.address6, NODE_ASN, f"{n.name}_v6", port=port) for n in speakers]
+        sessions += [Neighbor(n.address6, asn[n.name], f"{n.name}_v6", port=port) for n in speakers]
     return tuple(sessions)
 
 
@@ -207,11 +211,13 @@ def running_bed(
     workdir: Path | None = None,
     ipv6: IPv6Sessions | None = None,
     ipv6_pool: str = "",
+    node_asns: Mapping[str, int] | None = None,
 ) -> Iterator[B]:
     """Start the control plane, the network and the router; `make(**fields)` builds the bed
     (a ServiceBed subclass), which is yielded; everything is stopped and removed after.
     With `ipv6` the network is dual-stack and the router takes /128s of `ipv6_pool` over the
-    sessions `ipv6` says (the BgpPeers that match them are the scenario's to make)."""
+    sessions `ipv6` says (the BgpPeers that match them are the scenario's to make);
+    `node_asns` gives nodes another AS than NODE_ASN on the router (a `localAs` per node)."""
     own = workdir is None
     root = workdir or Path(tempfile.mkdtemp(prefix="porter-bed-"))
     plane = ControlPlane(root / "controlplane")
@@ -230,7 +236,7 @@ def running_bed(
         spec = RouterSpec(
             asn=ROUTER_ASN,
             router_id=topology.router_address,
-            neighbors=router_neighbors(speakers, neighbor_port, ipv6),
+            neighbors=router_neighbors(speakers, neighbor_port, ipv6, node_asns),
             pools=(pool, ipv6_pool) if ipv6_pool else (pool,),
             add_paths_rx=mode == "central",
             bfd=router_bfd,

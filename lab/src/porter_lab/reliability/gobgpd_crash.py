@@ -29,7 +29,7 @@ import contextlib
 import datetime
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -173,8 +173,10 @@ def crash_bed(
     before_start: Callable[[CrashBed], None] | None = None,
     ipv6: IPv6Sessions | None = None,
     ipv6_pool: str = "",
+    node_asns: Mapping[str, int] | None = None,
 ) -> Iterator[CrashBed]:
-    """A running bed (see the module docstring; `ipv6`, `ipv6_pool`: bed.running_bed);
+    """A running bed (see the module docstring; `ipv6`, `ipv6_pool`, `node_asns`:
+    bed.running_bed);
     everything is stopped and removed after."""
     with running_bed(
         CrashBed,
@@ -188,6 +190,7 @@ def crash_bed(
         workdir=workdir,
         ipv6=ipv6,
         ipv6_pool=ipv6_pool,
+        node_asns=node_asns,
     ) as bed:
         bed.agent_args = agent_args
         bed.base_objects(bed.topology.nodes[0].address if mode == "central" else "")

@@ -571,12 +571,19 @@ def usable_peer_specs(
     *,
     mode: Mode = "node",
     secret_namespace: str = "porter-lb-system",
+    node: Node | None = None,
 ) -> tuple[list[PeerSpec], list[tuple[Obj, str, str]]]:
     """The BgpPeers a speaker uses, by name, one per neighbour address; and the rejected ones
     as (BgpPeer, Event reason, message). BgpPeers being deleted are neither.
 
+    A node speaker (`node`) uses only the BgpPeers whose node selector picks its node, so
+    BgpPeers with one neighbour address and disjoint selectors give each node its own (a
+    `localAs` per node or rack); two that pick the same node clash there. Without `node`
+    (mode "node": every node's view at once, as the route audit reads it) such BgpPeers are
+    all kept. A central speaker has one session per neighbour address.
+
     Reasons: `InvalidBgpPeer` (unreadable, or its Secret is missing), `DuplicateNeighbor`
-    (an earlier BgpPeer by name already peers with that address).
+    (an earlier BgpPeer by name already peers with that address, for that node).
     """
     specs: list[PeerSpec] = []
     rejected: list[tuple[Obj, str, str]] = []
@@ -593,13 +600,16 @@ def usable_peer_specs(
             rejected.append((obj, "InvalidBgpPeer", str(error)))
             continue
         address = spec.config.neighbor_address
-        if address in by_address:
+        if node is not None and not spec.peer.node_selector.matches(node.labels):
+            continue  # not this node's: another node may peer with the address through it
+        if address in by_address and (mode == "central" or node is not None):
+            where = f" from node {node.name}" if node is not None else ""
             rejected.append(
                 (
                     obj,
                     "DuplicateNeighbor",
                     f"BgpPeer '{name}': spec.conf.neighborAddress '{address}': "
-                    f"BgpPeer '{by_address[address]}' already peers with it; ignored",
+                    f"BgpPeer '{by_address[address]}' already peers with it{where}; ignored",
                 )
             )
             continue

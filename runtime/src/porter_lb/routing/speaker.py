@@ -363,6 +363,7 @@ class Speaker:
             {object_name(s): s for s in self.informers.items("Secret")},
             mode=self.mode,
             secret_namespace=self.secret_namespace,
+            node=self._nodes.get(self.node_name) if self.mode == "node" else None,
         )
         for obj, reason, message in rejected:
             self._warnings.warn(obj, "BgpPeer", reason, message)
