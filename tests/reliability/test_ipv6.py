@@ -28,11 +28,13 @@ uninstalled (RIB-failure, via ::ffff:c633:640d).
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -40,7 +42,7 @@ from porter_lab import objects
 from porter_lab.fib import FibLog
 from porter_lab.processes import Daemon
 from porter_lab.reliability import gobgpd_crash as crash
-from porter_lab.reliability.bed import IPv6Sessions
+from porter_lab.reliability.bed import IPv6Sessions, Mode, RouterKind
 from porter_lab.routers import Bird, Frr, established
 from porter_lab.traffic import count_answers, serve_node_name, wait_answered
 from porter_lab.waiting import Timeout, wait_for
@@ -170,19 +172,12 @@ def converged(bed: crash.CrashBed, fib: FibLog, timeout: float) -> dict[str, lis
         raise
 
 
-@pytest.fixture(
-    scope="module",
-    params=[(r, s) for r in ("bird", "frr") for s in ("mp-bgp", "v6-session")],
-    ids="-".join,
-)
-def bed(
-    request: pytest.FixtureRequest,
-    bed_prerequisites: None,
-    tmp_path_factory: pytest.TempPathFactory,
+@contextlib.contextmanager
+def ipv6_bed(
+    mode: Mode, router_kind: RouterKind, ipv6: IPv6Sessions, workdir: Path
 ) -> Iterator[crash.CrashBed]:
-    router_kind, sessions = request.param
-    ipv6: IPv6Sessions = sessions
-    workdir = tmp_path_factory.mktemp(f"ipv6-{router_kind}-{sessions}")
+    """The bed with its IPv6 pool, the BgpPeers `ipv6` asks for and the Services; per node,
+    the nodes accept their EIPs and answer TCP with their names."""
     servers: list[Daemon] = []
 
     def before_start(made: crash.CrashBed) -> None:
@@ -197,15 +192,17 @@ def bed(
             made.api.create(
                 objects.BGP_PEERS, objects.bgp_peer("tor-v6", made.topology.router_address6)
             )
-        for node in made.topology.nodes:
-            servers.append(serve_node_name(node.netns, node.name, workdir, dual_stack=True))
+        if mode == "node":
+            for node in made.topology.nodes:
+                servers.append(serve_node_name(node.netns, node.name, workdir, dual_stack=True))
 
     try:
         with crash.crash_bed(
-            "node",
+            mode,
             router_kind,
             workdir=workdir,
-            agent_args=("--host-rules", "local"),  # the nodes accept the EIPs they announce
+            # the nodes accept the EIPs they announce (a central speaker gives them no rules)
+            agent_args=("--host-rules", "local") if mode == "node" else (),
             before_start=before_start,
             ipv6=ipv6,
             ipv6_pool=POOL6,
@@ -216,6 +213,22 @@ def bed(
     finally:
         for server in servers:
             server.stop()
+
+
+@pytest.fixture(
+    scope="module",
+    params=[(r, s) for r in ("bird", "frr") for s in ("mp-bgp", "v6-session")],
+    ids="-".join,
+)
+def bed(
+    request: pytest.FixtureRequest,
+    bed_prerequisites: None,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[crash.CrashBed]:
+    router_kind, sessions = request.param
+    workdir = tmp_path_factory.mktemp(f"ipv6-{router_kind}-{sessions}")
+    with ipv6_bed("node", router_kind, sessions, workdir) as made:
+        yield made
 
 
 @pytest.fixture
@@ -271,6 +284,10 @@ def test_fib_follows_moved_endpoints(bed: crash.CrashBed, fib: FibLog) -> None:
 
 def test_route_audit_finds_the_ipv6_routes_in_sync(bed: crash.CrashBed, fib: FibLog) -> None:
     ips = converged(bed, fib, CONVERGENCE_S)
+    audit_in_sync(bed, ips)
+
+
+def audit_in_sync(bed: crash.CrashBed, ips: dict[str, list[str]]) -> None:
     router = bed.router
     where = (
         ["--router", "bird", "--socket", str(router.socket)]
@@ -279,7 +296,7 @@ def test_route_audit_finds_the_ipv6_routes_in_sync(bed: crash.CrashBed, fib: Fib
     )
     audit = [sys.executable, "-m", "porter_lb", "audit", "--kubeconfig", str(bed.kubeconfig)]
     run = subprocess.run(
-        [*audit, *where, "--pool", EIP6_NAME, "--fail-on-drift"],
+        [*audit, *where, "--mode", bed.mode, "--pool", EIP6_NAME, "--fail-on-drift"],
         capture_output=True,
         text=True,
         timeout=120,
@@ -290,3 +307,28 @@ def test_route_audit_finds_the_ipv6_routes_in_sync(bed: crash.CrashBed, fib: Fib
     ipv6_eips = sum(1 for addresses in ips.values() for ip in addresses if ":" in ip)
     assert report["in_sync"] is True, report
     assert report["counts"]["desired"] == ipv6_eips, report
+
+
+# One central speaker (in node1's namespace) announcing every node's paths, ADD-PATH: each
+# router with one of the two ways of carrying IPv6 (TCP needs host rules, which only node
+# speakers give their nodes: not tried here).
+@pytest.mark.parametrize(
+    ("router_kind", "sessions"), [("bird", "mp-bgp"), ("frr", "v6-session")], ids="-".join
+)
+def test_a_central_speaker_routes_ipv6_via_the_endpoint_nodes(
+    bed_prerequisites: None,
+    tmp_path: Path,
+    router_kind: RouterKind,
+    sessions: IPv6Sessions,
+) -> None:
+    with ipv6_bed("central", router_kind, sessions, tmp_path) as made:
+        fib = FibLog(made.topology.router_ns, crash.POOL, POOL6)
+        try:
+            established(made.router, FIRST_CONVERGENCE_S)
+            before = converged(made, fib, FIRST_CONVERGENCE_S)
+            audit_in_sync(made, before)
+            for name, nodes in MOVED.items():
+                move_endpoints(made, name, nodes)
+            assert converged(made, fib, CONVERGENCE_S) == before
+        finally:
+            fib.close()
