@@ -44,6 +44,7 @@ from porter_lb.routing.routes import (
     desired_routes,
     node_next_hops,
     node_rib,
+    nodes_without_next_hop,
     path_identifier,
     rib_delta,
     service_next_hops,
@@ -597,6 +598,32 @@ def test_node_and_central_ribs() -> None:
         }
         # n1 has no IPv6 address: it cannot be a next hop of 2001:db8::1/128
     }
+
+
+@pytest.mark.parametrize(
+    ("desired", "addresses", "expected"),
+    [
+        # n2 has no IPv6 address: it cannot be a next hop of the /128.
+        (
+            {"2001:db8::1/128": frozenset({"n1", "n2"}), "203.0.113.1/32": frozenset({"n2"})},
+            {"n1": ("192.0.2.11", "2001:db8::11"), "n2": ("192.0.2.12",)},
+            {"2001:db8::1/128": frozenset({"n2"})},
+        ),
+        # An IPv6-only node and an IPv4 prefix; a node not in the addresses at all.
+        (
+            {"203.0.113.1/32": frozenset({"n1", "n3"})},
+            {"n1": ("2001:db8::11",)},
+            {"203.0.113.1/32": frozenset({"n1", "n3"})},
+        ),
+        ({"203.0.113.1/32": frozenset({"n1"})}, {"n1": "192.0.2.11"}, {}),
+    ],
+)
+def test_nodes_without_next_hop(
+    desired: dict[str, frozenset[str]],
+    addresses: dict[str, Any],
+    expected: dict[str, frozenset[str]],
+) -> None:
+    assert nodes_without_next_hop(desired, addresses) == expected
 
 
 def _rack_peer(name: str, rack: str | None, local_as: int) -> dict[str, Any]:

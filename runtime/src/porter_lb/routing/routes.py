@@ -67,6 +67,7 @@ __all__ = [
     "node_announcements",
     "node_next_hops",
     "node_rib",
+    "nodes_without_next_hop",
     "path_identifier",
     "pool_attributes",
     "rib_delta",
@@ -271,6 +272,23 @@ def path_identifier(next_hop: str) -> int:
 
 
 _NEXT_HOP_SELF: Mapping[int, str] = {4: "0.0.0.0", 6: "::"}
+
+
+def nodes_without_next_hop(
+    desired: Mapping[str, frozenset[str]], node_addresses: Mapping[str, Sequence[str] | str]
+) -> dict[str, frozenset[str]]:
+    """Prefix -> its eligible nodes (`desired`, prefix -> nodes) that have no address of the
+    prefix's IP version (`node_addresses`, `Node.addresses`): a central speaker cannot make
+    them next hops (`central_paths` leaves them out). Prefixes with none are absent."""
+    has = {
+        version: {n for n, a in node_addresses.items() if first_of_family(a, version)}
+        for version in (4, 6)
+    }
+    missing: dict[str, frozenset[str]] = {}
+    for prefix, names in desired.items():
+        if lacking := names - has[6 if ":" in prefix else 4]:
+            missing[prefix] = frozenset(lacking)
+    return missing
 
 
 def first_of_family(addresses: Sequence[str] | str, version: int) -> str | None:

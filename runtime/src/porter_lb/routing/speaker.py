@@ -84,6 +84,7 @@ from porter_lb.routing.routes import (
     central_rib,
     node_next_hops,
     node_rib,
+    nodes_without_next_hop,
     pool_attributes,
     rib_delta,
     service_share,
@@ -203,6 +204,7 @@ class Speaker:
         self._warnings = Warnings(recorder, log)
         self._unapplied = Warnings(recorder, log)  # fields set that porter-lb does not apply
         self._no_next_hop = Warnings(recorder, log)  # families a session cannot carry
+        self._warned_no_next_hop: set[str] = set()  # Services warned of a node left out
         self._plain_warned: set[str] = set()  # BgpPeers warned about a plain-text password
         self.reconciles = 0  # full + incremental, for tests and logs
         # For the process's health checks (porter_lb.telemetry.health): the loop beats each
@@ -576,8 +578,39 @@ class Speaker:
             rib = node_rib(self._table, prefixes, self.node_name, self._next_hops)
         else:
             addresses = {name: node.addresses for name, node in self._nodes.items()}
+            prefixes = list(prefixes)
             rib = central_rib(self._table, prefixes, addresses)
+            self._warn_no_next_hop(prefixes, addresses)
         return with_attributes(rib, self._attributes)
+
+    def _warn_no_next_hop(
+        self, prefixes: Iterable[str], addresses: Mapping[str, Sequence[str]]
+    ) -> None:
+        """A Warning on each Service whose IP has eligible nodes without an address of its IP
+        version (central: they are left out of its next hops); forgotten once it has none."""
+        desired = {p: self._table.nodes(p) for p in prefixes}
+        missing = nodes_without_next_hop(desired, addresses)
+        for prefix in desired:
+            lacking = missing.get(prefix)
+            for key in self._table.by_prefix.get(prefix, {}):
+                if lacking is None:
+                    if key in self._warned_no_next_hop:
+                        self._no_next_hop.clear("Service", key)
+                        self._warned_no_next_hop.discard(key)
+                    continue
+                self._warned_no_next_hop.add(key)
+                obj = self.informers.get("Service", key)
+                if obj is None:
+                    continue
+                version = 6 if ":" in prefix else 4
+                self._no_next_hop.warn(
+                    obj,
+                    "Service",
+                    "NoNextHopAddress",
+                    f"Service {key}: {prefix.split('/')[0]} is not routed via node(s) "
+                    f"{', '.join(sorted(lacking))}: no IPv{version} address in their "
+                    "status.addresses to be its next hop",
+                )
 
     def _apply(self, desired: Mapping[str, set[Route]], prefixes: Iterable[str] | None) -> None:
         assert self._held is not None
