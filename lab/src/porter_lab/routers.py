@@ -154,6 +154,9 @@ def bird_config(spec: RouterSpec, log: Path) -> str:
     for neighbor in spec.neighbors:
         password = f' password "{neighbor.password}";' if neighbor.password else ""
         port = f" port {neighbor.port}" if neighbor.port != 179 else ""
+        # iBGP is multihop in BIRD, its next hops resolved through an IGP table the lab does
+        # not fill: the nodes are on the router's own LAN, say so.
+        direct = " direct;" if neighbor.asn == spec.asn else ""
         channels = "".join(
             f" ipv{v} {{ import filter eip_pools{'' if v == 4 else '6'}; export none;"
             f"{add_paths}{' extended next hop off;' if v != neighbor.version else ''}"
@@ -162,7 +165,8 @@ def bird_config(spec: RouterSpec, log: Path) -> str:
         )
         lines.append(
             f"protocol bgp {neighbor.name} from cluster_nodes "
-            f"{{ neighbor {neighbor.address}{port} as {neighbor.asn};{password}{channels} }}"
+            f"{{ neighbor {neighbor.address}{port} as {neighbor.asn};{direct}{password}"
+            f"{channels} }}"
         )
     return "\n".join(line for line in lines if line) + "\n"
 
@@ -323,7 +327,11 @@ def frr_bgpd_config(spec: RouterSpec, log: Path) -> str:
 
 def _frr_address_family(spec: RouterSpec, version: int) -> list[str]:
     suffix = "" if version == 4 else "6"
-    lines = [f" address-family ipv{version} unicast", f"  maximum-paths {spec.max_paths}"]
+    lines = [
+        f" address-family ipv{version} unicast",
+        f"  maximum-paths {spec.max_paths}",
+        f"  maximum-paths ibgp {spec.max_paths}",  # the same ECMP when the nodes share its AS
+    ]
     for n in spec.neighbors:
         if version not in n.versions:
             if version == 4:  # `frr defaults traditional` activates every neighbour here
