@@ -205,6 +205,7 @@ class Speaker:
         self._unapplied = Warnings(recorder, log)  # fields set that porter-lb does not apply
         self._no_next_hop = Warnings(recorder, log)  # families a session cannot carry
         self._warned_no_next_hop: set[str] = set()  # Services warned of a node left out
+        self._addressless_versions: frozenset[int] = frozenset()  # central, _rebuild_table
         self._plain_warned: set[str] = set()  # BgpPeers warned about a plain-text password
         self.reconciles = 0  # full + incremental, for tests and logs
         # For the process's health checks (porter_lb.telemetry.health): the loop beats each
@@ -588,6 +589,9 @@ class Speaker:
     ) -> None:
         """A Warning on each Service whose IP has eligible nodes without an address of its IP
         version (central: they are left out of its next hops); forgotten once it has none."""
+        if not self._warned_no_next_hop:  # else some may be cleared: look at every prefix
+            versions = self._addressless_versions
+            prefixes = [p for p in prefixes if (6 if ":" in p else 4) in versions]
         desired = {p: self._table.nodes(p) for p in prefixes}
         missing = nodes_without_next_hop(desired, addresses)
         for prefix in desired:
@@ -653,6 +657,14 @@ class Speaker:
                 for name, node in nodes.items()
                 if any(s.peer.node_selector.matches(node.labels) for s in self._peers)
             )
+            # The IP versions some selected node has no address of: only a prefix of one of
+            # them can need a NoNextHopAddress Warning (_warn_no_next_hop). Asked once here,
+            # not at every EndpointSlice change (an IPv4-only cluster: {6}, and no IPv6 IP).
+            lacking = nodes_without_next_hop(
+                {"0.0.0.0/0": self._selected, "::/0": self._selected},
+                {name: node.addresses for name, node in nodes.items()},
+            )
+            self._addressless_versions = frozenset(6 if ":" in p else 4 for p in lacking)
         table = RouteTable()
         for obj in self.informers.items("Service"):
             if selects_porter(obj, self.class_name):
