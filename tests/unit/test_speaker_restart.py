@@ -15,6 +15,7 @@ from porter_lb.routing.bgp_config import (
     DEFAULT_DEFERRAL_TIME,
     GracefulRestart,
     PeerConfig,
+    PeerExport,
     peer_spec_from_bgppeer,
 )
 from porter_lb.routing.gobgp import GoBGP, GoBGPError, peer_config_from_message, peer_message
@@ -331,25 +332,104 @@ def test_new_hold_time_or_keepalive_resets_the_session(
         assert (sent[1].address, sent[1].soft) == ("198.51.100.1", False)
 
 
+def _held(
+    neighbor: str, next_hops: list[str], default_action: int = gobgp_pb2.ROUTE_ACTION_ACCEPT
+) -> dict[str, list[Any]]:
+    """gobgpd's replies when it holds porter-lb's export policy for one peer, spelled as
+    gobgpd spells it back (addresses as networks)."""
+    to_peer = gobgp_pb2.MatchSet(type=gobgp_pb2.MatchSet.TYPE_ANY, name="porter-lb-peer-0")
+    policy = gobgp_pb2.Policy(
+        name="porter-lb-export",
+        statements=[
+            gobgp_pb2.Statement(
+                name="porter-lb-peer-0-accept",
+                conditions=gobgp_pb2.Conditions(neighbor_set=to_peer, next_hop_in_list=next_hops),
+                actions=gobgp_pb2.Actions(route_action=gobgp_pb2.ROUTE_ACTION_ACCEPT),
+            ),
+            gobgp_pb2.Statement(
+                name="porter-lb-peer-0-reject",
+                conditions=gobgp_pb2.Conditions(neighbor_set=to_peer),
+                actions=gobgp_pb2.Actions(route_action=gobgp_pb2.ROUTE_ACTION_REJECT),
+            ),
+        ],
+    )
+    neighbors = gobgp_pb2.DefinedSet(
+        defined_type=gobgp_pb2.DEFINED_TYPE_NEIGHBOR, name="porter-lb-peer-0", list=[neighbor]
+    )
+    assignment = gobgp_pb2.PolicyAssignment(
+        name="global",
+        direction=gobgp_pb2.POLICY_DIRECTION_EXPORT,
+        policies=[gobgp_pb2.Policy(name="porter-lb-export")],
+        default_action=default_action,
+    )
+    return {
+        "ListPolicyAssignment": [gobgp_pb2.ListPolicyAssignmentResponse(assignment=assignment)],
+        "ListPolicy": [gobgp_pb2.ListPolicyResponse(policy=policy)],
+        "ListDefinedSet": [gobgp_pb2.ListDefinedSetResponse(defined_set=neighbors)],
+    }
+
+
+NOTHING_HELD = {
+    "ListPolicyAssignment": [
+        gobgp_pb2.ListPolicyAssignmentResponse(assignment=gobgp_pb2.PolicyAssignment(name="global"))
+    ]
+}
+ONE_PEER = (PeerExport("198.51.100.1", ("198.51.100.11", "198.51.100.12")),)
+READ = ["ListPolicyAssignmentRequest"]
+EXPORT = gobgp_pb2.POLICY_DIRECTION_EXPORT
+READ_ALL = [*READ, "ListPolicyRequest", "ListDefinedSetRequest"]
+SET = ["SetPoliciesRequest", "SetPolicyAssignmentRequest", "ResetPeerRequest"]
+REMOVE = ["SetPolicyAssignmentRequest", "SetPoliciesRequest", "ResetPeerRequest"]
+
+
 @pytest.mark.parametrize(
-    ("assigned", "expected"),
+    ("held", "wanted", "expected"),
     [
-        ([], ["ListPolicyAssignmentRequest"]),  # nothing to remove: no reset, no re-send
+        (NOTHING_HELD, None, READ),  # nothing to remove: no reset, no re-send
+        (_held("198.51.100.1/32", ["198.51.100.11/32"]), None, READ_ALL + REMOVE),
+        (NOTHING_HELD, ONE_PEER, READ + SET),
+        # the same policy, read back in gobgpd's spelling: nothing sent
+        (_held("198.51.100.1/32", ["198.51.100.12/32", "198.51.100.11/32"]), ONE_PEER, READ_ALL),
+        # a node more, a node less, another neighbour, another default action: replaced
+        (_held("198.51.100.1/32", ["198.51.100.11/32"]), ONE_PEER, READ_ALL + SET),
         (
-            ["porter-lb-export"],
-            ["ListPolicyAssignmentRequest", "SetPoliciesRequest", "ResetPeerRequest"],
+            _held("198.51.100.1/32", ["198.51.100.11/32", "198.51.100.12/32", "198.51.100.13/32"]),
+            ONE_PEER,
+            READ_ALL + SET,
+        ),
+        (
+            _held("198.51.100.2/32", ["198.51.100.11/32", "198.51.100.12/32"]),
+            ONE_PEER,
+            READ_ALL + SET,
+        ),
+        (
+            _held(
+                "198.51.100.1/32",
+                ["198.51.100.11/32", "198.51.100.12/32"],
+                gobgp_pb2.ROUTE_ACTION_REJECT,
+            ),
+            ONE_PEER,
+            READ_ALL + SET,
         ),
     ],
 )
-def test_removing_an_export_policy_gobgpd_does_not_hold_sends_nothing(
-    assigned: list[str], expected: list[str]
+def test_an_export_policy_gobgpd_already_holds_is_not_sent_again(
+    held: dict[str, list[Any]], wanted: tuple[PeerExport, ...] | None, expected: list[str]
 ) -> None:
-    """A restarted central speaker with one BgpPeer must not soft-reset every session (that
-    re-sent all 2000 paths of tests/reliability/test_controller_faults.py)."""
-    policies = [gobgp_pb2.Policy(name=n) for n in assigned]
-    assignment = gobgp_pb2.PolicyAssignment(name="global", policies=policies)
-    reply = gobgp_pb2.ListPolicyAssignmentResponse(assignment=assignment)
-    gobgp, sent = recording_gobgp({"ListPolicyAssignment": [reply]})
-    gobgp.set_export_filters(None)
+    """A restarted central speaker must not soft-reset every session for a policy gobgpd
+    already holds (that re-sent all 2000 paths of tests/reliability/test_controller_faults.py,
+    and every path to every leaf in tests/reliability/test_leaf_spine.py)."""
+    gobgp, sent = recording_gobgp(held)
+    gobgp.set_export_filters(wanted)
     gobgp.close()
     assert [type(r).__name__ for r in sent] == expected
+    # gobgpd's SetPolicies ignores assignments: the policy is assigned on its own, or emptied
+    for request in sent:
+        if isinstance(request, gobgp_pb2.SetPoliciesRequest):
+            assert not request.assignments
+        if isinstance(request, gobgp_pb2.SetPolicyAssignmentRequest):
+            assigned = request.assignment
+            assert (assigned.name, assigned.direction) == ("global", EXPORT)
+            assert assigned.default_action == gobgp_pb2.ROUTE_ACTION_ACCEPT
+            names = [policy.name for policy in assigned.policies]
+            assert names == ([] if wanted is None else ["porter-lb-export"])

@@ -60,6 +60,93 @@ EXPORT_POLICY = "porter-lb-export"
 """The global export policy holding the per-peer filters of a central speaker."""
 
 
+ExportDigest = tuple[tuple[Any, ...], ...]
+
+
+def export_policy_messages(
+    filters: tuple[PeerExport, ...] | None,
+) -> tuple[list[gobgp_pb2.DefinedSet], list[gobgp_pb2.Policy], list[gobgp_pb2.PolicyAssignment]]:
+    """The neighbour sets, the policy and the global export assignment that carry per-peer
+    export: for each peer, accept paths whose next hop is one of its nodes, reject the rest;
+    other peers' paths fall through to the default (accept). None (or no peer): nothing."""
+    sets, statements = [], []
+    for index, peer in enumerate(filters or ()):
+        neighbor = f"porter-lb-peer-{index}"
+        bits = 32 if ":" not in peer.neighbor_address else 128
+        sets.append(
+            gobgp_pb2.DefinedSet(
+                defined_type=gobgp_pb2.DEFINED_TYPE_NEIGHBOR,
+                name=neighbor,
+                list=[f"{peer.neighbor_address}/{bits}"],
+            )
+        )
+        to_peer = gobgp_pb2.MatchSet(type=gobgp_pb2.MatchSet.TYPE_ANY, name=neighbor)
+        if peer.next_hops:  # an empty list would match every next hop
+            statements.append(
+                gobgp_pb2.Statement(
+                    name=f"{neighbor}-accept",
+                    conditions=gobgp_pb2.Conditions(
+                        neighbor_set=to_peer, next_hop_in_list=list(peer.next_hops)
+                    ),
+                    actions=gobgp_pb2.Actions(route_action=gobgp_pb2.ROUTE_ACTION_ACCEPT),
+                )
+            )
+        statements.append(
+            gobgp_pb2.Statement(
+                name=f"{neighbor}-reject",
+                conditions=gobgp_pb2.Conditions(neighbor_set=to_peer),
+                actions=gobgp_pb2.Actions(route_action=gobgp_pb2.ROUTE_ACTION_REJECT),
+            )
+        )
+    if not statements:
+        return [], [], []
+    policy = gobgp_pb2.Policy(name=EXPORT_POLICY, statements=statements)
+    assignment = gobgp_pb2.PolicyAssignment(
+        name="global",
+        direction=gobgp_pb2.POLICY_DIRECTION_EXPORT,
+        policies=[policy],
+        default_action=gobgp_pb2.ROUTE_ACTION_ACCEPT,
+    )
+    return sets, [policy], [assignment]
+
+
+def _network(text: str) -> str:
+    return str(ipaddress.ip_network(text, strict=False))
+
+
+def _export_digest(
+    sets: Iterable[gobgp_pb2.DefinedSet],
+    policies: Iterable[gobgp_pb2.Policy],
+    assignments: Iterable[gobgp_pb2.PolicyAssignment],
+) -> ExportDigest:
+    """porter-lb's export policy as plain values, the same whether built here or read back
+    from gobgpd (which spells addresses its own way): the global export assignment's
+    policies and default action, the policy's statements, and the neighbour sets they name.
+    No policy assigned reads as an empty digest."""
+    assigned = [
+        (tuple(p.name for p in a.policies), a.default_action) for a in assignments if a.policies
+    ]
+    statements = [
+        (
+            s.name,
+            s.conditions.neighbor_set.name,
+            s.conditions.neighbor_set.type,
+            tuple(sorted(_network(n) for n in s.conditions.next_hop_in_list)),
+            s.actions.route_action,
+        )
+        for p in policies
+        if p.name == EXPORT_POLICY
+        for s in p.statements
+    ]
+    named = {s[1] for s in statements}
+    neighbors = sorted(
+        (d.name, tuple(sorted(_network(n) for n in d.list))) for d in sets if d.name in named
+    )
+    if not assigned:
+        return ()
+    return (tuple(assigned), tuple(statements), tuple(neighbors))
+
+
 class GoBGPError(RuntimeError):
     """A gobgpd call failed; the message names the call and the gRPC status."""
 
@@ -488,60 +575,35 @@ class GoBGP:
         return result
 
     def set_export_filters(self, filters: tuple[PeerExport, ...] | None) -> None:
-        """Per-peer export (`bgp_config.export_filters`) as gobgpd's global export policy,
-        replacing whatever policy it had (SetPolicies); None removes it. Every established
-        peer is then soft-reset out, so paths a peer may no longer get are withdrawn from it
-        and the ones it may now get are sent. Removing a policy gobgpd does not hold does
-        nothing (a restarted controller or agent must not re-send every path)."""
-        if filters is None and not self._export_policy_assigned():
+        """Per-peer export (`bgp_config.export_filters`) as gobgpd's global export policy;
+        None removes it. gobgpd's SetPolicies replaces the definitions (policies, neighbour
+        sets) and ignores assignments, so the policy is assigned (SetPolicyAssignment) after
+        it is defined, and unassigned before it is removed. Every established peer is then
+        soft-reset out, so paths a peer may no longer get are withdrawn from it and the ones
+        it may now get are sent. A policy gobgpd already holds, read back and compared, is
+        left alone: a restarted controller or agent must not re-send every path to every
+        peer for nothing."""
+        sets, policies, assignments = export_policy_messages(filters)
+        if _export_digest(sets, policies, assignments) == self._held_export_digest():
             return
-        sets, statements = [], []
-        for index, peer in enumerate(filters or ()):
-            neighbor = f"porter-lb-peer-{index}"
-            bits = 32 if ":" not in peer.neighbor_address else 128
-            sets.append(
-                gobgp_pb2.DefinedSet(
-                    defined_type=gobgp_pb2.DEFINED_TYPE_NEIGHBOR,
-                    name=neighbor,
-                    list=[f"{peer.neighbor_address}/{bits}"],
-                )
-            )
-            to_peer = gobgp_pb2.MatchSet(type=gobgp_pb2.MatchSet.TYPE_ANY, name=neighbor)
-            if peer.next_hops:  # an empty list would match every next hop
-                statements.append(
-                    gobgp_pb2.Statement(
-                        name=f"{neighbor}-accept",
-                        conditions=gobgp_pb2.Conditions(
-                            neighbor_set=to_peer, next_hop_in_list=list(peer.next_hops)
-                        ),
-                        actions=gobgp_pb2.Actions(route_action=gobgp_pb2.ROUTE_ACTION_ACCEPT),
+        if not assignments:  # unassign, then drop the definitions
+            self._call(
+                "SetPolicyAssignment",
+                gobgp_pb2.SetPolicyAssignmentRequest(
+                    assignment=gobgp_pb2.PolicyAssignment(
+                        name="global",
+                        direction=gobgp_pb2.POLICY_DIRECTION_EXPORT,
+                        default_action=gobgp_pb2.ROUTE_ACTION_ACCEPT,
                     )
-                )
-            statements.append(
-                gobgp_pb2.Statement(
-                    name=f"{neighbor}-reject",
-                    conditions=gobgp_pb2.Conditions(neighbor_set=to_peer),
-                    actions=gobgp_pb2.Actions(route_action=gobgp_pb2.ROUTE_ACTION_REJECT),
-                )
-            )
-        policies, assignments = [], []
-        if statements:
-            policy = gobgp_pb2.Policy(name=EXPORT_POLICY, statements=statements)
-            policies.append(policy)
-            assignments.append(
-                gobgp_pb2.PolicyAssignment(
-                    name="global",
-                    direction=gobgp_pb2.POLICY_DIRECTION_EXPORT,
-                    policies=[policy],
-                    default_action=gobgp_pb2.ROUTE_ACTION_ACCEPT,
-                )
+                ),
             )
         self._call(
-            "SetPolicies",
-            gobgp_pb2.SetPoliciesRequest(
-                defined_sets=sets, policies=policies, assignments=assignments
-            ),
+            "SetPolicies", gobgp_pb2.SetPoliciesRequest(defined_sets=sets, policies=policies)
         )
+        for assignment in assignments:
+            self._call(
+                "SetPolicyAssignment", gobgp_pb2.SetPolicyAssignmentRequest(assignment=assignment)
+            )
         self._call(
             "ResetPeer",
             gobgp_pb2.ResetPeerRequest(
@@ -549,8 +611,9 @@ class GoBGP:
             ),
         )
 
-    def _export_policy_assigned(self) -> bool:
-        """gobgpd's global export assignment holds porter-lb's policy."""
+    def _held_export_digest(self) -> ExportDigest:
+        """What gobgpd holds of porter-lb's export policy (ListPolicyAssignment; ListPolicy
+        and ListDefinedSet only when the policy is assigned), in `_export_digest`'s form."""
         replies = self._call(
             "ListPolicyAssignment",
             gobgp_pb2.ListPolicyAssignmentRequest(
@@ -558,11 +621,22 @@ class GoBGP:
             ),
             stream=True,
         )
-        return any(
-            policy.name == EXPORT_POLICY
-            for reply in replies
-            for policy in reply.assignment.policies
-        )
+        assignments = [reply.assignment for reply in replies]
+        if not any(p.name == EXPORT_POLICY for a in assignments for p in a.policies):
+            return ()  # none of porter-lb's: nothing to remove
+        policies = [
+            reply.policy
+            for reply in self._call("ListPolicy", gobgp_pb2.ListPolicyRequest(), stream=True)
+        ]
+        sets = [
+            reply.defined_set
+            for reply in self._call(
+                "ListDefinedSet",
+                gobgp_pb2.ListDefinedSetRequest(defined_type=gobgp_pb2.DEFINED_TYPE_NEIGHBOR),
+                stream=True,
+            )
+        ]
+        return _export_digest(sets, policies, assignments)
 
     def add_route(self, route: Route) -> None:
         request = gobgp_pb2.AddPathRequest(
