@@ -13,8 +13,11 @@ Two figures per speaker mode:
                                back (no wait between them); from the last call until all three
                                FIBs are exactly the rule's.
 
+With --ipv6 the fabric is dual-stack and the timed Service is IPv6 alone: its /128 rides the
+IPv4 sessions (MP-BGP) with each node's IPv6 address as next hop; the churned ones stay IPv4.
+
     python bench/leaf_spine.py [--changes 200] [--churn 300] [--services 10]
-                               [--modes node,central] [--seed 1]
+                               [--modes node,central] [--seed 1] [--ipv6]
 """
 
 from __future__ import annotations
@@ -48,12 +51,17 @@ def namespaces(bed: LeafSpineBed) -> dict[str, str]:
     }
 
 
-def move(bed: LeafSpineBed, name: str, nodes: list[str]) -> None:
-    body = objects.endpoint_slice(f"{name}-1", NAMESPACE, name, nodes)
+def move(bed: LeafSpineBed, name: str, nodes: list[str], family: str = "IPv4") -> None:
+    slice_name = f"{name}-1" if family == "IPv4" else f"{name}-{family.lower()}"
+    body = objects.endpoint_slice(slice_name, NAMESPACE, name, nodes, address_type=family)
     bed.api.merge_patch(
-        f"{objects.endpoint_slices(NAMESPACE)}/{name}-1", {"endpoints": body["endpoints"]}
+        f"{objects.endpoint_slices(NAMESPACE)}/{slice_name}", {"endpoints": body["endpoints"]}
     )
     bed.services[name] = nodes
+
+
+def host_prefix(ip: str) -> str:
+    return f"{ip}/128" if ":" in ip else f"{ip}/32"
 
 
 def all_ips(bed: LeafSpineBed) -> dict[str, str]:
@@ -64,11 +72,14 @@ def all_ips(bed: LeafSpineBed) -> dict[str, str]:
     return wait_for(found, 60, "every Service's IP")
 
 
-def run_mode(mode: str, changes: int, churn: int, services: int, seed: int) -> dict[str, object]:
+def run_mode(  # noqa: PLR0917 (the bench's own options, passed through)
+    mode: str, changes: int, churn: int, services: int, seed: int, ipv6: bool
+) -> dict[str, object]:
     samples: dict[str, list[float]] = {router: [] for router in ROUTERS}
-    with leaf_spine_bed(mode) as bed:  # type: ignore[arg-type]
+    family = "IPv6" if ipv6 else "IPv4"
+    with leaf_spine_bed(mode, ipv6=ipv6) as bed:  # type: ignore[arg-type]
         wait_for(bed.routers.all_established, 90, "every session of the fabric Established")
-        bed.add_service("timed", ["node1"])
+        bed.add_service("timed", ["node1"], (family,))
         for index in range(services):
             bed.add_service(f"churn{index}", [NODES[index % 4]])
         ips = all_ips(bed)
@@ -81,19 +92,19 @@ def run_mode(mode: str, changes: int, churn: int, services: int, seed: int) -> d
                 # A Service with no endpoint anywhere is absent (the spine's rule lists it
                 # with no uplink).
                 want = {p: h for p, h in bed.desired(ips)[router].items() if h}
-                pool = {f"{ip}/32" for ip in ips.values()}
+                pool = {host_prefix(ip) for ip in ips.values()}
                 have = {p: h for p, h in watchers[router].routes.items() if p in pool}
                 return have == want
 
             for router in ROUTERS:
                 watchers[router].wait_until(lambda _r, router=router: exact(router), 60)
-            prefix = f"{ips['timed']}/32"
+            prefix = host_prefix(ips["timed"])
             print(f"{mode}: fabric converged; timing {changes} changes", flush=True)
             for step in range(changes):
                 before_want = bed.desired(ips)
                 nodes = PATTERN[(step + 1) % len(PATTERN)]
                 started = time.monotonic()
-                move(bed, "timed", nodes)
+                move(bed, "timed", nodes, family)
                 want = bed.desired(ips)
                 for router in ROUTERS:
                     hops = want[router].get(prefix, frozenset())
@@ -126,11 +137,12 @@ def main() -> int:
     parser.add_argument("--services", type=int, default=10)
     parser.add_argument("--modes", default="node,central")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--ipv6", action="store_true", help="time an IPv6 Service (MP-BGP)")
     args = parser.parse_args()
     rows = []
-    extra: dict[str, object] = {"changes": args.changes, "churn": args.churn}
+    extra: dict[str, object] = {"changes": args.changes, "churn": args.churn, "ipv6": args.ipv6}
     for mode in args.modes.split(","):
-        result = run_mode(mode, args.changes, args.churn, args.services, args.seed)
+        result = run_mode(mode, args.changes, args.churn, args.services, args.seed, args.ipv6)
         extra[mode] = result
         for kind in ("leaf1 (BIRD)", "leaf2 (FRR)", "spine (BIRD)"):
             values: list[float] = result[f"{kind.split()[0]}_ms"]  # type: ignore[assignment]
@@ -155,7 +167,7 @@ def main() -> int:
                 "target": None,
             }
         )
-    report("leaf_spine", rows, extra)
+    report("leaf_spine_ipv6" if args.ipv6 else "leaf_spine", rows, extra)
     return 0
 
 

@@ -7,11 +7,17 @@ it to exactly the uplinks of the leaves whose rack has one. Node mode gives each
 (BgpConf asPerRack on the rack label); central mode exports to each leaf only its own rack's
 next hops. Real TCP from the client behind the spine reaches only the endpoint nodes, both
 racks when both serve. Then an endpoint moves from rack2 to rack1 and every FIB follows.
-Editing one leaf's BgpPeer renegotiates only that leaf's sessions.
+Editing one leaf's BgpPeer renegotiates only that leaf's sessions. Central mode: leaf2 is sent
+no other rack's next hop at all, and a restarted controller re-sends nothing.
+
+Dual-stack (`ipv6`): IPv6 rides the same IPv4 sessions (MP-BGP); the same rule holds for each
+IPv6 EIP as a /128 via the nodes' and uplinks' IPv6 addresses, and TCP over IPv6 from the
+client reaches only endpoint nodes.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +26,7 @@ import pytest
 
 from porter_lab import objects
 from porter_lab.fabric import UPLINKS
-from porter_lab.reliability.leaf_spine import NAMESPACE, LeafSpineBed, leaf_spine_bed
+from porter_lab.reliability.leaf_spine import NAMESPACE, POOL6, LeafSpineBed, leaf_spine_bed
 from porter_lab.traffic import count_answers, wait_answered
 from porter_lab.waiting import wait_for
 
@@ -58,10 +64,29 @@ def converged(bed: LeafSpineBed) -> dict[str, str]:
     return wait_for(done, 120, "every leaf's and the spine's FIB exactly as the rule says", 0.2)
 
 
+def leaf2_bgp_next_hops(bed: LeafSpineBed) -> set[str]:
+    """Every next hop of every path in leaf2's (FRR) BGP table from porter-lb's sessions,
+    installable or not (a next hop FRR cannot resolve is still listed)."""
+    assert bed.routers.leaf2 is not None
+    table = bed.routers.leaf2.vtysh_json("show bgp ipv4 unicast")
+    return {
+        hop["ip"]
+        for paths in table.get("routes", {}).values()
+        for path in paths
+        if path.get("peerId") not in UPLINK_ADDRESSES
+        for hop in path.get("nexthops", [])
+    }
+
+
 def test_each_leaf_routes_to_its_rack_and_the_spine_to_the_serving_leaves(
     bed: LeafSpineBed,
 ) -> None:
     ips = converged(bed)
+    # Not only its FIB: leaf2 is not even sent another rack's next hop (central mode's
+    # per-peer export; FRR would hold such a path unresolved, or install it with
+    # `ip nht resolve-via-default`).
+    rack2 = {n.node.address for n in bed.fabric.nodes if n.rack == "rack2"}
+    assert leaf2_bgp_next_hops(bed) <= rack2
     if bed.mode == "central":
         bed.accept_on_nodes(ips)
     port = 30000
@@ -139,3 +164,123 @@ def test_editing_one_leafs_bgppeer_leaves_the_other_leafs_sessions_alone(
     wait_for(bed.routers.all_established, 60, "every session of the fabric Established")
     assert leaf2_connections(bed) == before
     assert converged(bed) == ips
+
+
+def leaf_updates_received(bed: LeafSpineBed) -> dict[str, int]:
+    """Routes each leaf has received from porter-lb's sessions (not from the spine): BIRD's
+    `Import updates: received` per route, FRR's `updatesRecv` per UPDATE message."""
+    bird = 0
+    for name in bed.routers.bird_sessions("leaf1"):
+        if name == "spine":
+            continue
+        shown = bed.routers.birdc("leaf1", f"show protocols all {name}")
+        match = re.search(r"Import updates:\s+(\d+)", shown)
+        assert match, shown
+        bird += int(match.group(1))
+    assert bed.routers.leaf2 is not None
+    neighbors = bed.routers.leaf2.vtysh_json("show bgp neighbors")
+    frr = sum(
+        int(peer["messageStats"]["updatesRecv"])
+        for address, peer in neighbors.items()
+        if address not in UPLINK_ADDRESSES
+    )
+    return {"leaf1": bird, "leaf2": frr}
+
+
+@pytest.mark.parametrize("bed", ["central"], indirect=True)
+def test_a_restarted_central_controller_resends_nothing_to_the_leaves(
+    bed: LeafSpineBed,
+) -> None:
+    """Rule: the controller restarts beside its running gobgpd, whose per-peer export policy
+    is already right; then one Service with an endpoint in rack1 only is added. leaf1 receives
+    exactly that one route, leaf2 nothing at all: no soft reset re-sent the paths they had."""
+    ips = converged(bed)
+    before = leaf_updates_received(bed)
+    bed.restart_controller()
+    bed.add_service("after-restart", ["node2"])
+    after_ips = converged(bed)
+    assert {name: ip for name, ip in after_ips.items() if name in ips} == ips
+    assert leaf_updates_received(bed) == {"leaf1": before["leaf1"] + 1, "leaf2": before["leaf2"]}
+
+
+# Dual-stack: IPv6 over MP-BGP on the same IPv4 sessions. Service -> (families, endpoints).
+SERVICES6 = {
+    "v6-rack1": (("IPv6",), ["node1"]),
+    "v6-rack2": (("IPv6",), ["node3", "node4"]),
+    "dual-both": (("IPv4", "IPv6"), ["node2", "node4"]),
+}
+
+
+@pytest.fixture(params=["node", "central"])
+def bed6(
+    request: pytest.FixtureRequest, bed_prerequisites: None, tmp_path: Path
+) -> Iterator[LeafSpineBed]:
+    with leaf_spine_bed(request.param, tmp_path, ipv6=True) as made:
+        wait_for(made.routers.all_established, 90, "every session of the fabric Established")
+        for name, (families, nodes) in SERVICES6.items():
+            made.add_service(name, nodes, families)
+        yield made
+
+
+def converged6(bed: LeafSpineBed) -> dict[str, list[str]]:
+    """Every Service with one IP per family it asks for, IPv6 ones from the IPv6 pool, and
+    every router's FIB (both families) exactly as the rule says."""
+    pool6 = ipaddress.ip_network(POOL6)
+
+    def done() -> dict[str, list[str]] | None:
+        for agent in bed.agents:
+            agent.check_running()
+        ips = bed.all_ips()
+        for name, (families, _nodes) in SERVICES6.items():
+            got = ips.get(name, [])
+            versions = sorted(ipaddress.ip_address(ip).version for ip in got)
+            if versions != sorted(4 if f == "IPv4" else 6 for f in families):
+                return None
+            assert all(ipaddress.ip_address(ip) in pool6 for ip in got if ":" in ip), got
+        want = bed.desired(ips)
+        return ips if all(bed.fib(router) == want[router] for router in want) else None
+
+    return wait_for(done, 120, "every leaf's and the spine's IPv4 and IPv6 FIB as the rule says")
+
+
+def test_ipv6_over_mp_bgp_routes_each_leaf_to_its_rack_and_tcp_reaches_only_endpoints(
+    bed6: LeafSpineBed,
+) -> None:
+    """Rule: as for IPv4, with each node's and uplink's IPv6 address: a leaf's kernel FIB
+    routes each IPv6 EIP (/128) to exactly its rack's endpoint nodes, the spine's to the
+    leaves whose rack has one; TCP over IPv6 from the client behind the spine reaches only
+    endpoint nodes, both racks when both serve. Then dual-both's endpoints move to node1
+    (rack1 only): leaf2 drops both of its EIPs, the spine keeps only leaf1 for them."""
+    bed = bed6
+    ips = converged6(bed)
+    if bed.mode == "central":
+        bed.accept_on_nodes(ips)
+    port = 31000
+    for name, (_families, nodes) in sorted(SERVICES6.items()):
+        ip = next(ip for ip in ips[name] if ":" in ip)
+        wait_answered(bed.fabric, ip, source=bed.fabric.client_address6)
+        answers = count_answers(
+            bed.fabric,
+            ip,
+            port,
+            CONNECTIONS,
+            source=bed.fabric.client_address6,
+            budget=30,
+            timeout=90,
+        )
+        port += CONNECTIONS
+        assert set(answers) <= set(nodes), (name, answers)
+        assert sum(answers.values()) == CONNECTIONS, (name, answers)
+        if name == "dual-both":
+            assert set(answers) == set(nodes), answers
+
+    for family in ("IPv4", "IPv6"):
+        slice_name = "dual-both-1" if family == "IPv4" else "dual-both-ipv6"
+        body = objects.endpoint_slice(
+            slice_name, NAMESPACE, "dual-both", ["node1"], address_type=family
+        )
+        bed.api.merge_patch(
+            f"{objects.endpoint_slices(NAMESPACE)}/{slice_name}", {"endpoints": body["endpoints"]}
+        )
+    bed.services["dual-both"] = ["node1"]
+    assert converged6(bed) == ips
