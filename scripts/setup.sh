@@ -3,7 +3,8 @@
 #   apt packages (BIRD 2, FRR, iproute2, containerd, runc, CNI plugins, podman, debootstrap),
 #   a virtualenv with the runtime and the lab installed, gobgpd and gobgp, etcd, the
 #   Kubernetes components (kube-apiserver, kubelet, controller-manager, scheduler, kube-proxy,
-#   kubectl) and helm built from pinned Go modules, and the container images.
+#   kubectl), helm and MetalLB (the benchmark's peer) built from pinned Go modules, and the
+#   container images.
 # Caches live outside the checkout: $PORTER_LB_CACHE (default ~/.cache/porter-lb).
 # Prints the virtualenv's path as its last line.
 set -euo pipefail
@@ -125,6 +126,9 @@ step "Kubernetes control plane (etcd, kube-apiserver) from pinned Go modules"
 
 step "helm from its pinned Go module (tests of charts/porter-lb)"
 "$venv/bin/python" -m porter_lab.helm >&2
+
+step "MetalLB from its pinned Go module (bench/peers.py, tests/bed/test_peers.py)"
+"$venv/bin/python" -m porter_lab.metallb >&2
 
 step "Container images (podman): Debian base, porter-lb controller and agent, test app, pause, Molecule host"
 "$venv/bin/python" -m porter_lab.images >&2
