@@ -20,8 +20,15 @@ def percentile(samples: Sequence[float], fraction: float) -> float:
     return ordered[rank - 1]
 
 
-def report(name: str, rows: list[dict[str, Any]], extra: dict[str, Any] | None = None) -> Path:
-    """Write bench/results/<name>.json and print a table of metric, value, target, verdict.
+def report(
+    name: str,
+    rows: list[dict[str, Any]],
+    extra: dict[str, Any] | None = None,
+    *,
+    table: bool = True,
+) -> Path:
+    """Write bench/results/<name>.json and print a table of metric, value, target, verdict
+    (`table=False`: the caller prints its own).
 
     Each row: {"metric", "value", "unit", "target" (same unit, upper bound, or None)}.
     """
@@ -38,6 +45,9 @@ def report(name: str, rows: list[dict[str, Any]], extra: dict[str, Any] | None =
     }
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(document, indent=2) + "\n")
+    if not table:
+        print(f"(written to {path.relative_to(RESULTS.parent.parent)})")
+        return path
     width = max(len(r["metric"]) for r in rows)
     print(f"\n{name}")
     print(f"{'metric':<{width}}  {'value':>12}  {'target':>12}  verdict")
