@@ -63,7 +63,7 @@ from porter_lab.routers import Bird, Neighbor, RouterSpec, established
 from porter_lab.speakers import Gobgpd
 from porter_lab.topology import EIP_POOL, NODE_ASN, ROUTER_ASN, Topology, run_id
 from porter_lab.waiting import wait_for
-from porter_lb.kube.api import KubeAPI, KubeError, load_api_client
+from porter_lb.kube.api import KubeAPI, KubeError
 from porter_lb.model.resources import (
     REQUESTED_IP_ANNOTATIONS,
     REQUESTED_POOL_ANNOTATIONS,
@@ -1102,7 +1102,9 @@ def churn_bed(config: ChurnConfig, workdir: Path) -> Iterator[tuple[ChurnBed, Wa
     plane = ControlPlane(workdir / "controlplane")
     try:
         plane.start()
-        api_client = load_api_client(str(plane.kubeconfig))
+        from kubernetes import config as kube_config
+
+        api_client = kube_config.new_client_from_config(config_file=str(plane.kubeconfig))
         apply_crds(api_client, sorted(CRD_DIR.glob("*.yaml")))
         api = KubeAPI(api_client)
         bed = ChurnBed(api, plane.kubeconfig, workdir)
