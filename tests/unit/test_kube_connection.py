@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import urllib3
 import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -173,3 +174,19 @@ def test_a_watch_yields_whole_lines_whatever_the_chunks(
     chunks: tuple[bytes, ...], lines: list[str]
 ) -> None:
     assert list(_lines(Chunks(*chunks))) == lines
+
+
+@pytest.mark.parametrize("proxy", ["", "http://proxy.invalid:3128"])
+def test_the_official_clients_configuration_keeps_its_host_token_and_proxy(proxy: str) -> None:
+    """The Ansible modules pass kubernetes.core's client (a bearer token from AWX's
+    credential, maybe a proxy): the requests go where, and as whom, it says."""
+    from kubernetes import client
+
+    configuration = client.Configuration()
+    configuration.host = "https://203.0.113.9:6443"
+    configuration.api_key = {"authorization": "Bearer awx-token"}
+    configuration.proxy = proxy or None
+    connection = api.Connection.of_configuration(configuration)
+    assert connection.host == "https://203.0.113.9:6443"
+    assert connection.token() == "awx-token"
+    assert isinstance(connection.pool, urllib3.ProxyManager) == bool(proxy)

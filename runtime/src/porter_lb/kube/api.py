@@ -103,18 +103,24 @@ class Connection:
     def of_configuration(cls, configuration: Any) -> Connection:
         """From the official client's Configuration (the lab's and tests' clients, and
         kubeconfigs with credential plugins): its pool settings and its own token refresh."""
-        pool = urllib3.PoolManager(
-            cert_reqs=ssl.CERT_REQUIRED if configuration.verify_ssl else ssl.CERT_NONE,
-            ca_certs=configuration.ssl_ca_cert,
-            cert_file=configuration.cert_file,
-            key_file=configuration.key_file,
-            maxsize=configuration.connection_pool_maxsize or 10,
-            **(
-                {"server_hostname": configuration.tls_server_name}
-                if getattr(configuration, "tls_server_name", None)
-                else {}
-            ),
-        )
+        settings: dict[str, Any] = {
+            "cert_reqs": ssl.CERT_REQUIRED if configuration.verify_ssl else ssl.CERT_NONE,
+            "ca_certs": configuration.ssl_ca_cert,
+            "cert_file": configuration.cert_file,
+            "key_file": configuration.key_file,
+            "maxsize": configuration.connection_pool_maxsize or 10,
+        }
+        if getattr(configuration, "tls_server_name", None):
+            settings["server_hostname"] = configuration.tls_server_name
+        pool: urllib3.PoolManager
+        if getattr(configuration, "proxy", None):  # kubernetes.core's `proxy` option
+            pool = urllib3.ProxyManager(
+                configuration.proxy,
+                proxy_headers=getattr(configuration, "proxy_headers", None),
+                **settings,
+            )
+        else:
+            pool = urllib3.PoolManager(**settings)
 
         def token() -> str:
             bearer = configuration.auth_settings().get("BearerToken") or {}
