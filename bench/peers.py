@@ -35,6 +35,7 @@ from common import percentile, report
 
 from porter_lab.fib import FibWatcher
 from porter_lab.peers import SYSTEMS, PeersBed, System, peers_bed
+from porter_lab.reliability.churn import rss_kib
 from porter_lab.waiting import wait_for
 
 LABELS = {"porter-lb": "porter-lb", "metallb": "MetalLB"}
@@ -48,10 +49,7 @@ def cycle(bed: PeersBed, system: System) -> list[list[str]]:
 
 
 def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    return rss_kib(pid) / 1024
 
 
 def cpu_seconds(pid: int) -> float:

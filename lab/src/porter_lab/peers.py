@@ -15,7 +15,6 @@ falls on both alike.
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -165,14 +164,6 @@ class PeersBed:
             f"{ips[name]}/32": frozenset(address[n] for n in nodes)
             for name, (_system, nodes) in self.services.items()
             if nodes
-        }
-
-    def fib(self) -> dict[str, frozenset[str]]:
-        pool = ipaddress.ip_network(EIP_POOL)
-        return {
-            prefix: frozenset(hops)
-            for prefix, hops in netns.host_routes(self.topology.router_ns).items()
-            if ipaddress.ip_network(prefix).subnet_of(pool)  # type: ignore[arg-type]
         }
 
     def pids(self, system: System) -> dict[str, int]:
