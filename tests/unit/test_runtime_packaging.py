@@ -103,3 +103,29 @@ def test_wheel_build_without_proto_files_fails_with_one_clear_error(tmp_path: Pa
     result = _build_wheel(tmp_path, env)
     assert result.returncode != 0
     assert "go mod download` in tools/gobgp" in result.stdout + result.stderr
+
+
+# What each process imports is most of what it holds resident (bench/peers.py): grpcio with
+# the asyncio it pulls in is ~20 MB, `cryptography` ~8 MB. The rule: a module is imported
+# only by the commands that use it.
+HEAVY = ("grpc", "cryptography", "yaml", "pyroute2", "kubernetes")
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        # Registering every command's options loads none of them.
+        ("import porter_lb.cli; porter_lb.cli.build_parser()", []),
+        # The controller in node mode needs no gRPC, and no certificates without a Secret.
+        ("from porter_lb.commands import controller", []),
+        # The agent drives gobgpd over gRPC; certificates and YAML are not its business.
+        ("from porter_lb.routing import speaker", ["grpc"]),
+        ("from porter_lb.webhook import tls; tls.webhook_certificate", ["cryptography"]),
+    ],
+)
+def test_a_command_imports_only_what_it_uses(command: str, expected: list[str]) -> None:
+    script = f"import sys; {command}; print(sorted(m for m in {HEAVY!r} if m in sys.modules))"
+    output = subprocess.run(
+        [sys.executable, "-c", script], check=True, capture_output=True, text=True
+    ).stdout
+    assert output.strip() == repr(sorted(expected))

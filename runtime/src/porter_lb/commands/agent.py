@@ -31,7 +31,7 @@ import argparse
 import logging
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from porter_lb.commands.process import setup_logging, stop_event_on_signals
 from porter_lb.host.acceptance import (
@@ -42,16 +42,19 @@ from porter_lb.host.acceptance import (
     HostRulesConfig,
     HostRulesError,
 )
-from porter_lb.host.netlink import HostRules
-from porter_lb.kube.api import KubeAPI
 from porter_lb.kube.events import EventRecorder
 from porter_lb.kube.informers import Informers
-from porter_lb.layer2.announcer import Layer2Announcer
 from porter_lb.layer2.heartbeat import DEFAULT_INTERVAL, DEFAULT_TIMEOUT
-from porter_lb.routing.gobgp import GoBGP
-from porter_lb.routing.gobgpd_process import GobgpdProcess
-from porter_lb.routing.speaker import SPEAKER_KINDS, Speaker
 from porter_lb.telemetry.health import HEALTH
+
+if TYPE_CHECKING:
+    from porter_lb.host.netlink import HostRules
+    from porter_lb.kube.api import KubeAPI
+    from porter_lb.layer2.announcer import Layer2Announcer
+
+# The gRPC client (grpcio, ~20 MB resident with the asyncio it pulls in), the speaker and the
+# announcer are imported by `run`, not here: `porter-lb controller` and the other commands
+# import this module to register their command line, and must not pay for them.
 
 log = logging.getLogger("porter_lb.agent")
 
@@ -99,6 +102,9 @@ def add_command(commands: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from porter_lb.commands.startup import CommandError, kube_api, serve_metrics
+    from porter_lb.routing.gobgp import GoBGP
+    from porter_lb.routing.gobgpd_process import GobgpdProcess
+    from porter_lb.routing.speaker import SPEAKER_KINDS, Speaker
 
     setup_logging(args.log_level, args.log_format)
     if not args.node:
@@ -204,6 +210,8 @@ def host_rules_from_args(args: argparse.Namespace) -> HostRules | None:
     )
     if config.mode == "off":
         return None
+    from porter_lb.host.netlink import HostRules
+
     rules = HostRules(config, netns=args.netns, node=args.node)
     try:
         problems = rules.check_settings()
@@ -240,6 +248,8 @@ def layer2_announcer(
     def accept_ips(ips: frozenset[str]) -> None:
         if host_rules is not None:
             host_rules.sync(ips, "layer2")
+
+    from porter_lb.layer2.announcer import Layer2Announcer
 
     return Layer2Announcer(
         informers,

@@ -18,7 +18,7 @@ import logging
 import os
 import socket
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from porter_lb.allocation.controller import KINDS, AllocationController
 from porter_lb.commands.process import setup_logging, stop_event_on_signals
@@ -26,10 +26,12 @@ from porter_lb.kube.api import KubeAPI
 from porter_lb.kube.events import EventRecorder
 from porter_lb.kube.informers import Informers
 from porter_lb.kube.leader_election import LeaderElector
-from porter_lb.routing.central import CentralSpeaker
 from porter_lb.telemetry import metrics
 from porter_lb.telemetry.health import HEALTH, thread_alive
-from porter_lb.webhook.tls import CertificateKeeper
+
+if TYPE_CHECKING:
+    from porter_lb.routing.central import CentralSpeaker
+    from porter_lb.webhook.tls import CertificateKeeper
 
 log = logging.getLogger("porter_lb.controller")
 
@@ -123,6 +125,12 @@ def run(args: argparse.Namespace) -> int:
     recorder = EventRecorder(api, host=args.identity)
     controller = AllocationController(api, informers, recorder, class_name=args.load_balancer_class)
     controller.register()
+    # Imported only when used: the central speaker brings grpcio (~20 MB resident), the
+    # certificate keeper `cryptography` (~8 MB).
+    if args.speaker == "central":
+        from porter_lb.routing.central import CentralSpeaker
+    if args.webhook_secret:
+        from porter_lb.webhook.tls import CertificateKeeper
     central = (
         CentralSpeaker(
             api,

@@ -8,8 +8,6 @@ import json
 import sys
 from typing import Any
 
-from porter_lb.routing.gobgp import GoBGP, GoBGPError
-
 
 def add_command(commands: Any) -> None:
     """Register `porter-lb speaker-status`."""
@@ -26,6 +24,8 @@ def add_command(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from porter_lb.routing.gobgp import GoBGP, GoBGPError  # grpcio: only for this command
+
     try:
         with GoBGP(args.gobgp, timeout=args.timeout) as speaker:
             speaker.wait_ready(args.timeout)

@@ -24,7 +24,6 @@ from typing import Any
 
 from porter_lb.allocation.controller import FINALIZER
 from porter_lb.kube.api import KubeAPI, KubeError
-from porter_lb.webhook.tls import WEBHOOKS_PATH, secret_path
 
 log = logging.getLogger("porter_lb.uninstall")
 
@@ -85,6 +84,10 @@ def uninstall(
     api: KubeAPI, namespace: str, configuration: str, secret: str, timeout: float
 ) -> dict[str, Any]:
     """The four steps of the module docstring; returns what was done, for the log."""
+    # Not at the top: porter_lb.webhook.tls brings `cryptography` (~8 MB resident) into every
+    # command that imports the command line.
+    from porter_lb.webhook.tls import WEBHOOKS_PATH, secret_path
+
     webhook = _ignore_missing(api.delete, f"{WEBHOOKS_PATH}/{configuration}")
     scale = f"/apis/apps/v1/namespaces/{namespace}/deployments/{CONTROLLER_DEPLOYMENT}/scale"
     scaled = _ignore_missing(api.merge_patch, scale, {"spec": {"replicas": 0}})

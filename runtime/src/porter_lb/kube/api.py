@@ -26,7 +26,6 @@ from typing import Any, Protocol
 from urllib.parse import urlencode
 
 import urllib3
-import yaml
 from urllib3.util.ssl_ import create_urllib3_context
 
 from porter_lb.model.resources import Obj
@@ -203,6 +202,8 @@ def _named(entries: Any, name: str, kind: str) -> dict[str, Any]:
 def _from_kubeconfig(path: str, context: str | None, pool_size: int) -> Connection | None:
     """The connection a simple kubeconfig describes; None when it needs the official loader
     (credential plugins, a proxy, basic auth)."""
+    import yaml  # only a kubeconfig needs it: in a pod the service account has no YAML
+
     document = yaml.safe_load(Path(path).read_text())
     if not isinstance(document, dict):
         raise ValueError("not a kubeconfig (no mapping at the top)")
