@@ -43,12 +43,21 @@ def test_paths_read_back_as_added_and_withdrawn_by_name(
     ]
     v6 = Route("2001:db8:f::10/128", "2001:db8::11", 0)
     gobgp.add_route(two_hops[0])  # unary AddPath
-    assert gobgp.add_routes([two_hops[1], v6]) == 2  # AddPathStream
+    assert gobgp.add_routes([two_hops[1], v6]) == 2  # a few: unary AddPath calls
     assert gobgp.local_routes() == [*two_hops, v6]
     assert gobgp.rib_routes() == two_hops  # IPv4 by default; nothing received
 
     gobgp.withdraw_routes([two_hops[1]])  # only the path named (prefix + identifier)
     gobgp.delete_route(v6)
+    assert gobgp.local_routes() == [two_hops[0]]
+
+    # Many paths go in one AddPathStream call, in chunks of `batch`; so do their withdrawals.
+    many = [Route(f"203.0.113.{100 + i}/32", "198.51.100.11", 0) for i in range(30)]
+    assert gobgp.add_routes(many, batch=7) == 30
+    assert gobgp.local_routes() == sorted([two_hops[0], *many], key=lambda r: (r.prefix,))
+    assert gobgp.withdraw_routes(many[:20], batch=7) == 20
+    assert gobgp.local_routes() == sorted([two_hops[0], *many[20:]], key=lambda r: (r.prefix,))
+    gobgp.withdraw_routes(many[20:])
     assert gobgp.local_routes() == [two_hops[0]]
 
     # A pool's attributes ride along and read back as given (nothing added by gobgpd).

@@ -4,6 +4,7 @@ fakes; tests/reliability/test_gobgpd_crash.py runs the same against real daemons
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -433,3 +434,28 @@ def test_an_export_policy_gobgpd_already_holds_is_not_sent_again(
             assert assigned.default_action == gobgp_pb2.ROUTE_ACTION_ACCEPT
             names = [policy.name for policy in assigned.policies]
             assert names == ([] if wanted is None else ["porter-lb-export"])
+
+
+def test_the_delay_from_watch_event_to_gobgpd_is_observed_once_per_change() -> None:
+    """`porter_lb_speaker_event_to_gobgp_seconds`: one sample per change that moved a path,
+    measured from the watch event's time; none for a change that moved nothing."""
+    from porter_lb.telemetry import metrics
+
+    def buckets() -> dict[str, float]:
+        return {
+            s.labels["le"]: s.value
+            for s in metrics.EVENT_TO_GOBGP_SECONDS.collect()[0].samples
+            if s.name.endswith("_bucket")
+        }
+
+    cluster = _cluster()
+    speaker = Speaker(cluster, MemoryGobgpd(), MemoryKube(), node_name=NODE)
+    speaker.reconcile_all()
+    before = buckets()
+    cluster.put("Service", _service("203.0.113.8"))  # the IP moves: one add, one withdraw
+    speaker.reconcile_services(["default/web"], event_at=time.monotonic() - 0.002)
+    after = buckets()
+    assert after["+Inf"] == before["+Inf"] + 1
+    assert after["0.001"] == before["0.001"]  # the event came 2 ms before: not within 1 ms
+    speaker.reconcile_services(["default/web"], event_at=time.monotonic())  # nothing moves
+    assert buckets() == after

@@ -187,6 +187,7 @@ class Speaker:
         self._cond = threading.Condition()
         self._full = True
         self._services: set[str] = set()
+        self._event_at: float | None = None  # monotonic time of the oldest unhandled change
 
         # Worker state, rebuilt by every full reconcile.
         self._table = RouteTable()
@@ -257,6 +258,7 @@ class Speaker:
             return
         with self._cond:
             self._services.add(key)
+            self._event_at = self._event_at or time.monotonic()
             self._wake()
 
     def _on_slice(self, key: str, old: Obj | None, new: Obj | None) -> None:
@@ -265,6 +267,7 @@ class Speaker:
             return
         with self._cond:
             self._services.update(services)
+            self._event_at = self._event_at or time.monotonic()
             self._wake()
 
     # The worker.
@@ -287,13 +290,13 @@ class Speaker:
             with self._cond:
                 if not (self._full or self._services):
                     self._cond.wait(max(0.0, min(next_poll - time.monotonic(), 1.0)))
-                full, services = self._full, self._services
-                self._full, self._services = False, set()
+                full, services, event_at = self._full, self._services, self._event_at
+                self._full, self._services, self._event_at = False, set(), None
             try:
                 if full:
                     self.reconcile_all()
                 elif services:
-                    self.reconcile_services(services)
+                    self.reconcile_services(services, event_at)
                 if time.monotonic() >= next_poll:
                     self.poll()
                     next_poll = time.monotonic() + self.poll_interval
@@ -731,18 +734,37 @@ class Speaker:
             },
         )
 
-    def reconcile_services(self, keys: Iterable[str]) -> None:
-        """Recompute the given Services only and apply the delta of their prefixes."""
+    def reconcile_services(self, keys: Iterable[str], event_at: float | None = None) -> None:
+        """Recompute the given Services only and apply the delta of their prefixes.
+
+        `event_at`: the monotonic time the oldest of the changes arrived from the watch; the
+        delay from it to the paths handed to gobgpd is a metric, and each step of it is
+        logged at debug level (bench/timeline.py reads that line)."""
         if self._global is None or self._held is None:
             return
         started = time.monotonic()
         changed: set[str] = set()
         for key in keys:
             changed |= self._table.set_service(key, self._service_share(key))
+        computed = time.monotonic()
         if changed:
             self._apply(self._desired_rib(changed), changed)
+        done = time.monotonic()
         self.reconciles += 1
-        metrics.RECONCILE_SECONDS.labels("speaker").observe(time.monotonic() - started)
+        metrics.RECONCILE_SECONDS.labels("speaker").observe(done - started)
+        if event_at is not None and changed:
+            metrics.EVENT_TO_GOBGP_SECONDS.observe(done - event_at)
+            log.debug(
+                "services reconciled",
+                extra={
+                    "services": sorted(keys),
+                    "prefixes": sorted(changed),
+                    "event_at": event_at,
+                    "started_at": started,
+                    "computed_at": computed,
+                    "sent_at": done,
+                },
+            )
 
     def poll(self) -> None:
         """Notice a restarted gobgpd; report sessions in BgpPeer status and the gauges."""

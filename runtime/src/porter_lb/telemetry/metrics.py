@@ -62,6 +62,12 @@ RECONCILE_SECONDS = Histogram(
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
     registry=REGISTRY,
 )
+EVENT_TO_GOBGP_SECONDS = Histogram(
+    "porter_lb_speaker_event_to_gobgp_seconds",
+    "From the watch event of a Service or EndpointSlice change to its paths handed to gobgpd",
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+    registry=REGISTRY,
+)
 BGP_SESSION_UP = Gauge(
     "porter_lb_bgp_session_up",
     "1 if the BGP session to the peer is Established, else 0",
