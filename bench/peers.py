@@ -22,10 +22,12 @@ MetalLB: below 1 means porter-lb is faster or lighter), and writes bench/results
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import percentile, report
 
+from porter_lab.bgpwire import UpdateCapture
 from porter_lab.fib import FibWatcher
 from porter_lab.peers import SYSTEMS, PeersBed, System, peers_bed
 from porter_lab.reliability.churn import rss_kib
@@ -40,6 +43,8 @@ from porter_lab.waiting import wait_for
 
 LABELS = {"porter-lb": "porter-lb", "metallb": "MetalLB"}
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+# Debug: each agent logs the steps of every reconcile (the timeline); two lines per change.
+AGENT_ARGS = ("--log-level", "debug", "--log-format", "json")
 
 
 def cycle(bed: PeersBed, system: System) -> list[list[str]]:
@@ -57,10 +62,25 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
 
 
+@dataclass(frozen=True)
+class Change:
+    """One timed change: monotonic times of the API call, its return and the FIB."""
+
+    system: System
+    prefix: str
+    started: float
+    returned: float
+    in_fib: float
+
+    @property
+    def ms(self) -> float:
+        return (self.in_fib - self.started) * 1000
+
+
 def timed_round(
     bed: PeersBed, watcher: FibWatcher, ips: dict[str, str], changes: int, gap: float
-) -> dict[System, list[float]]:
-    samples: dict[System, list[float]] = {"porter-lb": [], "metallb": []}
+) -> list[Change]:
+    done: list[Change] = []
     patterns = {system: cycle(bed, system) for system in SYSTEMS}
     for step in range(changes):
         order = SYSTEMS if step % 2 == 0 else SYSTEMS[::-1]
@@ -68,13 +88,61 @@ def timed_round(
             nodes = patterns[system][(step + 1) % len(patterns[system])]
             started = time.monotonic()
             bed.move(system, nodes)
+            returned = time.monotonic()
             want = bed.desired(ips)
             prefix = f"{ips[system]}/32"
             seen = watcher.wait(prefix, want.get(prefix, frozenset()), 10)
-            samples[system].append((seen - started) * 1000)
+            done.append(Change(system, prefix, started, returned, seen))
             if gap:
                 time.sleep(gap)
-    return samples
+    return done
+
+
+def speaker_steps(logs: list[Path]) -> list[dict[str, Any]]:
+    """The agents' "services reconciled" debug lines (porter_lb.routing.speaker), by time."""
+    found = []
+    for path in logs:
+        for line in path.read_text().splitlines():
+            if '"services reconciled"' in line:
+                found.append(json.loads(line))
+    return sorted(found, key=lambda entry: float(entry["event_at"]))
+
+
+def timeline(
+    changes: list[Change],
+    capture: UpdateCapture,
+    sources: dict[System, frozenset[str]],
+    steps: list[dict[str, Any]],
+) -> dict[System, dict[str, list[float]]]:
+    """Each change cut into steps (ms): for both systems the API call, the speaker until its
+    UPDATE reached the router, and the router until its FIB; for porter-lb the speaker part
+    further into watch delivery, the agent's wake-up, its compute, the gRPC call and gobgpd."""
+    split: dict[System, dict[str, list[float]]] = {s: {} for s in SYSTEMS}
+
+    def add(system: System, step: str, start: float, end: float) -> None:
+        split[system].setdefault(step, []).append((end - start) * 1000)
+
+    for change in changes:
+        update = capture.first_after(change.prefix, change.started, sources[change.system])
+        if update is None or update.at > change.in_fib:
+            continue  # not seen on the wire: leave the change out of the split
+        add(change.system, "API call returns", change.started, change.returned)
+        add(change.system, "API call -> UPDATE at the router", change.started, update.at)
+        add(change.system, "UPDATE -> router FIB", update.at, change.in_fib)
+        if change.system != "porter-lb":
+            continue
+        step = next((e for e in steps if change.started <= float(e["event_at"]) <= update.at), None)
+        if step is None:
+            continue
+        event, begun, computed, sent = (
+            float(step[k]) for k in ("event_at", "started_at", "computed_at", "sent_at")
+        )
+        add("porter-lb", "  API call -> watch event in the agent", change.started, event)
+        add("porter-lb", "  watch event -> reconcile starts", event, begun)
+        add("porter-lb", "  reconcile computes the paths", begun, computed)
+        add("porter-lb", "  gRPC AddPathStream to gobgpd", computed, sent)
+        add("porter-lb", "  gobgpd -> UPDATE at the router", sent, update.at)
+    return split
 
 
 def main() -> int:
@@ -84,34 +152,48 @@ def main() -> int:
     args = parser.parse_args()
     rows: list[dict[str, Any]] = []
     extra: dict[str, Any] = {"changes": args.changes, "gap_s": args.gap}
-    with peers_bed() as bed:
+    steps: list[dict[str, Any]] = []
+    with peers_bed(agent_args=AGENT_ARGS) as bed:
         for system in SYSTEMS:
             bed.add_service(system, system, [bed.nodes(system)[0].name])
         ips = wait_for(lambda: first_ips(bed), 60, "an IP for each system's Service")
         pids = {system: bed.pids(system) for system in SYSTEMS}
+        sources = {s: frozenset(n.address for n in bed.nodes(s)) for s in SYSTEMS}
         cpu_before = {s: {r: cpu_seconds(p) for r, p in pids[s].items()} for s in SYSTEMS}
         watcher = FibWatcher(bed.topology.router_ns)
+        capture = UpdateCapture(bed.topology.router_ns, "br0").start()
         try:
             watcher.wait_until(
                 lambda routes: all(routes.get(p) == h for p, h in bed.desired(ips).items()), 60
             )
             print(f"both systems announce their Service: {ips}", flush=True)
             rounds = {"paced": args.gap, "back to back": 0.0}
+            timed: dict[str, list[Change]] = {}
             for name, gap in rounds.items():
                 print(f"{name}: {args.changes} changes each, alternating", flush=True)
-                samples = timed_round(bed, watcher, ips, args.changes, gap)
+                timed[name] = timed_round(bed, watcher, ips, args.changes, gap)
+                samples = {s: [c.ms for c in timed[name] if c.system == s] for s in SYSTEMS}
                 extra[name] = {LABELS[s]: samples[s] for s in SYSTEMS}
                 for label, fraction in (("p50", 0.5), ("p99", 0.99), ("max", 1.0)):
                     values = {s: percentile(samples[s], fraction) for s in SYSTEMS}
                     rows.append(side_by_side(f"EndpointSlice -> FIB {label}, {name}", values, "ms"))
             bed.check_running()
         finally:
+            capture.stop()
             watcher.close()
+        steps = speaker_steps([agent.log for agent in bed.agents])
         cpu = {
             s: {r: cpu_seconds(p) - cpu_before[s][r] for r, p in pids[s].items()} for s in SYSTEMS
         }
         rss = {s: {r: rss_mb(p) for r, p in pids[s].items()} for s in SYSTEMS}
     extra["rss_mb"], extra["cpu_s"] = rss, cpu
+    split = timeline(timed["paced"], capture, sources, steps)
+    extra["timeline_ms"] = {LABELS[s]: split[s] for s in SYSTEMS}
+    for step in split["porter-lb"]:
+        values = {
+            s: percentile(split[s][step], 0.5) if split[s].get(step) else 0.0 for s in SYSTEMS
+        }
+        rows.append(side_by_side(f"paced p50: {step}", values, "ms"))
     node_rss = {s: per_node(rss[s]) for s in SYSTEMS}
     rows.append(side_by_side("RSS per node (speaker + gobgpd)", node_rss, "MB"))
     rows.append(side_by_side("RSS controller", {s: rss[s]["controller"] for s in SYSTEMS}, "MB"))

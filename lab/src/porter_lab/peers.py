@@ -56,6 +56,7 @@ class PeersBed:
     gobgpds: list[Gobgpd] = field(default_factory=list)
     relays: list[metallb.ApiRelay] = field(default_factory=list)
     services: dict[str, tuple[System, list[str]]] = field(default_factory=dict)
+    agent_args: tuple[str, ...] = ("--log-level", "warning")
 
     def nodes(self, system: System) -> list[Node]:
         """node1, node2: porter-lb; node3, node4: MetalLB."""
@@ -105,7 +106,7 @@ class PeersBed:
         kubeconfig = self.plane.kubeconfig
         for node in self.nodes("porter-lb"):
             gobgpd, agent = start_node_speaker(
-                node, kubeconfig, self.workdir, agent_args=("--log-level", "warning")
+                node, kubeconfig, self.workdir, agent_args=self.agent_args
             )
             self.gobgpds.append(gobgpd)
             assert agent is not None
@@ -204,8 +205,11 @@ class PeersBed:
 
 
 @contextlib.contextmanager
-def peers_bed(workdir: Path | None = None) -> Iterator[PeersBed]:
-    """The running bed (see the module docstring); everything is stopped and removed after."""
+def peers_bed(
+    workdir: Path | None = None, agent_args: tuple[str, ...] = ("--log-level", "warning")
+) -> Iterator[PeersBed]:
+    """The running bed (see the module docstring); everything is stopped and removed after.
+    `agent_args`: added to each porter-lb agent's command line (e.g. a debug log level)."""
     root = workdir or Path(tempfile.mkdtemp(prefix="porter-peers-"))
     plane = ControlPlane(root / "controlplane")
     topology = Topology(run_id(), node_count=4)
@@ -225,7 +229,9 @@ def peers_bed(workdir: Path | None = None) -> Iterator[PeersBed]:
             pools=(EIP_POOL,),
         )
         router = Bird(topology.router_ns, spec, root / "bird").start()
-        made = PeersBed(root, plane, KubeAPI(api_client), topology, router, api_client)
+        made = PeersBed(
+            root, plane, KubeAPI(api_client), topology, router, api_client, agent_args=agent_args
+        )
         made.base_objects()
         made.start()
         yield made
