@@ -391,6 +391,44 @@ def test_peer_delta(
     )
 
 
+UP = "198.51.100.11"  # the source address gobgpd reports once the session is connected
+
+
+@pytest.mark.parametrize(
+    ("wanted", "reported", "sent", "updated"),
+    [
+        # No source address wanted: the one a connected session reports is the kernel's.
+        ("", UP, None, False),
+        ("", UP, "", False),
+        ("", "", None, False),
+        # This process had set one and it is now removed from the BgpPeer: update.
+        ("", UP, UP, True),
+        # One wanted: the reported one must be it, whatever was sent.
+        (UP, UP, None, False),
+        (UP, "", None, True),
+        ("198.51.100.99", UP, None, True),
+        ("198.51.100.99", UP, "", True),
+        ("198.51.100.99", "198.51.100.99", "198.51.100.99", False),
+    ],
+)
+def test_peer_delta_reads_local_address_as_gobgp_reports_it(
+    wanted: str, reported: str, sent: str | None, updated: bool
+) -> None:
+    """GoBGP's ListPeer puts a connected session's own source address in place of the
+    configured local address; an unchanged peer must not be updated for it (UpdatePeer
+    soft-resets the session and re-sends every path)."""
+    config = PeerConfig("198.51.100.1", 65000, local_address=wanted)
+    running = {"198.51.100.1": PeerConfig("198.51.100.1", 65000, local_address=reported)}
+    previous = (
+        None
+        if sent is None
+        else {"198.51.100.1": PeerConfig("198.51.100.1", 65000, local_address=sent)}
+    )
+    add, update, delete = peer_delta({"198.51.100.1": config}, running, previous)
+    assert (add, delete) == ([], [])
+    assert update == ([config] if updated else [])
+
+
 def test_peer_status_entry_uses_gobgp_state_names() -> None:
     config = PeerConfig("198.51.100.1", 65000)
     assert peer_status_entry(PeerStatus("198.51.100.1", 65000, "established"), config) == {

@@ -15,7 +15,7 @@ import base64
 import binascii
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
 from porter_lb.model.resources import (
@@ -631,17 +631,35 @@ def families_without_next_hop(config: PeerConfig, addresses: Sequence[str]) -> t
 
 
 def peer_delta(
-    wanted: Mapping[str, PeerConfig], configured: Mapping[str, PeerConfig]
+    wanted: Mapping[str, PeerConfig],
+    configured: Mapping[str, PeerConfig],
+    sent: Mapping[str, PeerConfig] | None = None,
 ) -> tuple[list[PeerConfig], list[PeerConfig], list[str]]:
     """(to add, to update, addresses to delete) turning gobgpd's peers into the wanted ones.
 
     Both are keyed by neighbour address. A peer whose configuration is unchanged is left
-    alone: UpdatePeer can reset a session.
+    alone: UpdatePeer can reset a session, and a soft reset re-sends every path.
+
+    `configured` is what gobgpd reports (ListPeer), where GoBGP puts a connected session's
+    own source address in place of the configured `local_address` (none: the kernel's
+    choice). So the configured one is taken from `sent`, what this process last gave gobgpd
+    for that peer; when it gave nothing yet (it just started beside a running gobgpd), a
+    wanted "" matches whatever source address is reported. (The one thing this misses: a
+    localAddress removed from a BgpPeer while no speaker ran beside that gobgpd applies at
+    the session's next reset.)
     """
+    sent = sent or {}
+
+    def held(address: str) -> PeerConfig:
+        running = configured[address]
+        if address in sent:
+            return replace(running, local_address=sent[address].local_address)
+        if not wanted[address].local_address:
+            return replace(running, local_address="")
+        return running
+
     add = [wanted[a] for a in sorted(wanted.keys() - configured.keys())]
-    update = [
-        wanted[a] for a in sorted(wanted.keys() & configured.keys()) if wanted[a] != configured[a]
-    ]
+    update = [wanted[a] for a in sorted(wanted.keys() & configured.keys()) if wanted[a] != held(a)]
     delete = sorted(configured.keys() - wanted.keys())
     return add, update, delete
 

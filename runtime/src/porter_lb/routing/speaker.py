@@ -198,6 +198,9 @@ class Speaker:
         self._attributes: list[tuple[AddressPool, BgpAttributes]] = []  # pools with any
         self._selected: frozenset[str] = frozenset()
         self._peers: list[PeerSpec] = []  # the valid BgpPeers that apply to this speaker
+        # What this process last gave gobgpd per neighbour (bgp_config.peer_delta: ListPeer
+        # reports a connected session's own source address, not the configured one).
+        self._sent_peers: dict[str, PeerConfig] = {}
         self._global: GlobalConfig | None = None  # what this process started gobgpd with
         self._held: dict[str, set[Route]] | None = None  # None: read it from gobgpd first
         self._fresh_instance = False  # started by us, its peers not yet configured
@@ -509,10 +512,11 @@ class Speaker:
                 a: self._families_with_a_next_hop(c, by_address[a]) for a, c in wanted.items()
             }
         running = self.gobgp.peer_configs()
-        add, update, delete = peer_delta(wanted, running)
+        add, update, delete = peer_delta(wanted, running, self._sent_peers)
         for address in delete:
             log.info("deleting peer", extra={"neighbor": address})
             self.gobgp.delete_peer(address)
+            self._sent_peers.pop(address, None)
         for config, adding in [(c, False) for c in update] + [(c, True) for c in add]:
             spec = by_address[config.neighbor_address]
             log.info(
@@ -524,6 +528,7 @@ class Speaker:
                     self.gobgp.add_peer_config(config, restarting=restarting)
                 else:
                     self.gobgp.update_peer(config, running.get(config.neighbor_address))
+                self._sent_peers[config.neighbor_address] = config
             except GoBGPError as error:
                 # Rejected (or gobgpd went away: then the next call fails and says so).
                 obj = self.informers.get("BgpPeer", spec.name) or {"metadata": {"name": spec.name}}
