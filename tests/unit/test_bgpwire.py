@@ -77,3 +77,11 @@ def frame(source: str, source_port: int, destination_port: int, payload: bytes) 
 )
 def test_bgp_frames_and_their_sender(raw: bytes, expected: object) -> None:
     assert parse_frame(raw) == expected
+
+
+def test_add_path_identifiers_are_skipped_and_garbage_never_raises() -> None:
+    with_id = b"\x00\x00\x00\x07" + HOST  # path identifier 7 (RFC 7911), then the prefix
+    assert parse_updates(update(nlri=with_id), add_path=True) == [(("203.0.113.7/32",), ())]
+    # An impossible prefix length or a body cut short stops the parse instead of raising.
+    assert parse_updates(update(nlri=bytes([40, 1, 2, 3, 4, 5]))) == []
+    assert parse_updates(MARKER + struct.pack("!HB", 21, 2) + b"\x00\x09") == []

@@ -41,12 +41,17 @@ class Update:
         return prefix in self.announced or prefix in self.withdrawn
 
 
-def _prefixes(data: bytes) -> tuple[str, ...]:
-    """IPv4 prefixes in BGP's (length, packed bytes) encoding."""
+def _prefixes(data: bytes, add_path: bool = False) -> tuple[str, ...]:
+    """IPv4 prefixes in BGP's (length, packed bytes) encoding; with `add_path`, each after
+    its 4-byte path identifier (RFC 7911), which is dropped."""
     found: list[str] = []
     index = 0
     while index < len(data):
+        if add_path:
+            index += 4
         length = data[index]
+        if length > 32:
+            raise ValueError(f"prefix length {length}")
         size = (length + 7) // 8
         packed = data[index + 1 : index + 1 + size].ljust(4, b"\0")
         found.append(f"{ipaddress.IPv4Address(packed)}/{length}")
@@ -54,8 +59,12 @@ def _prefixes(data: bytes) -> tuple[str, ...]:
     return tuple(found)
 
 
-def parse_updates(payload: bytes) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
-    """(announced, withdrawn) of each whole UPDATE in a TCP payload; other messages skipped."""
+def parse_updates(
+    payload: bytes, add_path: bool = False
+) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
+    """(announced, withdrawn) of each whole UPDATE in a TCP payload; other messages skipped.
+    `add_path`: the session carries path identifiers (RFC 7911). A malformed message ends
+    the parse (what came before it is kept)."""
     found: list[tuple[tuple[str, ...], tuple[str, ...]]] = []
     index = 0
     while index + _HEADER <= len(payload):
@@ -66,11 +75,14 @@ def parse_updates(payload: bytes) -> list[tuple[tuple[str, ...], tuple[str, ...]
             break
         if kind == _UPDATE:
             body = payload[index + _HEADER : index + length]
-            (withdrawn_length,) = struct.unpack_from("!H", body, 0)
-            withdrawn = body[2 : 2 + withdrawn_length]
-            (attributes_length,) = struct.unpack_from("!H", body, 2 + withdrawn_length)
-            nlri = body[4 + withdrawn_length + attributes_length :]
-            found.append((_prefixes(nlri), _prefixes(withdrawn)))
+            try:
+                (withdrawn_length,) = struct.unpack_from("!H", body, 0)
+                withdrawn = body[2 : 2 + withdrawn_length]
+                (attributes_length,) = struct.unpack_from("!H", body, 2 + withdrawn_length)
+                nlri = body[4 + withdrawn_length + attributes_length :]
+                found.append((_prefixes(nlri, add_path), _prefixes(withdrawn, add_path)))
+            except (ValueError, IndexError, struct.error):
+                break
         index += length
     return found
 
@@ -99,6 +111,7 @@ class UpdateCapture:
 
     netns: str
     link: str
+    add_path: bool = False  # the sessions carry ADD-PATH identifiers (central mode)
     updates: list[Update] = field(default_factory=list)
     max_updates: int = 100_000
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -132,7 +145,10 @@ class UpdateCapture:
             readable, _, _ = select.select([self.sock], [], [], 0.05)
             if not readable:
                 continue
-            frame, address = self.sock.recvfrom(65536)
+            try:
+                frame, address = self.sock.recvfrom(65536)
+            except OSError:
+                return  # the link went (the bed is being taken down)
             at = time.monotonic()
             if address[2] == socket.PACKET_OUTGOING:
                 continue
@@ -140,7 +156,7 @@ class UpdateCapture:
             if parsed is None:
                 continue
             source, payload = parsed
-            for announced, withdrawn in parse_updates(payload):
+            for announced, withdrawn in parse_updates(payload, self.add_path):
                 with self._lock:
                     if len(self.updates) < self.max_updates:
                         self.updates.append(Update(at, source, announced, withdrawn))
