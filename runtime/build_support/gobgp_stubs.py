@@ -86,7 +86,8 @@ def proto_dir() -> Path:
 
 
 def generate(out_dir: Path) -> list[Path]:
-    """Write the Python, typing and gRPC stubs into the package directory `out_dir`."""
+    """Write the Python and typing stubs of the messages into the package directory
+    `out_dir` (no gRPC service stubs: porter_lb.routing.grpc_client makes the calls)."""
     from grpc_tools import protoc  # build-time dependency only
 
     source = proto_dir()
@@ -98,7 +99,6 @@ def generate(out_dir: Path) -> list[Path]:
             f"-I{include}",
             f"--python_out={tmp}",
             f"--pyi_out={tmp}",
-            f"--grpc_python_out={tmp}",
             *(str(source / name) for name in PROTO_FILES),
         ]
         if protoc.main(args) != 0:

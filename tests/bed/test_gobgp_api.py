@@ -15,6 +15,7 @@ import pytest
 from porter_lab.speakers import Gobgpd
 from porter_lab.topology import Topology
 from porter_lb.model.resources import BgpAttributes
+from porter_lb.routing import grpc_client
 from porter_lb.routing.bgp_config import (
     Bfd,
     GlobalConfig,
@@ -22,7 +23,7 @@ from porter_lb.routing.bgp_config import (
     PeerConfig,
     global_differs,
 )
-from porter_lb.routing.gobgp import GoBGPError
+from porter_lb.routing.gobgp import GoBGP, GoBGPError
 from porter_lb.routing.routes import Route
 
 INSTANCE = GlobalConfig(asn=65001, router_id="198.51.100.11", listen_port=-1)
@@ -163,3 +164,28 @@ def test_stop_bgp_ends_the_server_until_gobgpd_restarts(
     gobgp = speaker.start()
     gobgp.start_global(INSTANCE)
     assert gobgp.running_asn() == INSTANCE.asn
+
+
+def test_flow_control_and_reconnection_of_porter_lbs_grpc_client(
+    topology: Topology, start_gobgpd: Callable[[str], Gobgpd], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """porter-lb's own gRPC client (routing/grpc_client.py) against gobgpd's Go server: a
+    client stream and a server stream far larger than the windows both ways (ours shrunk to
+    128 KiB here, so it is topped up many times), and a gobgpd restarted under a GoBGP object
+    is reached by its next call, on a fresh connection, with no error in between."""
+    monkeypatch.setattr(grpc_client, "WINDOW", 128 << 10)
+    speaker = start_gobgpd(topology.nodes[0].netns)
+    gobgp = GoBGP(speaker.target)  # opened under the small window
+    gobgp.start_global(INSTANCE)
+    many = [Route(f"10.{i // 250}.{i % 250}.1/32", "198.51.100.11", 0) for i in range(5000)]
+    assert gobgp.add_routes(many, batch=500) == 5000  # ~400 KiB of requests
+    assert gobgp.local_routes() == sorted(many, key=lambda r: r.prefix)  # ~500 KiB of replies
+    assert gobgp.withdraw_routes(many) == 5000
+    assert gobgp.local_routes() == []
+
+    speaker.stop()
+    with pytest.raises(GoBGPError, match="UNAVAILABLE"):
+        gobgp.running_asn()
+    speaker.start()
+    assert gobgp.running_asn() == 0  # the fresh gobgpd, no instance yet
+    gobgp.close()

@@ -80,11 +80,10 @@ def test_wheel_carries_stubs_generated_from_the_proto_files(tmp_path: Path) -> N
     (wheel,) = tmp_path.glob("porter_lb-*.whl")
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
-        grpc_stub = archive.read("porter_lb/gobgp_api/gobgp_pb2_grpc.py").decode()
+        stub = archive.read("porter_lb/gobgp_api/gobgp_pb2.py").decode()
     for name in (
         "gobgp_pb2.py",
         "gobgp_pb2.pyi",
-        "gobgp_pb2_grpc.py",
         "attribute_pb2.py",
         "capability_pb2.py",
         "common_pb2.py",
@@ -93,8 +92,10 @@ def test_wheel_carries_stubs_generated_from_the_proto_files(tmp_path: Path) -> N
         "__init__.py",
     ):
         assert f"porter_lb/gobgp_api/{name}" in names
+    # No gRPC service stubs (they import grpcio, which the runtime does not need).
+    assert not [n for n in names if n.endswith("_grpc.py")]
     # Sibling imports are rewritten to relative ones, so the stubs work inside the package.
-    assert "from . import gobgp_pb2 as api_dot_gobgp__pb2" in grpc_stub
+    assert "from . import attribute_pb2 as api_dot_attribute__pb2" in stub
     assert "porter_lb/model/addresses.py" in names
 
 
@@ -106,9 +107,9 @@ def test_wheel_build_without_proto_files_fails_with_one_clear_error(tmp_path: Pa
 
 
 # What each process imports is most of what it holds resident (bench/peers.py): grpcio with
-# the asyncio it pulls in is ~20 MB, `cryptography` ~8 MB. The rule: a module is imported
-# only by the commands that use it.
-HEAVY = ("grpc", "cryptography", "yaml", "pyroute2", "kubernetes")
+# the asyncio it pulls in was ~18 MB, `cryptography` is ~8 MB. The rule: a module is imported
+# only by the commands that use it, and grpcio by none.
+HEAVY = ("grpc", "asyncio", "cryptography", "yaml", "pyroute2", "kubernetes")
 
 
 @pytest.mark.parametrize(
@@ -118,8 +119,8 @@ HEAVY = ("grpc", "cryptography", "yaml", "pyroute2", "kubernetes")
         ("import porter_lb.cli; porter_lb.cli.build_parser()", []),
         # The controller in node mode needs no gRPC, and no certificates without a Secret.
         ("from porter_lb.commands import controller", []),
-        # The agent drives gobgpd over gRPC; certificates and YAML are not its business.
-        ("from porter_lb.routing import speaker", ["grpc"]),
+        # The agent drives gobgpd with porter-lb's own gRPC client (routing/grpc_client.py).
+        ("from porter_lb.routing import speaker, central", []),
         ("from porter_lb.webhook import tls; tls.webhook_certificate", ["cryptography"]),
     ],
 )

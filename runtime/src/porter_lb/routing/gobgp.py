@@ -1,8 +1,9 @@
 """Adapter to one gobgpd over its gRPC API (GoBGP 4, the version tools/gobgp/go.mod pins).
 
 Translates porter-lb's plain values into the generated stubs and back; it decides nothing.
-The stubs in `porter_lb.gobgp_api` are generated at build time from that release's own
-.proto files (see runtime/build_support/gobgp_stubs.py).
+The message stubs in `porter_lb.gobgp_api` are generated at build time from that release's
+own .proto files (see runtime/build_support/gobgp_stubs.py); the calls go through porter-lb's
+own gRPC client (`porter_lb.routing.grpc_client`), not grpcio.
 
 GoBGP renamed fields that Porter/OpenELB CRDs still spell the v2 way (`as` -> `asn`,
 `peer_as` -> `peer_asn`): callers pass explicit values (`GlobalConfig`, `PeerConfig`, `Route`),
@@ -16,9 +17,9 @@ DeletePath without a path deletes every locally added path. Bulk changes go thro
 AddPathStream (10,000 routes reach a router's kernel in ~0.8 s, against ~5.6 s unary), which
 also carries withdrawals (`Path.is_withdraw`). A change of a few paths (up to
 `UNARY_PATHS`, an EndpointSlice change is one or two) goes as unary AddPath calls instead:
-grpcio feeds a client stream from a thread of its own, and the stream's set-up and
-half-close cost more than the paths (0.6 ms against 0.33 ms for one path on an idle
-machine; in bench/peers.py the stream call took 2.3 ms at p50).
+a client stream's set-up and half-close cost more than the paths (with grpcio, which fed a
+client stream from a thread of its own: 0.6 ms against 0.33 ms for one path on an idle
+machine, and 2.3 ms at p50 in bench/peers.py).
 """
 
 from __future__ import annotations
@@ -28,9 +29,9 @@ import ipaddress
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-import grpc
+from google.protobuf import message_factory
 
-from porter_lb.gobgp_api import attribute_pb2, common_pb2, gobgp_pb2, gobgp_pb2_grpc, nlri_pb2
+from porter_lb.gobgp_api import attribute_pb2, common_pb2, gobgp_pb2, nlri_pb2
 from porter_lb.model.resources import NO_LOCAL_PREF, BgpAttributes
 from porter_lb.routing.bgp_config import (
     Bfd,
@@ -40,6 +41,7 @@ from porter_lb.routing.bgp_config import (
     PeerExport,
     PeerStatus,
 )
+from porter_lb.routing.grpc_client import Channel, RpcError
 from porter_lb.routing.routes import Route
 
 # GoBGP's session state names without their enum prefix, lower case ("established", "idle"
@@ -158,17 +160,14 @@ class GoBGPError(RuntimeError):
 UNARY_PATHS = 8
 """At most this many paths go as unary AddPath calls; more as one AddPathStream."""
 
-CHANNEL_OPTIONS = (
-    # gRPC backs off reconnecting up to 120 s by default: a gobgpd back after a long outage
-    # would wait that long to be seen. gobgpd is local (a unix socket or loopback), so a
-    # connection attempt costs next to nothing: retry every 0.1-0.5 s.
-    ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.min_reconnect_backoff_ms", 100),
-    ("grpc.max_reconnect_backoff_ms", 500),
-    # Our own subchannels, not ones shared with other channels to the same target, which
-    # would bring their back-off state along.
-    ("grpc.use_local_subchannel_pool", 1),
-)
+SERVICE = gobgp_pb2.DESCRIPTOR.services_by_name["GoBgpService"]
+
+
+@functools.lru_cache(maxsize=64)
+def _method(name: str) -> tuple[str, Any]:
+    """The HTTP/2 path of a GoBgpService method and the class of its replies."""
+    method = SERVICE.methods_by_name[name]
+    return f"/{SERVICE.full_name}/{name}", message_factory.GetMessageClass(method.output_type)
 
 
 @functools.lru_cache(maxsize=4)
@@ -400,8 +399,8 @@ class GoBGP:
     def __init__(self, target: str, timeout: float = 5.0) -> None:
         self.target = target
         self.timeout = timeout
-        self._channel = grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
-        self._stub = gobgp_pb2_grpc.GoBgpServiceStub(self._channel)
+        # No connection yet: the first call opens it (and every call after gobgpd restarts).
+        self._channel = Channel(target, connect_timeout=timeout)
 
     def close(self) -> None:
         self._channel.close()
@@ -412,24 +411,32 @@ class GoBGP:
     def __exit__(self, *_: object) -> None:
         self.close()
 
-    def _call(self, name: str, request: Any, stream: bool = False) -> Any:
+    def _call(
+        self, name: str, request: Any, stream: bool = False, timeout: float | None = None
+    ) -> Any:
+        """Call `name` with one request (or an iterable of them, for a client stream): its
+        reply, or the list of them with `stream`."""
+        path, reply = _method(name)
+        requests = [request] if hasattr(request, "SerializeToString") else request
         try:
-            result = getattr(self._stub, name)(request, timeout=self.timeout)
-            return list(result) if stream else result
-        except grpc.RpcError as error:
-            raise self._error(name, error) from error
-
-    def _error(self, name: str, error: grpc.RpcError) -> GoBGPError:
-        code = error.code().name if hasattr(error, "code") else "UNKNOWN"
-        details = error.details() if hasattr(error, "details") else str(error)
-        return GoBGPError(f"gobgpd {self.target}: {name} failed: {code}: {details}")
+            replies = self._channel.call(
+                path, (r.SerializeToString() for r in requests), timeout or self.timeout
+            )
+        except RpcError as error:
+            raise GoBGPError(
+                f"gobgpd {self.target}: {name} failed: {error.code}: {error.details}"
+            ) from None
+        decoded = [reply.FromString(data) for data in replies]
+        if stream:
+            return decoded
+        if len(decoded) != 1:
+            raise GoBGPError(f"gobgpd {self.target}: {name} answered {len(decoded)} replies")
+        return decoded[0]
 
     def wait_ready(self, timeout: float) -> None:
         """Block until the gRPC server answers, or raise GoBGPError after `timeout` seconds."""
-        try:
-            grpc.channel_ready_future(self._channel).result(timeout=timeout)
-        except grpc.FutureTimeoutError as error:
-            raise GoBGPError(f"gobgpd {self.target}: not reachable within {timeout}s") from error
+        if not self._channel.wait_ready(timeout):
+            raise GoBGPError(f"gobgpd {self.target}: not reachable within {timeout}s")
 
     def start(
         self,
@@ -728,10 +735,7 @@ class GoBGP:
                     table_type=gobgp_pb2.TABLE_TYPE_GLOBAL, paths=chunk
                 )
 
-        try:
-            self._stub.AddPathStream(requests(), timeout=max(self.timeout, 60.0))
-        except grpc.RpcError as error:
-            raise self._error("AddPathStream", error) from error
+        self._call("AddPathStream", requests(), timeout=max(self.timeout, 60.0))
         return count
 
     def add_routes(self, routes: Iterable[Route], batch: int = 1000) -> int:
