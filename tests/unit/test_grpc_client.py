@@ -20,6 +20,7 @@ from porter_lb.routing.grpc_client import (
     message,
     messages,
     parse_target,
+    request_headers,
     status_name,
 )
 
@@ -109,3 +110,25 @@ def test_a_server_that_never_answers_ends_the_call_at_its_deadline(tmp_path: Pat
         assert error.value.code == "DEADLINE_EXCEEDED"
         assert 0.3 <= time.monotonic() - started < 2.0
         channel.close()
+
+
+def test_request_headers_decode_as_a_grpc_request_with_any_decoder_state() -> None:
+    """Our header block, read by an independent HPACK decoder (`hpack`), twice: literal
+    fields change no dynamic table, so the same bytes mean the same on any connection."""
+    import hpack
+
+    block = request_headers("/api.GoBgpService/AddPath", "localhost", 5000)
+    decoder = hpack.Decoder()
+    expected = [
+        (":method", "POST"),
+        (":scheme", "http"),
+        (":path", "/api.GoBgpService/AddPath"),
+        (":authority", "localhost"),
+        ("content-type", "application/grpc"),
+        ("te", "trailers"),
+        ("grpc-timeout", "5000m"),
+    ]
+    assert decoder.decode(block) == expected
+    assert decoder.decode(block) == expected
+    long_path = "/" + "x" * 300  # a length past the 7-bit prefix: continuation bytes
+    assert hpack.Decoder().decode(request_headers(long_path, "h", 1))[2] == (":path", long_path)

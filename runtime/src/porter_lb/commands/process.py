@@ -41,8 +41,10 @@ def setup_logging(level: str = "info", fmt: str = "json") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # The Kubernetes client logs every request at debug; keep it quiet unless asked.
+    # The Kubernetes client logs every request at debug, hpack every header of every gRPC
+    # reply: keep them quiet even at debug level.
     logging.getLogger("urllib3").setLevel(logging.WARNING)
+    logging.getLogger("hpack").setLevel(logging.WARNING)
 
 
 def stop_event_on_signals() -> threading.Event:

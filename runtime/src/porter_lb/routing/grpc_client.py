@@ -4,8 +4,10 @@ calls, one at a time, on one connection.
 Why not grpcio: it is ~18 MB resident in every agent (its C core, and the asyncio it imports),
 more than everything else the agent holds, for a peer that is a unix socket away and calls
 that go one at a time from one loop. This client is the part of gRPC those calls use
-(https://github.com/grpc/grpc/blob/master/doc/PROTOCOL-HTTP2.md), on a plain socket; HPACK
-comes from `hpack` (pure Python, also what the `h2` library uses).
+(https://github.com/grpc/grpc/blob/master/doc/PROTOCOL-HTTP2.md), on a plain socket. The
+server's header blocks are decoded by `hpack` (pure Python, also what the `h2` library uses);
+ours are literal fields built once per method (`request_headers`), and a call's frames go out
+in one write.
 
 * **Calls are serialised** (a lock): a stream is opened, its requests sent, its replies read to
   the end, before the next call. gobgpd's calls are short; the speaker makes them in order.
@@ -25,6 +27,7 @@ Targets: `unix:///path`, `unix:path`, `HOST:PORT` (also `[IPv6]:PORT`, `dns:///H
 
 from __future__ import annotations
 
+import functools
 import select
 import socket
 import struct
@@ -115,6 +118,50 @@ def parse_target(target: str) -> tuple[int, str | tuple[str, int], str]:
     return family, (host, int(port)), f"{host}:{port}"
 
 
+def _integer(value: int, prefix_bits: int) -> bytes:
+    """An HPACK integer (RFC 7541 5.1) with a prefix of `prefix_bits`, the flag bits zero."""
+    limit = (1 << prefix_bits) - 1
+    if value < limit:
+        return bytes([value])
+    out = bytearray([limit])
+    value -= limit
+    while value >= 128:
+        out.append(value % 128 + 128)
+        value //= 128
+    out.append(value)
+    return bytes(out)
+
+
+def _literal(name: str, value: str) -> bytes:
+    """A header field as "literal without indexing, new name", no Huffman (RFC 7541 6.2.2):
+    it leaves the server's dynamic table alone, so a header block can be built once and sent
+    again on any connection."""
+    encoded_name, encoded_value = name.encode(), value.encode()
+    return (
+        b"\x00"
+        + _integer(len(encoded_name), 7)
+        + encoded_name
+        + _integer(len(encoded_value), 7)
+        + encoded_value
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def request_headers(path: str, authority: str, timeout_ms: int) -> bytes:
+    """The header block of a gRPC request (PROTOCOL-HTTP2.md); :method POST and :scheme http
+    are entries 3 and 6 of HPACK's static table (indexed: 0x80 | index)."""
+    return b"\x83\x86" + b"".join(
+        _literal(name, value)
+        for name, value in (
+            (":path", path),
+            (":authority", authority),
+            ("content-type", "application/grpc"),
+            ("te", "trailers"),
+            ("grpc-timeout", f"{timeout_ms}m"),
+        )
+    )
+
+
 def frame(kind: int, flags: int, stream: int, payload: bytes = b"") -> bytes:
     return struct.pack("!I", len(payload))[1:] + struct.pack("!BBI", kind, flags, stream) + payload
 
@@ -148,7 +195,6 @@ class _Connection:
         self.sock = socket.socket(family, socket.SOCK_STREAM)
         self.sock.settimeout(timeout)
         self.sock.connect(address)
-        self.encoder = hpack.Encoder()
         self.decoder = hpack.Decoder()
         self.buffer = bytearray()
         self.next_stream = 1
@@ -256,39 +302,37 @@ class _Connection:
         deadline = time.monotonic() + timeout
         stream = self.next_stream
         self.next_stream += 2
-        headers = [
-            (":method", "POST"),
-            (":scheme", "http"),
-            (":path", path),
-            (":authority", authority),
-            ("content-type", "application/grpc"),
-            ("te", "trailers"),
-            ("grpc-timeout", f"{max(1, int(timeout * 1000))}m"),
-        ]
-        self.sock.sendall(frame(HEADERS, END_HEADERS, stream, self.encoder.encode(headers)))
+        block = request_headers(path, authority, max(1, int(timeout * 1000)))
+        # Frames are gathered and written at once (one write, one wake-up of the server, for
+        # a unary call); only a window running out makes a write before the end.
+        out = bytearray(frame(HEADERS, END_HEADERS, stream, block))
         state = self.current = _Stream(stream, self.initial_stream_window)
         try:
             for request in requests:
-                self._send_data(state, message(request), deadline)
+                self._send_data(state, message(request), deadline, out)
                 if state.ended:
                     break  # the server answered before the last request (an error)
             if not state.ended:
-                self.sock.sendall(frame(DATA, END_STREAM, stream))
+                out += frame(DATA, END_STREAM, stream)
+                self.sock.sendall(out)
             while not state.ended:
                 self._receive(state, deadline)
         finally:
             self.current = None
         return state.result()
 
-    def _send_data(self, state: _Stream, data: bytes, deadline: float) -> None:
+    def _send_data(self, state: _Stream, data: bytes, deadline: float, out: bytearray) -> None:
         view = memoryview(data)
         while view:
+            if min(self.send_window, state.send_window) <= 0:
+                self.sock.sendall(out)
+                out.clear()
             while min(self.send_window, state.send_window) <= 0:
                 self._receive(state, deadline)  # until a WINDOW_UPDATE (or the reply)
                 if state.ended:
                     return  # the server answered early (an error): stop sending
             size = min(len(view), self.max_frame, self.send_window, state.send_window)
-            self.sock.sendall(frame(DATA, 0, state.id, bytes(view[:size])))
+            out += frame(DATA, 0, state.id, bytes(view[:size]))
             self.send_window -= size
             state.send_window -= size
             view = view[size:]
