@@ -121,6 +121,8 @@ HEAVY = ("grpc", "asyncio", "cryptography", "yaml", "pyroute2", "kubernetes")
         ("from porter_lb.commands import controller", []),
         # The agent drives gobgpd with porter-lb's own gRPC client (routing/grpc_client.py).
         ("from porter_lb.routing import speaker, central", []),
+        # Host rules and layer 2 talk netlink with porter-lb's own client (host/rtnl.py).
+        ("from porter_lb.host import netlink; from porter_lb.layer2 import announcer", []),
         ("from porter_lb.webhook import tls; tls.webhook_certificate", ["cryptography"]),
     ],
 )

@@ -1,4 +1,4 @@
-"""The node's netlink adapter (pyroute2), the one place porter-lb talks netlink:
+"""The node's netlink adapter (porter_lb.host.rtnl), the one place porter-lb talks netlink:
 
 * `HostRules` keeps the kernel's rules and local routes equal to what
   `porter_lb.host.acceptance` says the node must accept (for BGP and layer-2 EIPs);
@@ -40,6 +40,7 @@ from porter_lb.host.acceptance import (
     settings_to_read,
 )
 from porter_lb.host.netns import entered, netns_path
+from porter_lb.host.rtnl import NetlinkError, Route, Rtnl, RuleEntry, route_body, rule_body
 from porter_lb.telemetry import metrics
 
 log = logging.getLogger(__name__)
@@ -68,12 +69,11 @@ class HostRules:
     only the difference from what this object holds, and read the kernel again after an
     error or once `reread_interval` seconds have passed.
 
-    Every netlink call runs on ONE worker thread (pyroute2 0.9's sockets are bound to an
-    asyncio loop of the thread that made them). With `netns` (a name under /run/netns, or an
-    absolute path: `porter_lb.host.netns`) that thread enters the namespace before anything
-    else, so the agent can run in the host's namespace and program a node namespace (the
-    lab); the rest of the process stays where it is. The sysctl checks read /proc/sys from
-    the same thread, so they see the namespace's values.
+    Every netlink call runs on ONE worker thread, which owns the socket. With `netns` (a
+    name under /run/netns, or an absolute path: `porter_lb.host.netns`) that thread enters
+    the namespace before anything else, so the agent can run in the host's namespace and
+    program a node namespace (the lab); the rest of the process stays where it is. The
+    sysctl checks read /proc/sys from the same thread, so they see the namespace's values.
     """
 
     config: HostRulesConfig
@@ -87,7 +87,7 @@ class HostRules:
     _applied: frozenset[str] | None = field(default=None, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
     _executor: ThreadPoolExecutor = field(init=False)
-    _ipr: Any = field(default=None, init=False)
+    _ipr: Rtnl | None = field(default=None, init=False)
     _lo: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
@@ -136,7 +136,7 @@ class HostRules:
     def _reread_due(self) -> bool:
         return self._held is None or time.monotonic() - self._read_at >= self.reread_interval
 
-    def _socket(self) -> Any:
+    def _socket(self) -> Rtnl:
         if self._ipr is None:
             if self.netns:
                 path = netns_path(self.netns)
@@ -150,13 +150,11 @@ class HostRules:
                     os.setns(fd, os.CLONE_NEWNET)
                 finally:
                     os.close(fd)
-            from pyroute2 import IPRoute  # netlink only where host rules are on
-
-            self._ipr = IPRoute(groups=0)  # requests only: no multicast events to buffer
-            found = self._ipr.link_lookup(ifname="lo")
-            if not found:
-                raise HostRulesError("no 'lo' interface: local routes need it")
-            self._lo = found[0]
+            try:
+                self._lo = socket.if_nametoindex("lo")
+            except OSError:
+                raise HostRulesError("no 'lo' interface: local routes need it") from None
+            self._ipr = Rtnl()  # requests only: no multicast groups joined
         return self._ipr
 
     def _read_settings(self) -> dict[str, str]:
@@ -178,19 +176,17 @@ class HostRules:
         return problems
 
     def _read_kernel(self) -> HostState:
-        from pyroute2.netlink.exceptions import NetlinkError
-
         ipr = self._socket()
         rules: list[Rule] = []
         routes: list[LocalRoute] = []
         try:
             for version, family in _AF.items():
-                for msg in ipr.rule("dump", family=family):
-                    rule = _rule_from_message(msg)
+                for entry in ipr.rules(family):
+                    rule = _rule_from_entry(entry)
                     if rule is not None:
                         rules.append(rule)
-                for msg in ipr.route("dump", family=family):
-                    route = _route_from_message(msg, version)
+                for read in ipr.routes(family):
+                    route = _route_from_entry(read, version)
                     if route is not None:
                         routes.append(route)
         except NetlinkError as error:
@@ -234,8 +230,6 @@ class HostRules:
         metrics.ACCEPTED_IPS.labels(self.node).set(len(after))
 
     def _change(self, delta: HostDelta) -> None:
-        from pyroute2.netlink.exceptions import NetlinkError
-
         assert self._held is not None
         ipr = self._socket()
         rules, routes = set(self._held.rules), set(self._held.routes)
@@ -247,33 +241,34 @@ class HostRules:
         ]
         for command, entry in steps:
             network = ipaddress.ip_network(entry.destination)
+            family, dst = _AF[network.version], str(network.network_address)
             try:
                 if isinstance(entry, Rule):
-                    ipr.rule(
-                        command,
-                        family=_AF[network.version],
-                        dst=str(network.network_address),
-                        dst_len=network.prefixlen,
+                    body = rule_body(
+                        family,
+                        dst,
+                        network.prefixlen,
                         table=entry.table,
                         priority=entry.priority,
                         protocol=entry.protocol,
                     )
+                    ipr.change_rule(command == "add", body, f"{command} {_describe(entry)}")
                 else:
-                    ipr.route(
-                        command,
-                        family=_AF[network.version],
-                        dst=str(network.network_address),
-                        dst_len=network.prefixlen,
-                        type="local",
-                        scope=_RT_SCOPE_HOST,
+                    body = route_body(
+                        family,
+                        dst,
+                        network.prefixlen,
                         table=entry.table,
+                        protocol=entry.protocol,
+                        scope=_RT_SCOPE_HOST,
+                        kind=_RTN_LOCAL,
                         oif=self._lo,
-                        proto=entry.protocol,
                     )
+                    ipr.change_route(command == "add", body, f"{command} {_describe(entry)}")
             except NetlinkError as error:
                 ignored = _IGNORED_ON_ADD if command == "add" else _IGNORED_ON_REMOVE
                 if error.code not in ignored:
-                    raise HostRulesError(f"{command} {_describe(entry)}: {error}") from None
+                    raise HostRulesError(error.args[1]) from None
             target: set[Any] = rules if isinstance(entry, Rule) else routes
             (target.add if command == "add" else target.discard)(entry)
         self._held = HostState(frozenset(rules), frozenset(routes))
@@ -288,31 +283,25 @@ def _describe(entry: Rule | LocalRoute) -> str:
     return f"route 'local {entry.destination} dev lo table {entry.table} proto {entry.protocol}'"
 
 
-def _table(msg: Any, attr: str) -> int:
-    table = msg.get_attr(attr)
-    return int(table if table is not None else msg["table"])
-
-
-def _rule_from_message(msg: Any) -> Rule | None:
-    destination = msg.get_attr("FRA_DST")
-    if destination is None:
+def _rule_from_entry(entry: RuleEntry) -> Rule | None:
+    if entry.dst is None:
         return None  # porter-lb's rules always name a destination
     return Rule(
-        str(ipaddress.ip_network(f"{destination}/{msg['dst_len']}", strict=False)),
-        _table(msg, "FRA_TABLE"),
-        int(msg.get_attr("FRA_PRIORITY") or 0),
-        int(msg.get_attr("FRA_PROTOCOL") or 0),
+        str(ipaddress.ip_network(f"{entry.dst}/{entry.dst_len}", strict=False)),
+        entry.table,
+        entry.priority,
+        entry.protocol,
     )
 
 
-def _route_from_message(msg: Any, version: int) -> LocalRoute | None:
-    if msg["type"] != _RTN_LOCAL:
+def _route_from_entry(route: Route, version: int) -> LocalRoute | None:
+    if route.type != _RTN_LOCAL:
         return None
-    destination = msg.get_attr("RTA_DST") or DEFAULT_DESTINATION[version].split("/")[0]
+    destination = route.dst or DEFAULT_DESTINATION[version].split("/")[0]
     return LocalRoute(
-        str(ipaddress.ip_network(f"{destination}/{msg['dst_len']}", strict=False)),
-        _table(msg, "RTA_TABLE"),
-        int(msg["proto"]),
+        str(ipaddress.ip_network(f"{destination}/{route.dst_len}", strict=False)),
+        route.table,
+        route.protocol,
     )
 
 
@@ -328,51 +317,42 @@ class Link:
 
 
 class Links:
-    """The node's interfaces and routes, read over netlink inside `netns` (pyroute2)."""
+    """The node's interfaces and routes, read over netlink inside `netns`."""
 
     def __init__(self, netns: str) -> None:
-        from pyroute2 import IPRoute
-
         self.netns = netns
         with entered(netns):
-            self._ipr = IPRoute()  # the netlink socket stays in the namespace it was made in
+            self._ipr = Rtnl()  # the netlink socket stays in the namespace it was made in
 
     def close(self) -> None:
         self._ipr.close()
 
     def all(self) -> dict[str, Link]:
         local: dict[int, str] = {}
-        for address in self._ipr.get_addr(family=socket.AF_INET6):
-            if address.get("scope") == 253 and address["index"] not in local:
-                local[address["index"]] = str(address.get_attr("IFA_ADDRESS"))
+        for address in self._ipr.addresses(socket.AF_INET6):
+            if address.scope == 253 and address.index not in local:
+                local[address.index] = address.address
         found: dict[str, Link] = {}
-        for message in self._ipr.get_links():
-            name = str(message.get_attr("IFLA_IFNAME"))
-            mac_text = message.get_attr("IFLA_ADDRESS") or ""
-            flags = int(message.get("flags", 0))
-            try:
-                mac = bytes.fromhex(str(mac_text).replace(":", ""))
-            except ValueError:
-                continue
-            found[name] = Link(
-                name=name,
-                index=int(message["index"]),
-                mac=mac,
+        for link in self._ipr.links():
+            flags = link.flags
+            found[link.name] = Link(
+                name=link.name,
+                index=link.index,
+                mac=link.address,
                 running=bool(flags & _IFF_UP) and bool(flags & (_IFF_LOWER_UP | _IFF_RUNNING)),
-                link_local=local.get(int(message["index"]), ""),
+                link_local=local.get(link.index, ""),
             )
         return found
 
     def toward(self, ip: str, links: Mapping[str, Link]) -> str | None:
         """The interface the routing table sends packets for `ip` out of (None: no route)."""
         try:
-            routes = self._ipr.route("get", dst=ip)
-        except Exception:  # noqa: BLE001 - unreachable: no interface
+            route = self._ipr.route_get(ip)
+        except OSError:  # unreachable: no interface
             return None
-        if not routes:
+        if route is None:
             return None
-        index = routes[0].get_attr("RTA_OIF")
-        return next((link.name for link in links.values() if link.index == index), None)
+        return next((link.name for link in links.values() if link.index == route.oif), None)
 
     def sysctl(self, key: str) -> str | None:
         with entered(self.netns):
