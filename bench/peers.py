@@ -10,10 +10,15 @@ Changes alternate one by one, porter-lb then MetalLB, then MetalLB first on the 
 B A ...), so the machine's drift falls on both alike. Each is timed from just before the API
 call until the router's kernel FIB holds exactly the new next hops (netlink events, no
 polling). Two rounds: `--gap` seconds between changes, then back to back (the next change as
-soon as the last one is in the FIB). Then each process's resident memory (VmRSS) and the CPU
-seconds it used over the whole run.
+soon as the last one is in the FIB); a capture of the UPDATEs at the router splits each
+paced change (porter_lab.bgpwire; for porter-lb also the agents' debug timeline). Then the
+steady state, CPU (% of one core) and RSS of every process: an idle window, and a churn
+window where both systems' Services move `--churn-rate` times a second each, after which
+the FIB must be exactly what the rule says. Last, each process's resident memory (VmRSS)
+and the CPU seconds it used over the whole run.
 
-    python bench/peers.py [--changes 200] [--gap 0.05]
+    python bench/peers.py [--changes 200] [--gap 0.05] [--idle 20] [--churn-rate 100]
+                          [--churn-seconds 20]
 
 Prints one table, each figure for porter-lb and for MetalLB with their ratio (porter-lb /
 MetalLB: below 1 means porter-lb is faster or lighter), and writes bench/results/peers.json.
@@ -27,6 +32,8 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -140,7 +147,7 @@ def timeline(
         add("porter-lb", "  API call -> watch event in the agent", change.started, event)
         add("porter-lb", "  watch event -> reconcile starts", event, begun)
         add("porter-lb", "  reconcile computes the paths", begun, computed)
-        add("porter-lb", "  gRPC AddPathStream to gobgpd", computed, sent)
+        add("porter-lb", "  gRPC call to gobgpd (AddPath)", computed, sent)
         add("porter-lb", "  gobgpd -> UPDATE at the router", sent, update.at)
     return split
 
@@ -149,6 +156,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--changes", type=int, default=200, help="changes per system per round")
     parser.add_argument("--gap", type=float, default=0.05, help="seconds between changes")
+    parser.add_argument("--idle", type=float, default=20.0, help="seconds of the idle window")
+    parser.add_argument(
+        "--churn-rate", type=float, default=100.0, help="changes per second per system"
+    )
+    parser.add_argument(
+        "--churn-seconds", type=float, default=20.0, help="seconds of the churn window"
+    )
     args = parser.parse_args()
     rows: list[dict[str, Any]] = []
     extra: dict[str, Any] = {"changes": args.changes, "gap_s": args.gap}
@@ -177,6 +191,28 @@ def main() -> int:
                 for label, fraction in (("p50", 0.5), ("p99", 0.99), ("max", 1.0)):
                     values = {s: percentile(samples[s], fraction) for s in SYSTEMS}
                     rows.append(side_by_side(f"EndpointSlice -> FIB {label}, {name}", values, "ms"))
+            print(f"steady state: {args.idle:g} s idle", flush=True)
+            windows = {"idle": window(pids, lambda: time.sleep(args.idle))}
+            print(
+                f"steady state: {args.churn_rate:g} changes/s each for {args.churn_seconds:g} s",
+                flush=True,
+            )
+            done: dict[System, int] = {}
+            windows["churn"] = window(
+                pids, lambda: done.update(churn(bed, args.churn_rate, args.churn_seconds))
+            )
+            # Nothing lost: once the churn stops, the FIB is exactly what the rule says.
+            watcher.wait_until(
+                lambda routes: (
+                    all(routes.get(p) == h for p, h in bed.desired(ips).items())
+                    and all(p in bed.desired(ips) for p in routes if p in ip_prefixes(ips))
+                ),
+                30,
+            )
+            extra["steady"] = {
+                "windows": windows,
+                "churn_changes": {LABELS[s]: n for s, n in done.items()},
+            }
             bed.check_running()
         finally:
             capture.stop()
@@ -203,10 +239,72 @@ def main() -> int:
     rows.append(
         side_by_side("CPU controller over the run", {s: cpu[s]["controller"] for s in SYSTEMS}, "s")
     )
+    rate = {s: done[s] / args.churn_seconds for s in SYSTEMS}
+    rows.append(side_by_side("steady: changes/s achieved", rate, "/s"))
+    for name in ("idle", "churn"):
+        cpu_w, rss_w, seconds = (windows[name][k] for k in ("cpu_s", "rss_mb", "seconds"))
+        rows.append(
+            side_by_side(
+                f"steady {name}: CPU per node",
+                {s: 100 * per_node(cpu_w[s]) / seconds for s in SYSTEMS},
+                "%",
+            )
+        )
+        rows.append(
+            side_by_side(
+                f"steady {name}: CPU controller",
+                {s: 100 * cpu_w[s]["controller"] / seconds for s in SYSTEMS},
+                "%",
+            )
+        )
+        rows.append(
+            side_by_side(
+                f"steady {name}: RSS per node", {s: per_node(rss_w[s]) for s in SYSTEMS}, "MB"
+            )
+        )
     extra["machine_description"] = f"{os.cpu_count()} cores, {platform.platform()}"
     print_table(rows)
     report("peers", rows, extra, table=False)
     return 0
+
+
+def window(pids: dict[System, dict[str, int]], work: Callable[[], object]) -> dict[str, Any]:
+    """CPU seconds each process used while `work` ran, and its RSS at the end."""
+    before = {s: {r: cpu_seconds(p) for r, p in pids[s].items()} for s in SYSTEMS}
+    started = time.monotonic()
+    work()
+    seconds = time.monotonic() - started
+    return {
+        "seconds": seconds,
+        "cpu_s": {
+            s: {r: cpu_seconds(p) - before[s][r] for r, p in pids[s].items()} for s in SYSTEMS
+        },
+        "rss_mb": {s: {r: rss_mb(p) for r, p in pids[s].items()} for s in SYSTEMS},
+    }
+
+
+def churn(bed: PeersBed, rate: float, seconds: float) -> dict[System, int]:
+    """Both systems' Services moved `rate` times a second each, for `seconds`, one writer
+    thread per system paced by a schedule (a late change is not made up for); how many
+    changes each made."""
+    patterns = {system: cycle(bed, system) for system in SYSTEMS}
+    end = time.monotonic() + seconds
+
+    def writer(system: System) -> int:
+        made, due = 0, time.monotonic()
+        while time.monotonic() < end:
+            bed.move(system, patterns[system][(made + 1) % len(patterns[system])])
+            made += 1
+            due = max(due + 1 / rate, time.monotonic() - 1 / rate)
+            time.sleep(max(0.0, due - time.monotonic()))  # pacing, not synchronisation
+        return made
+
+    with ThreadPoolExecutor(len(SYSTEMS)) as pool:
+        return dict(zip(SYSTEMS, pool.map(writer, SYSTEMS), strict=True))
+
+
+def ip_prefixes(ips: dict[str, str]) -> set[str]:
+    return {f"{ip}/32" for ip in ips.values()}
 
 
 def first_ips(bed: PeersBed) -> dict[str, str] | None:
