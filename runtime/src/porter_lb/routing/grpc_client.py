@@ -193,8 +193,12 @@ class _Connection:
 
     def __init__(self, family: int, address: str | tuple[str, int], timeout: float) -> None:
         self.sock = socket.socket(family, socket.SOCK_STREAM)
-        self.sock.settimeout(timeout)
-        self.sock.connect(address)
+        try:
+            self.sock.settimeout(timeout)
+            self.sock.connect(address)
+        except OSError:
+            self.sock.close()  # at once: a speaker retries every 0.2-0.5 s while gobgpd is down
+            raise
         self.decoder = hpack.Decoder()
         self.buffer = bytearray()
         self.next_stream = 1
