@@ -8,6 +8,7 @@ without logging an error."""
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -37,7 +38,9 @@ class Bed:
 
     def __init__(self, api: KubeAPI) -> None:
         self.api = api
-        self.namespace = f"plb-bad-{run_id()}"
+        # 8 hex digits, not run_id()'s 4: a namespace of an earlier test of this module may
+        # still be terminating, and 4 collided once in CI (409 "object is being deleted").
+        self.namespace = f"plb-bad-{secrets.token_hex(4)}"
         self.made: list[str] = []  # paths of cluster-scoped objects, deleted afterwards
         self.stop = threading.Event()
         self.thread: threading.Thread | None = None
