@@ -112,6 +112,10 @@ class AllocationController:
     class_name: str = LOAD_BALANCER_CLASS
     batch_size: int = 500
     writers: int = 8
+    # Events go out from their own threads, after the writes that matter: a Service's IP
+    # never waits for the Event about it. At most `events_pending` wait; more block the loop.
+    event_writers: int = 2
+    events_pending: int = 2000
     queue: WorkQueue = field(default_factory=WorkQueue)
     allocations: Allocations = field(default_factory=Allocations)
     pools: dict[str, Pool] = field(default_factory=dict)
@@ -124,6 +128,8 @@ class AllocationController:
     _refused: dict[str, Refused] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
     _pool: ThreadPoolExecutor | None = None
+    _events: ThreadPoolExecutor | None = None
+    _events_room: threading.BoundedSemaphore | None = None
     reconciles: int = 0
     conflicts: int = 0
     caught_up: threading.Event = field(default_factory=threading.Event)  # first pass done
@@ -268,6 +274,8 @@ class AllocationController:
         the allocations from the caches first, as a freshly started process would.
         """
         self._pool = ThreadPoolExecutor(self.writers, thread_name_prefix="writer")
+        self._events = ThreadPoolExecutor(self.event_writers, thread_name_prefix="events")
+        self._events_room = threading.BoundedSemaphore(self.events_pending)
         started = time.monotonic()
         reconciles = self.reconciles
         caught_up = False
@@ -296,6 +304,8 @@ class AllocationController:
             self.caught_up.clear()
             self._pool.shutdown(wait=True)
             self._pool = None
+            self._events.shutdown(wait=True)  # the Events already decided still go out
+            self._events = None
 
     def stop(self) -> None:
         self._stop.set()
@@ -384,13 +394,29 @@ class AllocationController:
             [o for o in outcomes if o.remove_finalizer and _SERVICE + o.key not in failed],
             lambda o: self._set_finalizer(o, False),
         )
-        self._write_all([o for o in outcomes if o.event and o.service is not None], self._record)
+        for outcome in outcomes:
+            if outcome.event and outcome.service is not None:
+                self._record(outcome)
         return failed
 
     def _record(self, outcome: _Outcome) -> None:
+        """The outcome's Event, written by the event threads while the loop goes on (in
+        line when not running: tests drive `process` directly). Best effort, as Events are."""
         assert outcome.event is not None and outcome.service is not None
         type_, reason, message = outcome.event
-        self.recorder.event(outcome.service, type_, reason, message)
+        service, events, room = outcome.service, self._events, self._events_room
+        if events is None or room is None:
+            self.recorder.event(service, type_, reason, message)
+            return
+        room.acquire()
+
+        def write() -> None:
+            try:
+                self.recorder.event(service, type_, reason, message)
+            finally:
+                room.release()
+
+        events.submit(write)
 
     def _write_all(self, outcomes: list[_Outcome], write: Callable[[_Outcome], None]) -> set[str]:
         """Run `write` for each outcome (in parallel); the queue keys of those that failed."""
