@@ -13,18 +13,15 @@ bytes, one per segment. A message cut by a segment boundary is skipped, not misr
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
-import select
 import socket
 import struct
 import threading
-import time
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from porter_lb.host.netns import entered
+from porter_lab.capture import ETH_P_IP, LinkCapture
 
-_ETH_P_IP = 0x0800
 _BGP_PORT = 179
 _UPDATE = 2
 _HEADER = 19
@@ -90,7 +87,7 @@ def parse_updates(
 def parse_frame(frame: bytes) -> tuple[str, bytes] | None:
     """(source address, TCP payload) of an Ethernet/IPv4/TCP frame of a BGP session (either
     port 179: either side may have opened it), else None."""
-    if len(frame) < 14 + 20 or struct.unpack_from("!H", frame, 12)[0] != _ETH_P_IP:
+    if len(frame) < 14 + 20 or struct.unpack_from("!H", frame, 12)[0] != ETH_P_IP:
         return None
     ip = frame[14:]
     header_length = (ip[0] & 0x0F) * 4
@@ -106,7 +103,7 @@ def parse_frame(frame: bytes) -> tuple[str, bytes] | None:
 
 
 @dataclass
-class UpdateCapture:
+class UpdateCapture(LinkCapture):
     """Every BGP UPDATE sent to the router on `link` of `netns` (see the module docstring)."""
 
     netns: str
@@ -114,52 +111,22 @@ class UpdateCapture:
     add_path: bool = False  # the sessions carry ADD-PATH identifiers (central mode)
     updates: list[Update] = field(default_factory=list)
     max_updates: int = 100_000
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    protocol: ClassVar[int] = ETH_P_IP
+    thread_name: ClassVar[str] = "bgp-capture"
 
-    def start(self) -> UpdateCapture:
-        with entered(self.netns):
-            self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(_ETH_P_IP))
-            self.sock.bind((self.link, _ETH_P_IP))
+    def opened(self) -> None:
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
-        self._thread = threading.Thread(target=self._run, name="bgp-capture", daemon=True)
-        self._thread.start()
-        return self
 
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(2)
-        with contextlib.suppress(OSError):
-            self.sock.close()
-
-    def __enter__(self) -> UpdateCapture:
-        return self.start()
-
-    def __exit__(self, *_: object) -> None:
-        self.stop()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            readable, _, _ = select.select([self.sock], [], [], 0.05)
-            if not readable:
-                continue
-            try:
-                frame, address = self.sock.recvfrom(65536)
-            except OSError:
-                return  # the link went (the bed is being taken down)
-            at = time.monotonic()
-            if address[2] == socket.PACKET_OUTGOING:
-                continue
-            parsed = parse_frame(frame)
-            if parsed is None:
-                continue
-            source, payload = parsed
-            for announced, withdrawn in parse_updates(payload, self.add_path):
-                with self._lock:
-                    if len(self.updates) < self.max_updates:
-                        self.updates.append(Update(at, source, announced, withdrawn))
+    def handle(self, frame: bytes, at: float) -> None:
+        parsed = parse_frame(frame)
+        if parsed is None:
+            return
+        source, payload = parsed
+        for announced, withdrawn in parse_updates(payload, self.add_path):
+            with self._lock:
+                if len(self.updates) < self.max_updates:
+                    self.updates.append(Update(at, source, announced, withdrawn))
 
     def first_after(self, prefix: str, since: float, sources: frozenset[str]) -> Update | None:
         """The first UPDATE about `prefix` from one of `sources` read at or after `since`."""

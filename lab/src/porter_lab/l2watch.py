@@ -14,22 +14,17 @@ a thread of their own. Frames are parsed by porter-lb's own codec (porter_lb.lay
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
-import select
-import socket
-import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from porter_lab import netns as _netns
+from porter_lab.capture import LinkCapture
 from porter_lab.netlink import NetlinkWatcher
-from porter_lb.host.netns import entered
 from porter_lb.layer2 import packets
 
 _RTMGRP_NEIGH = 0x4
-_ETH_P_ALL = 0x0003
 _NUD_FAILED = 0x20
 _NUD_INCOMPLETE = 0x01
 
@@ -93,7 +88,7 @@ class Answer:
 
 
 @dataclass
-class AnswerCapture:
+class AnswerCapture(LinkCapture):
     """Every answer about `ips` seen on the client's link (see the module docstring)."""
 
     netns: str
@@ -104,47 +99,25 @@ class AnswerCapture:
     max_probes: int = 4000
     answers: list[Answer] = field(default_factory=list)
     probes: list[float] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
+    wait: ClassVar[float] = 0.01
+    thread_name: ClassVar[str] = "l2-capture"
 
-    def start(self) -> AnswerCapture:
-        with entered(self.netns):
-            self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(_ETH_P_ALL))
-            self.sock.bind((self.link, _ETH_P_ALL))
+    def opened(self) -> None:
         self.own_mac = self.sock.getsockname()[4]
         self.own_ip = next(
             a["local"]
             for entry in _netns.ip_json("-4", "address", "show", self.link, netns=self.netns)
             for a in entry.get("addr_info", [])
         )
-        self._thread = threading.Thread(target=self._run, name="l2-capture", daemon=True)
-        self._thread.start()
-        return self
+        self._next_probe = 0.0
 
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(2)
-        with contextlib.suppress(OSError):
-            self.sock.close()
+    def tick(self, now: float) -> None:
+        if self.probe_ip and now >= self._next_probe and len(self.probes) < self.max_probes:
+            self.sock.send(packets.arp_request(self.own_mac, self.own_ip, self.probe_ip))
+            self.probes.append(now)
+            self._next_probe = now + self.probe_interval
 
-    def _run(self) -> None:
-        next_probe = time.monotonic()
-        while not self._stop.is_set():
-            now = time.monotonic()
-            if self.probe_ip and now >= next_probe and len(self.probes) < self.max_probes:
-                self.sock.send(packets.arp_request(self.own_mac, self.own_ip, self.probe_ip))
-                self.probes.append(now)
-                next_probe = now + self.probe_interval
-            readable, _, _ = select.select([self.sock], [], [], 0.01)
-            if not readable:
-                continue
-            frame, address = self.sock.recvfrom(2048)
-            if address[2] == socket.PACKET_OUTGOING:
-                continue
-            self._record(frame, time.monotonic())
-
-    def _record(self, frame: bytes, at: float) -> None:
+    def handle(self, frame: bytes, at: float) -> None:
         arp = packets.parse_arp(frame)
         if arp is not None and str(arp.sender_ip) in self.ips:
             if arp.gratuitous:
