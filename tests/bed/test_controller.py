@@ -212,9 +212,9 @@ def test_allocates_publishes_and_releases(cluster: Cluster) -> None:
     )
     ready = status["conditions"][0]
     assert (ready["type"], ready["status"], ready["reason"]) == ("Ready", "True", "Ready")
-    assert ("Normal", "AllocatedIP", f"allocated 198.18.1.0 from Eip {pool}") in cluster.events(
-        "web"
-    )
+    allocated = ("Normal", "AllocatedIP", f"allocated 198.18.1.0 from Eip {pool}")
+    # Events go out from their own threads, beside the status writes: poll for it.
+    wait_for(lambda: allocated in cluster.events("web"), 10, "the AllocatedIP Event")
 
     # Deleting the Service releases its IP, then its finalizer: the Service goes away.
     cluster.delete_service("web")

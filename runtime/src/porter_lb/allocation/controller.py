@@ -112,10 +112,11 @@ class AllocationController:
     class_name: str = LOAD_BALANCER_CLASS
     batch_size: int = 500
     writers: int = 8
-    # Events go out from their own threads, after the writes that matter: a Service's IP
-    # never waits for the Event about it. At most `events_pending` wait; more block the loop.
+    # Events go out from their own threads, beside the writes that matter: a Service's IP
+    # never waits for the Event about it. At most `events_pending` wait (about 0.5 kB each:
+    # the Service is the cache's own object); more block the loop until there is room.
     event_writers: int = 2
-    events_pending: int = 2000
+    events_pending: int = 10_000
     queue: WorkQueue = field(default_factory=WorkQueue)
     allocations: Allocations = field(default_factory=Allocations)
     pools: dict[str, Pool] = field(default_factory=dict)
