@@ -357,9 +357,12 @@ class AllocationController:
         eips = {k[len(_EIP) :] for k in keys if k.startswith(_EIP)}
         failed: set[str] = set()
         # 1. Finalizers before any IP is recorded for a Service. A Service whose finalizer
-        # cannot be set keeps no new IP: it is released and retried.
+        # cannot be set keeps no new IP: it is released and retried. A Service getting its
+        # first IPs now gets the finalizer in the same write as its status (step 3): the
+        # API server keeps a Service's metadata from a status write (it resets only spec).
         failed |= self._write_all(
-            [o for o in outcomes if o.add_finalizer], lambda o: self._set_finalizer(o, True)
+            [o for o in outcomes if o.add_finalizer and not o.ips],
+            lambda o: self._set_finalizer(o, True),
         )
         for outcome in outcomes:
             if _SERVICE + outcome.key in failed:
@@ -558,14 +561,32 @@ class AllocationController:
     def _set_status(self, outcome: _Outcome) -> None:
         ips = outcome.ips or ()
         ingress = [{"ip": ip, "ipMode": "VIP"} for ip in ips] if ips else None
+        patch: Obj = {"status": {"loadBalancer": {"ingress": ingress}}}
+        with_finalizer = outcome.add_finalizer and bool(ips) and outcome.service is not None
+        if with_finalizer:
+            assert outcome.service is not None
+            metadata = outcome.service.get("metadata", {})
+            patch["metadata"] = {
+                "finalizers": [*(metadata.get("finalizers") or []), FINALIZER],
+                "resourceVersion": metadata.get("resourceVersion"),
+            }
         try:
-            self.api.merge_patch(
-                _service_path(outcome.key) + "/status",
-                {"status": {"loadBalancer": {"ingress": ingress}}},
-            )
+            written = self.api.merge_patch(_service_path(outcome.key) + "/status", patch)
         except KubeError as error:
-            if error.status != 404:
+            if error.status == 404:
+                return
+            if error.status != 409 or not with_finalizer:
                 raise
+            # Changed since our cache saw it: the finalizer on its own (it re-reads and
+            # retries), then the status.
+            self._set_finalizer(outcome, True)
+            del patch["metadata"]
+            self.api.merge_patch(_service_path(outcome.key) + "/status", patch)
+            return
+        if with_finalizer and FINALIZER not in (
+            written.get("metadata", {}).get("finalizers") or []
+        ):
+            self._set_finalizer(outcome, True)  # an API server that drops it from /status
 
     def _write_eips(self, names: list[str]) -> bool:
         """Write each Eip's status when it differs; False on a resourceVersion conflict."""
