@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -54,7 +55,7 @@ def main() -> int:
     figure, axes = plt.subplots(2, 2, figsize=(11, 8))
     panels = [
         (axes[0][0], "cold start -> every route in the FIB", "s", SERIES, "seconds"),
-        (axes[0][1], "first start -> every IP in status", "s", FIRST, "seconds"),
+        (axes[0][1], "first start -> every IP in status (log scale)", "s", FIRST, "seconds"),
         (axes[1][0], "CPU used by the cold start (all processes)", "CPU s", SERIES, "cpu_s"),
         (axes[1][1], "RSS after the cold start (all processes)", "MB", SERIES, "rss_mb"),
     ]
@@ -64,11 +65,19 @@ def main() -> int:
             mine = sorted((p for p in points if p["nodes"] == nodes), key=lambda p: p["services"])
             xs = [p["services"] for p in mine]
             for key, (label, colour) in series.items():
-                ys = [p[key][field] for p in mine]
+                # Not measured (or timed out): a gap in the line.
+                ys = [_value(p.get(key, {}).get(field)) for p in mine]
                 axis.plot(xs, ys, style, color=colour, marker="o", label=f"{label}, {nodes} nodes")
             if series is FIRST:
-                floor = [p["services"] / p["first porter-lb"]["floor_writes_per_s"] for p in mine]
+                floor = [
+                    p["services"] / p["first porter-lb"]["floor_writes_per_s"]
+                    if "first porter-lb" in p
+                    else math.nan
+                    for p in mine
+                ]
                 axis.plot(xs, floor, style, color="grey", label=f"floor, {nodes} nodes")
+        if series is FIRST:
+            axis.set_yscale("log")  # MetalLB's first start is ten times porter-lb's
         axis.set_title(title, fontsize=10)
         axis.set_xlabel("Services")
         axis.set_ylabel(unit)
@@ -87,6 +96,10 @@ def main() -> int:
     return 0
 
 
+def _value(value: float | None) -> float:
+    return math.nan if value is None else float(value)
+
+
 def markdown(points: list[dict[str, Any]]) -> str:
     """One row per point: first start (with the floor), cold start of each run with the
     ratio to MetalLB, CPU and RSS per node of the node-mode runs."""
@@ -94,6 +107,10 @@ def markdown(points: list[dict[str, Any]]) -> str:
     def get(point: dict[str, Any], key: str, field: str) -> float | None:
         value = point.get(key, {}).get(field)
         return None if value is None else float(value)
+
+    def mark(point: dict[str, Any], key: str) -> str:
+        """A figure the results call disturbed (another job ran meanwhile) gets a star."""
+        return "*" if point.get(key, {}).get("disturbed") else ""
 
     def num(value: float | None, digits: int = 1) -> str:
         return "-" if value is None else f"{value:,.{digits}f}"
@@ -115,10 +132,14 @@ def markdown(points: list[dict[str, Any]]) -> str:
         node = get(point, "cold porter-lb node", "seconds")
         central = get(point, "cold porter-lb central", "seconds")
         peer = get(point, "cold metallb", "seconds")
+        timed_out = point.get("cold metallb", {}).get("timed_out_after_s")
+        peer_text = f"> {timed_out:,}" if timed_out else num(peer)
         lines.append(
             f"| {point['services']:,} x {point['nodes']} "
-            f"| {num(first_mine)} / {num(first_peer)} s ({num(floor)} s) "
-            f"| {num(node)} / {num(central)} / {num(peer)} s "
+            f"| {num(first_mine)}{mark(point, 'first porter-lb')} / {num(first_peer)} s "
+            f"({num(floor)} s) "
+            f"| {num(node)} / {num(central)}{mark(point, 'cold porter-lb central')} / "
+            f"{peer_text} s "
             f"| {ratio(node, peer)} / {ratio(central, peer)} "
             f"| {num(get(point, 'cold porter-lb node', 'cpu_s'), 0)} / "
             f"{num(get(point, 'cold metallb', 'cpu_s'), 0)} s "
