@@ -60,6 +60,23 @@ def report(
     return path
 
 
+def print_side_by_side(rows: list[dict[str, Any]]) -> None:
+    """Print rows of {"metric", "value" (porter-lb), "metallb", "ratio", "unit"} as a table;
+    a figure not measured (None) shows as "-"."""
+
+    def cell(value: float | None, unit: str) -> str:
+        return f"{'-':>9}   " if value is None else f"{value:>9.4g} {unit:<2}"
+
+    width = max(len(r["metric"]) for r in rows)
+    print(f"\n{'metric':<{width}}  {'porter-lb':>12}  {'MetalLB':>12}  {'ratio':>6}")
+    for row in rows:
+        ratio = "-" if row["ratio"] is None else f"{row['ratio']:.2f}"
+        print(
+            f"{row['metric']:<{width}}  {cell(row['value'], row['unit'])}"
+            f"  {cell(row['metallb'], row['unit'])}  {ratio:>6}"
+        )
+
+
 def _cpus() -> int:
     import os
 

@@ -40,7 +40,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import percentile, report
+from common import percentile, print_side_by_side, report
 
 from porter_lab.bgpwire import UpdateCapture
 from porter_lab.fib import FibWatcher
@@ -263,7 +263,7 @@ def main() -> int:
             )
         )
     extra["machine_description"] = f"{os.cpu_count()} cores, {platform.platform()}"
-    print_table(rows)
+    print_side_by_side(rows)
     report("peers", rows, extra, table=False)
     return 0
 
@@ -329,17 +329,6 @@ def side_by_side(metric: str, values: dict[System, float], unit: str) -> dict[st
         "unit": unit,
         "target": None,
     }
-
-
-def print_table(rows: list[dict[str, Any]]) -> None:
-    width = max(len(r["metric"]) for r in rows)
-    print(f"\n{'metric':<{width}}  {'porter-lb':>12}  {'MetalLB':>12}  {'ratio':>6}")
-    for row in rows:
-        ratio = "-" if row["ratio"] is None else f"{row['ratio']:.2f}"
-        print(
-            f"{row['metric']:<{width}}  {row['value']:>9.4g} {row['unit']:<2}"
-            f"  {row['metallb']:>9.4g} {row['unit']:<2}  {ratio:>6}"
-        )
 
 
 if __name__ == "__main__":

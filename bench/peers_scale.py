@@ -53,20 +53,20 @@ from typing import Any, Literal
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import report
+from common import print_side_by_side, report
 
-from porter_lab import metallb, netns, objects
+from porter_lab import metallb, objects
 from porter_lab.agents import Agent
 from porter_lab.controllers import start_controller
 from porter_lab.controlplane import ControlPlane
 from porter_lab.fib import FibWatcher
 from porter_lab.kube import api_writes, apply_crds
-from porter_lab.paths import CRD_DIR
+from porter_lab.peers import add_local_service, router_bed
 from porter_lab.processes import Daemon
-from porter_lab.reliability.churn import rss_kib
-from porter_lab.routers import Bird, Neighbor, RouterSpec
+from porter_lab.reliability.churn import rss_kib, status_kib
+from porter_lab.routers import Bird
 from porter_lab.speakers import Gobgpd
-from porter_lab.topology import NODE_ASN, PREFIX_ROOT, ROUTER_ASN, Topology, run_id
+from porter_lab.topology import NODE_ASN, ROUTER_ASN, Topology
 from porter_lb.kube.api import KubeAPI
 
 System = Literal["porter-lb", "metallb"]
@@ -92,13 +92,7 @@ def cpu_seconds(pid: int) -> float:
 
 
 def peak_kib(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    except (OSError, ValueError):
-        pass
-    return 0
+    return status_kib(pid, "VmHWM")
 
 
 def server_cpu(bed: ScaleBed) -> float:
@@ -172,18 +166,8 @@ class ScaleBed:
 
         def create(item: tuple[System, int]) -> None:
             system, index = item
-            namespace, name = NAMESPACES[system], service_name(system, index)
-            nodes = endpoint_nodes(index, self.node_count)
-            self.api.create(
-                objects.endpoint_slices(namespace),
-                objects.endpoint_slice(f"{name}-1", namespace, name, nodes),
-            )
-            self.api.create(
-                objects.services(namespace),
-                objects.load_balancer_service(
-                    name, namespace, policy="Local", porter=system == "porter-lb", node_ports=False
-                ),
-            )
+            name, nodes = service_name(system, index), endpoint_nodes(index, self.node_count)
+            add_local_service(self.api, system, NAMESPACES[system], name, nodes)
 
         work = [(s, i) for i in range(self.services, services) for s in POOLS]
         with ThreadPoolExecutor(16) as pool:
@@ -301,36 +285,15 @@ class ScaleBed:
 @contextlib.contextmanager
 def scale_bed(nodes: int) -> Iterator[ScaleBed]:
     root = Path(tempfile.mkdtemp(prefix="porter-scale-"))
-    plane = ControlPlane(root / "controlplane")
-    topology = Topology(run_id(), node_count=nodes)
-    router: Bird | None = None
-    made: ScaleBed | None = None
-    try:
-        plane.start()
-        from kubernetes import config
-
-        api_client = config.new_client_from_config(config_file=str(plane.kubeconfig))
-        apply_crds(api_client, sorted(CRD_DIR.glob("*.yaml")))
-        topology.create()
-        spec = RouterSpec(
-            asn=ROUTER_ASN,
-            router_id=topology.router_address,
-            neighbors=tuple(Neighbor(n.address, NODE_ASN, n.name) for n in topology.nodes),
-            pools=tuple(POOLS.values()),
-            add_paths_rx=True,
+    with router_bed(root, nodes, tuple(POOLS.values()), add_paths_rx=True) as base:
+        made = ScaleBed(
+            root, base.plane, KubeAPI(base.api_client), base.topology, base.router, base.api_client
         )
-        router = Bird(topology.router_ns, spec, root / "bird").start()
-        made = ScaleBed(root, plane, KubeAPI(api_client), topology, router, api_client)
-        made.base_objects()
-        yield made
-    finally:
-        if made is not None:
+        try:
+            made.base_objects()
+            yield made
+        finally:
             made.close()
-        if router is not None:
-            router.stop()
-        topology.destroy()
-        plane.stop()
-        netns.remove_all(f"{PREFIX_ROOT}{topology.run}")
 
 
 # --- measurements ------------------------------------------------------------------------
@@ -510,19 +473,19 @@ def main() -> int:
                 points.append(point)
                 # Written after every point: a run cut short keeps what it measured.
                 report("peers_scale", [], {"points": points, "table": table(points)}, table=False)
-    print_table(table(points))
+    print_side_by_side(table(points))
     return 0
 
 
 def table(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Rows of (metric, porter-lb, MetalLB, ratio); a figure not measured is None."""
+    """Rows of metric, porter-lb's value, MetalLB's and their ratio; not measured: None."""
     rows: list[dict[str, Any]] = []
 
     def row(metric: str, mine: dict[str, Any], peer: dict[str, Any], field: str, unit: str) -> None:
         rows.append(
             {
                 "metric": metric,
-                "porter-lb": mine.get(field),
+                "value": mine.get(field),
                 "metallb": peer.get(field),
                 "unit": unit,
             }
@@ -541,23 +504,9 @@ def table(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
             row(f"{where}: API server + etcd CPU ({mode})", mine, peer, "server_cpu_s", "s")
             row(f"{where}: RSS in all ({mode})", mine, peer, "rss_mb", "MB")
     for entry in rows:
-        mine, peer = entry["porter-lb"], entry["metallb"]
+        mine, peer = entry["value"], entry["metallb"]
         entry["ratio"] = mine / peer if mine is not None and peer else None
     return rows
-
-
-def print_table(rows: list[dict[str, Any]]) -> None:
-    def cell(value: float | None, unit: str) -> str:
-        return f"{'-':>8}   " if value is None else f"{value:>8.4g} {unit:<2}"
-
-    width = max(len(r["metric"]) for r in rows)
-    print(f"\n{'metric':<{width}}  {'porter-lb':>11}  {'MetalLB':>11}  {'ratio':>6}")
-    for entry in rows:
-        ratio = "-" if entry["ratio"] is None else f"{entry['ratio']:.2f}"
-        print(
-            f"{entry['metric']:<{width}}  {cell(entry['porter-lb'], entry['unit'])}"
-            f"  {cell(entry['metallb'], entry['unit'])}  {ratio:>6}"
-        )
 
 
 if __name__ == "__main__":

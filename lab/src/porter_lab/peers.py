@@ -128,16 +128,7 @@ class PeersBed:
         established(self.router, timeout=60)
 
     def add_service(self, system: System, name: str, nodes: list[str]) -> None:
-        self.api.create(
-            objects.endpoint_slices(NAMESPACE),
-            objects.endpoint_slice(f"{name}-1", NAMESPACE, name, nodes),
-        )
-        self.api.create(
-            objects.services(NAMESPACE),
-            objects.load_balancer_service(
-                name, NAMESPACE, policy="Local", porter=system == "porter-lb", node_ports=False
-            ),
-        )
+        add_local_service(self.api, system, NAMESPACE, name, nodes)
         self.services[name] = (system, nodes)
 
     def move(self, name: str, nodes: list[str]) -> None:
@@ -204,17 +195,43 @@ class PeersBed:
             relay.stop()
 
 
+def add_local_service(
+    api: KubeAPI, system: System, namespace: str, name: str, nodes: list[str]
+) -> None:
+    """A LoadBalancer Service of `system`'s (externalTrafficPolicy Local, no node ports) and
+    its EndpointSlice `NAME-1` with an endpoint on each of `nodes`."""
+    api.create(
+        objects.endpoint_slices(namespace),
+        objects.endpoint_slice(f"{name}-1", namespace, name, nodes),
+    )
+    api.create(
+        objects.services(namespace),
+        objects.load_balancer_service(
+            name, namespace, policy="Local", porter=system == "porter-lb", node_ports=False
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class RouterBed:
+    """What every side-by-side bed starts from (see router_bed)."""
+
+    plane: ControlPlane
+    api_client: Any
+    topology: Topology
+    router: Bird
+
+
 @contextlib.contextmanager
-def peers_bed(
-    workdir: Path | None = None, agent_args: tuple[str, ...] = ("--log-level", "warning")
-) -> Iterator[PeersBed]:
-    """The running bed (see the module docstring); everything is stopped and removed after.
-    `agent_args`: added to each porter-lb agent's command line (e.g. a debug log level)."""
-    root = workdir or Path(tempfile.mkdtemp(prefix="porter-peers-"))
+def router_bed(
+    root: Path, node_count: int, pools: tuple[str, ...], *, add_paths_rx: bool = False
+) -> Iterator[RouterBed]:
+    """A real API server with porter-lb's CRDs, `node_count` node namespaces and one BIRD
+    router (AS 65000) peering with each node (AS 65001), accepting routes of `pools`; all
+    of it stopped and removed after. bench/peers_scale.py builds its bed on it too."""
     plane = ControlPlane(root / "controlplane")
-    topology = Topology(run_id(), node_count=4)
+    topology = Topology(run_id(), node_count=node_count)
     router: Bird | None = None
-    made: PeersBed | None = None
     try:
         plane.start()
         from kubernetes import config
@@ -226,20 +243,39 @@ def peers_bed(
             asn=ROUTER_ASN,
             router_id=topology.router_address,
             neighbors=tuple(Neighbor(n.address, NODE_ASN, n.name) for n in topology.nodes),
-            pools=(EIP_POOL,),
+            pools=pools,
+            add_paths_rx=add_paths_rx,
         )
         router = Bird(topology.router_ns, spec, root / "bird").start()
-        made = PeersBed(
-            root, plane, KubeAPI(api_client), topology, router, api_client, agent_args=agent_args
-        )
-        made.base_objects()
-        made.start()
-        yield made
+        yield RouterBed(plane, api_client, topology, router)
     finally:
-        if made is not None:
-            made.stop()
         if router is not None:
             router.stop()
         topology.destroy()
         plane.stop()
         netns.remove_all(f"{PREFIX_ROOT}{topology.run}")
+
+
+@contextlib.contextmanager
+def peers_bed(
+    workdir: Path | None = None, agent_args: tuple[str, ...] = ("--log-level", "warning")
+) -> Iterator[PeersBed]:
+    """The running bed (see the module docstring); everything is stopped and removed after.
+    `agent_args`: added to each porter-lb agent's command line (e.g. a debug log level)."""
+    root = workdir or Path(tempfile.mkdtemp(prefix="porter-peers-"))
+    with router_bed(root, 4, (EIP_POOL,)) as base:
+        made = PeersBed(
+            root,
+            base.plane,
+            KubeAPI(base.api_client),
+            base.topology,
+            base.router,
+            base.api_client,
+            agent_args=agent_args,
+        )
+        try:
+            made.base_objects()
+            made.start()
+            yield made
+        finally:
+            made.stop()

@@ -1022,9 +1022,14 @@ class RssSampler:
 
 def rss_kib(pid: int) -> int:
     """VmRSS of a process in KiB; 0 when it is gone."""
+    return status_kib(pid, "VmRSS")
+
+
+def status_kib(pid: int, field: str) -> int:
+    """A KiB field of /proc/PID/status (VmRSS, VmHWM, ...); 0 when the process is gone."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1])
     except (OSError, ValueError):
         pass
