@@ -570,8 +570,9 @@ class AllocationController:
                 "finalizers": [*(metadata.get("finalizers") or []), FINALIZER],
                 "resourceVersion": metadata.get("resourceVersion"),
             }
+        path = _service_path(outcome.key) + "/status"
         try:
-            written = self.api.merge_patch(_service_path(outcome.key) + "/status", patch)
+            written = self.api.merge_patch(path, patch)
         except KubeError as error:
             if error.status == 404:
                 return
@@ -581,7 +582,11 @@ class AllocationController:
             # retries), then the status.
             self._set_finalizer(outcome, True)
             del patch["metadata"]
-            self.api.merge_patch(_service_path(outcome.key) + "/status", patch)
+            try:
+                self.api.merge_patch(path, patch)
+            except KubeError as again:
+                if again.status != 404:  # deleted meanwhile: nothing to write
+                    raise
             return
         if with_finalizer and FINALIZER not in (
             written.get("metadata", {}).get("finalizers") or []
