@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import platform
 import time
 from collections.abc import Sequence
@@ -58,6 +59,15 @@ def report(
         print(f"{row['metric']:<{width}}  {value:>12}  {target:>12}  {verdict}")
     print(f"(written to {path.relative_to(RESULTS.parent.parent)})")
     return path
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) a process has used; 0 when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
 def print_side_by_side(rows: list[dict[str, Any]]) -> None:

@@ -40,7 +40,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import percentile, print_side_by_side, report
+from common import cpu_seconds, percentile, print_side_by_side, report
 
 from porter_lab.bgpwire import UpdateCapture
 from porter_lab.fib import FibWatcher
@@ -49,7 +49,6 @@ from porter_lab.reliability.churn import rss_kib
 from porter_lab.waiting import wait_for
 
 LABELS = {"porter-lb": "porter-lb", "metallb": "MetalLB"}
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 # Debug: each agent logs the steps of every reconcile (the timeline); two lines per change.
 AGENT_ARGS = ("--log-level", "debug", "--log-format", "json")
 
@@ -62,11 +61,6 @@ def cycle(bed: PeersBed, system: System) -> list[list[str]]:
 
 def rss_mb(pid: int) -> float:
     return rss_kib(pid) / 1024
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,7 @@ from typing import Any, Literal
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import print_side_by_side, report
+from common import cpu_seconds, print_side_by_side, report
 
 from porter_lab import metallb, objects
 from porter_lab.agents import Agent
@@ -80,15 +80,6 @@ LABELS: dict[str, str] = {
     "porter-lb central": "porter-lb (central)",
     "metallb": "MetalLB",
 }
-CLOCK_TICKS = 100  # USER_HZ on Linux; os.sysconf("SC_CLK_TCK") says the same here
-
-
-def cpu_seconds(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
 
 
 def peak_kib(pid: int) -> int:
